@@ -1,0 +1,15 @@
+"""Shared library of the deep-learning labs pipeline.
+
+Modules are named by what they hold:
+
+- ``errors``: the one exception type stages report as a one-line error.
+- ``params``: the typed schema of ``params.yaml`` and its loader.
+- ``outputs``: atomic, all-or-nothing writing of stage outputs; deterministic ``.npz``/JSON.
+- ``fetch``: pinned, verified, mirror-aware downloads into a user cache.
+- ``sources``: the dataset registry (bundled, remote, bring-your-own) used by ``download``.
+- ``readers``: parsers for raw files (IDX, CIFAR batches, image folders, CSV, tarballs).
+- ``splits``: deterministic stratified splits and train-only scaling.
+- ``text``: the CBOW lab's text cleaning and tokenization.
+"""
+
+__version__ = "0.1.0"

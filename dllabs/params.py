@@ -1,0 +1,215 @@
+"""The typed schema of ``params.yaml`` and the loader every stage calls first.
+
+Every key must be present in ``params.yaml`` (the schema holds no defaults), so the file is the
+single place where a run's settings live and DVC tracks all of them. Validation is strict:
+
+- an unknown key names its full path and the closest valid key (``data.imagez`` -> ``data.images``);
+- a wrong type or out-of-range value names the key, the value and what is allowed;
+- rules that tie keys together (``data.images: folder`` needs ``data.images_dir``) name both keys.
+
+Later labs add their sections (``mlp``, ``cnn``, ...) to :class:`Params`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dllabs.errors import ParamsError
+
+PARAMS_FILE = "params.yaml"
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Label = int | str
+
+
+class Section(BaseModel):
+    """A params section: no unknown keys, no silent type coercion, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Base(Section):
+    """Settings every stage shares."""
+
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    device: Literal["auto", "cpu", "gpu"]
+
+
+class Split(Section):
+    """Fractions for the deterministic, stratified train/val/test split."""
+
+    val_fraction: Fraction
+    test_fraction: Fraction
+
+    @model_validator(mode="after")
+    def _leave_training_rows(self) -> Split:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ParamsError(
+                f"{PARAMS_FILE}: data.split.val_fraction + data.split.test_fraction = "
+                f"{self.val_fraction + self.test_fraction:g}; expected below 0.9 so that "
+                "training keeps at least 10% of the rows"
+            )
+        return self
+
+
+class Data(Section):
+    """Which source each lab reads, and how bring-your-own sources are interpreted."""
+
+    images: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder"]
+    images_dir: str | None
+    image_size: Annotated[list[Annotated[int, Field(ge=4, le=1024)]], Field(min_length=2, max_length=2)]
+    color_mode: Literal["grayscale", "rgb"]
+    anomaly: Literal["digits", "ecg5000", "csv"]
+    csv_path: str | None
+    label_column: Label | None
+    normal_label: Label | list[Label] | None
+    anomaly_scaling: Literal["minmax", "standard", "none"]
+    text: Literal["lee", "alice", "file"]
+    text_path: str | None
+    ecg_sha256: Sha256 | None
+    alice_sha256: Sha256 | None
+    split: Split
+
+    @model_validator(mode="after")
+    def _source_needs_its_path(self) -> Data:
+        needs = [
+            (self.images == "folder", "images_dir", self.images_dir, "data.images is 'folder'"),
+            (self.anomaly == "csv", "csv_path", self.csv_path, "data.anomaly is 'csv'"),
+            (self.anomaly == "csv", "label_column", self.label_column, "data.anomaly is 'csv'"),
+            (self.text == "file", "text_path", self.text_path, "data.text is 'file'"),
+        ]
+        for applies, key, value, because in needs:
+            if applies and value in (None, ""):
+                raise ParamsError(f"{PARAMS_FILE}: data.{key} is required when {because}")
+        return self
+
+
+class Tokenize(Section):
+    """The CBOW lab's text cleaning options, applied in the order the lab lists them."""
+
+    strip_gutenberg: bool
+    remove_special: bool
+    remove_digits: bool
+    remove_punctuation: bool
+    lowercase: bool
+    sentences: Literal["punkt", "nltk", "lines", "regex"]
+    stopwords: Literal["bundled", "nltk", "none"]
+    extra_stopwords: list[str]
+    min_token_length: Annotated[int, Field(ge=1, le=50)]
+    min_sentence_tokens: Annotated[int, Field(ge=1, le=100)]
+
+
+class Params(Section):
+    """The whole of ``params.yaml``."""
+
+    base: Base
+    data: Data
+    tokenize: Tokenize
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file; raise :class:`ParamsError` naming the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found; run the stages from the repository root")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return validate_params(raw, source=str(path))
+
+
+def validate_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate an already-parsed mapping against :class:`Params`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        message = _describe(errors)
+        first_key = _key_and_model(errors[0]["loc"])[0]
+        others = {_key_and_model(e["loc"])[0] for e in errors} - {first_key}
+        more = f" (and {len(others)} more bad key(s))" if others else ""
+        raise ParamsError(f"{source}: {message}{more}") from None
+
+
+def _describe(errors: list[Any]) -> str:
+    """Turn the pydantic errors of the first bad key into 'key: what is wrong; what is allowed'."""
+    first = errors[0]
+    key, section = _key_and_model(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        prefix, _, name = key.rpartition(".")
+        valid = list(section.model_fields)
+        hint = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+        where = f"{prefix}." if prefix else ""
+        suggestion = f"did you mean {where}{hint[0]}?" if hint else f"valid keys: {', '.join(valid)}"
+        return f"unknown key {key}; {suggestion}"
+    if kind == "missing":
+        return f"missing key {key}"
+    value = first.get("input")
+    if kind == "literal_error":
+        allowed = first["ctx"]["expected"]
+        hint = difflib.get_close_matches(str(value), _literal_options(allowed), n=1, cutoff=0.5)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{key} = {value!r} is not allowed; expected one of {allowed}{suggestion}"
+    # A union (e.g. int | str | None) fails once per member: say what each member wanted.
+    wanted = [e["msg"] for e in errors if _key_and_model(e["loc"])[0] == key]
+    reasons = " or ".join(dict.fromkeys(m[0].lower() + m[1:] for m in wanted))
+    return f"{key} = {value!r}: {reasons}"
+
+
+def _key_and_model(loc: tuple) -> tuple[str, type[BaseModel]]:
+    """Dotted key path for a pydantic location, and the model holding its last key.
+
+    Pydantic appends union-member tags (``int``, ``list[...]``) to locations; they are not keys.
+    """
+    parts: list[str] = []
+    parent: type[BaseModel] = Params
+    model: type[BaseModel] | None = Params
+    for part in loc:
+        if isinstance(part, int):
+            if parts:
+                parts[-1] += f"[{part}]"
+            continue
+        if model is None:
+            break
+        parts.append(part)
+        parent = model
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation if is_section else None
+    return ".".join(parts), parent
+
+
+def _literal_options(expected: str) -> list[str]:
+    return [part.strip(" '\"") for part in expected.replace(" or ", ", ").split(",")]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

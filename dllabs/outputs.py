@@ -1,0 +1,139 @@
+"""Writing stage outputs all-or-nothing, byte-for-byte reproducibly.
+
+Two properties matter for a DVC pipeline:
+
+- **Atomic**: a stage that fails leaves no half-written output behind. :class:`StagedOutputs` hands
+  out temporary paths next to each final path and renames them into place only when the whole
+  stage body succeeded.
+- **Deterministic**: the same arrays give the same bytes, so DVC sees an unchanged hash and does not
+  rerun downstream stages. ``numpy.savez`` stamps the current time into its zip entries;
+  :func:`save_npz` writes fixed timestamps instead. JSON is written with sorted keys.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dllabs.errors import DataError
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class StagedOutputs:
+    """Temporary stand-ins for a stage's outputs, committed together on success."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def file(self, final: str | Path) -> Path:
+        """A temporary file path that becomes ``final`` on commit."""
+        final = Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        self._pending.append((Path(tmp), final))
+        return Path(tmp)
+
+    def dir(self, final: str | Path) -> Path:
+        """An empty temporary directory that becomes ``final`` on commit."""
+        final = Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        self._pending.append((tmp, final))
+        return tmp
+
+    def commit(self) -> None:
+        for tmp, final in self._pending:
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            os.replace(tmp, final)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+
+@contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    """Yield a :class:`StagedOutputs`; commit on success, discard everything on any error."""
+    staged = StagedOutputs()
+    try:
+        yield staged
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+
+
+def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Save arrays as an uncompressed ``.npz`` with fixed zip timestamps (reproducible bytes)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            array = np.asarray(arrays[name])
+            if array.dtype == object:
+                raise ValueError(f"array {name!r} has dtype object; store numbers or fixed strings")
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
+
+
+def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` (never unpickling), checking the required names exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(missing)}")
+    return arrays
+
+
+def save_json(path: str | Path, payload: Any) -> None:
+    """Write JSON with sorted keys and a trailing newline (stable diffs, stable hashes)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def load_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.as_posix()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,288 @@
+"""Parsers for raw data files, each failing with one line that names the file (and row/column).
+
+- IDX (MNIST, Fashion-MNIST), gzip-compressed or not;
+- CIFAR-10's pickled batches, through an unpickler that admits only NumPy arrays and builtins;
+- tar archives, extracted only when no member escapes the target folder;
+- image folders (one sub-folder per class, or ``train/``, ``val/``, ``test/`` holding those);
+- numeric CSV files with a label column, and UCR's whitespace-separated layout (label first);
+- UTF-8 text files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dllabs.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SPLIT_NAMES = ("train", "val", "test")
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or plain) into an array, checking header and payload size."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable or truncated gzip file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: bad IDX header (expected magic 0x0000 then a type code)")
+    ndim = raw[3]
+    header_size = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header_size:
+        raise DataError(f"{path}: bad IDX header ({ndim} dimensions)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header_size != expected:
+        raise DataError(
+            f"{path}: IDX payload is {len(raw) - header_size} bytes, header shape {shape} "
+            f"needs {expected} (truncated or corrupt file)"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickle CIFAR batches (dicts of bytes, lists and NumPy arrays) and nothing else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_cifar_batch(path: str | Path) -> dict:
+    """Read one CIFAR-10 python batch (a pickled dict with byte-string keys)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return _ArraysOnlyUnpickler(handle, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CIFAR batch ({exc})") from None
+
+
+def safe_extract_tar(archive: str | Path, target: str | Path) -> list[str]:
+    """Extract a tar archive, refusing any member that would land outside ``target``.
+
+    Links, devices and absolute or ``..`` paths are rejected before anything is written.
+    Returns the extracted member names.
+    """
+    archive, target = Path(archive), Path(target)
+    root = target.resolve()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                destination = (root / member.name).resolve()
+                if destination != root and root not in destination.parents:
+                    raise DataError(f"{archive}: member {member.name!r} escapes the target folder")
+                if not (member.isfile() or member.isdir()):
+                    raise DataError(
+                        f"{archive}: member {member.name!r} is a link or special file; refused"
+                    )
+            target.mkdir(parents=True, exist_ok=True)
+            for member in members:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extract(member, root, filter="data")
+                else:  # Python < 3.10.12: the checks above already vetted the member
+                    tar.extract(member, root)
+            return [m.name for m in members]
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"{archive}: truncated or corrupt archive ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 ``(n, height, width, channels)`` with integer labels and class names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+
+
+def read_image_folder(
+    folder: str | Path,
+    size: tuple[int, int],
+    color_mode: str,
+    class_names: list[str] | None = None,
+) -> ImageSet:
+    """Read ``folder/<class>/<image>`` files, resized to ``size`` (height, width).
+
+    ``class_names`` fixes the label order (for a ``val/`` or ``test/`` folder that must use the
+    training folder's classes); by default it is the sorted sub-folder names.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataError(f"{folder}: no class sub-folders (expected {folder}/<class>/<image>)")
+    names = class_names or found
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise DataError(f"{folder}: class folder(s) {', '.join(unknown)} not in the training classes")
+    mode = "L" if color_mode == "grayscale" else "RGB"
+    height, width = size
+    images, labels = [], []
+    for label, name in enumerate(names):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            continue
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{class_dir}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                    images.append(np.asarray(pixels, dtype=np.uint8))
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                raise DataError(f"{file}: unreadable image ({exc})") from None
+            labels.append(label)
+    x = np.stack(images)
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    return ImageSet(x=x, y=np.asarray(labels, dtype=np.int64), class_names=list(names))
+
+
+def folder_splits(folder: str | Path) -> list[str]:
+    """The ``train``/``val``/``test`` sub-folders present, or ``[]`` for a plain class folder."""
+    folder = Path(folder)
+    present = [name for name in SPLIT_NAMES if (folder / name).is_dir()]
+    if present and "train" not in present:
+        raise DataError(f"{folder}: has {', '.join(present)}/ but no train/ sub-folder")
+    return present
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Numeric feature rows with their labels (as strings, so any label type compares)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+
+
+def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows:
+    """Read a numeric table with one label column.
+
+    The layout is detected from the first line: comma-separated or whitespace-separated (UCR), with
+    or without a header row. ``label_column`` is a header name or a 0-based index (-1 = last).
+    Every other cell must be a finite number; the first bad cell is named by row and column.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        first = path.open(encoding="utf-8").readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable text file ({exc})") from None
+    if not first.strip():
+        raise DataError(f"{path}: empty file, expected rows of numbers with a label column")
+    sep = "," if "," in first else r"\s+"
+    cells = [c.strip().strip('"') for c in (first.split(",") if sep == "," else first.split())]
+    has_header = not all(_is_number(c) for c in cells)
+    try:
+        frame = pd.read_csv(
+            path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
+            engine="python" if sep != "," else "c", skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a well-formed table ({_one_line(exc)})") from None
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    if isinstance(label_column, int):
+        if not -len(columns) <= label_column < len(columns):
+            raise DataError(f"{path}: label column index {label_column} out of range ({len(columns)} columns)")
+        label_name = columns[label_column]
+    else:
+        if label_column not in columns:
+            hint = f"columns: {', '.join(columns[:12])}" if has_header else "the file has no header row"
+            raise DataError(f"{path}: no label column {label_column!r} ({hint})")
+        label_name = label_column
+    features = frame.drop(columns=[label_name])
+    numeric = features.apply(pd.to_numeric, errors="coerce")
+    bad = ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        line = int(row) + (2 if has_header else 1)
+        value = features.iat[int(row), int(col)]
+        raise DataError(
+            f"{path}: row {line}, column {features.columns[int(col)]!r}: expected a number, got {value!r}"
+        )
+    labels = frame[label_name].str.strip()
+    if (labels == "").any():
+        line = int(np.argmax((labels == "").to_numpy())) + (2 if has_header else 1)
+        raise DataError(f"{path}: row {line}, column {label_name!r}: missing label")
+    labels = labels.map(_canonical_label)
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows")
+    return LabelledRows(x=numeric.to_numpy(dtype=np.float32), labels=labels.to_numpy(dtype=str))
+
+
+def canonical_label(value: object) -> str:
+    """One spelling per label: '1', '1.0' and 1 are all '1'."""
+    return _canonical_label(str(value))
+
+
+def _canonical_label(text: str) -> str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file (a BOM is dropped); fail clearly on other encodings."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+__all__ = [
+    "ImageSet",
+    "LabelledRows",
+    "canonical_label",
+    "folder_splits",
+    "read_cifar_batch",
+    "read_idx",
+    "read_image_folder",
+    "read_labelled_csv",
+    "read_text",
+    "safe_extract_tar",
+]

@@ -1,0 +1,155 @@
+"""Stage ``preprocess``: raw data to split arrays that the training stages read.
+
+Images (MLP, CNN and transfer labs):
+  uint8 ``(n, height, width, channels)`` arrays on a 0..255 scale with integer labels; models
+  rescale inside themselves, so nothing here is normalised. A deterministic, stratified
+  train/val/test split from ``base.seed``; a source's own test split (MNIST, Fashion-MNIST,
+  CIFAR-10, a ``test/`` folder) is kept, and validation is carved from its training rows.
+
+Series (anomaly lab):
+  float32 rows. Training holds normal rows only; validation and test hold both, labelled
+  ``1 = anomaly``. Scaling (``data.anomaly_scaling``) is fitted on the training rows only.
+
+Each ``.npz`` gets a small JSON beside it with shapes, class names and counts.
+Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dllabs import sources
+from dllabs.errors import DataError, stage_errors
+from dllabs.outputs import save_json, save_npz, staged_outputs
+from dllabs.params import Params, load_params
+from dllabs.readers import ImageSet, canonical_label
+from dllabs.splits import anomaly_indices, fit_scaler, stratified_indices
+
+
+def split_images(raw: sources.RawImages, params: Params) -> dict[str, ImageSet]:
+    """Train/val/test image sets: the source's own splits where it has them, else stratified."""
+    split, seed = params.data.split, params.base.seed
+    train, val, test = raw.train, raw.val, raw.test
+    test_fraction = 0.0 if test is not None else split.test_fraction
+    val_fraction = 0.0 if val is not None else split.val_fraction
+    if test_fraction or val_fraction:
+        # Fractions are of all rows; with a source test split they apply to its training rows.
+        idx = stratified_indices(train.y, val_fraction, test_fraction, seed, what=raw.source)
+        names = train.class_names
+        pick = {part: ImageSet(train.x[rows], train.y[rows], names) for part, rows in vars(idx).items()}
+        train = pick["train"]
+        val = pick["val"] if val is None else val
+        test = pick["test"] if test is None else test
+    return {"train": train, "val": val, "test": test}
+
+
+def image_summary(source: str, sets: dict[str, ImageSet]) -> dict:
+    names = sets["train"].class_names
+    return {
+        "source": source,
+        "class_names": names,
+        "image_shape": list(sets["train"].x.shape[1:]),
+        "dtype": "uint8",
+        "splits": {
+            split: {
+                "rows": len(s.y),
+                "per_class": {names[k]: int(v) for k, v in zip(*np.unique(s.y, return_counts=True))},
+            }
+            for split, s in sets.items()
+        },
+    }
+
+
+def normal_labels(rows: sources.RawRows, params: Params) -> list[str]:
+    """The labels counted as normal: ``data.normal_label``, else the source's convention."""
+    configured = params.data.normal_label
+    if configured is None:
+        if rows.default_normal is None:
+            raise DataError(f"data.normal_label: required when data.anomaly is '{rows.source}'")
+        configured = rows.default_normal
+    wanted = [canonical_label(v) for v in (configured if isinstance(configured, list) else [configured])]
+    present = sorted(set(rows.rows.labels.tolist()))
+    missing = [label for label in wanted if label not in present]
+    if missing:
+        shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
+        raise DataError(
+            f"data.normal_label: {', '.join(missing)} not among the labels of the "
+            f"{rows.source} data ({shown})"
+        )
+    if len(wanted) == len(present):
+        raise DataError("data.normal_label: every label is normal; nothing is left as an anomaly")
+    return wanted
+
+
+def split_series(rows: sources.RawRows, params: Params) -> tuple[dict[str, np.ndarray], dict]:
+    """Normal-only training rows, mixed validation/test rows, scaling fitted on training rows."""
+    normal = normal_labels(rows, params)
+    labels = rows.rows.labels
+    is_anomaly = ~np.isin(labels, normal)
+    split = params.data.split
+    idx = anomaly_indices(
+        is_anomaly, split.val_fraction, split.test_fraction, params.base.seed, what=rows.source
+    )
+    scaler = fit_scaler(rows.rows.x[idx.train], params.data.anomaly_scaling)
+    arrays: dict[str, np.ndarray] = {"row_shape": np.asarray(rows.row_shape, dtype=np.int64)}
+    counts = {}
+    for name in ("train", "val", "test"):
+        rows_of = getattr(idx, name)
+        arrays[f"x_{name}"] = scaler.apply(rows.rows.x[rows_of])
+        arrays[f"y_{name}"] = is_anomaly[rows_of].astype(np.int8)
+        arrays[f"label_{name}"] = labels[rows_of]
+        counts[name] = {
+            "rows": len(rows_of),
+            "normal": int((~is_anomaly[rows_of]).sum()),
+            "anomalous": int(is_anomaly[rows_of].sum()),
+        }
+    summary = {
+        "source": rows.source,
+        "row_shape": list(rows.row_shape),
+        "features": int(rows.rows.x.shape[1]),
+        "normal_labels": normal,
+        "anomaly_label": 1,
+        "scaling": scaler.to_json(),
+        "splits": counts,
+    }
+    return arrays, summary
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stages.preprocess", description=__doc__.split("\n")[0])
+    parser.add_argument("--raw-images", type=Path, required=True)
+    parser.add_argument("--raw-anomaly", type=Path, required=True)
+    parser.add_argument("--images", type=Path, required=True, help="output .npz")
+    parser.add_argument("--images-summary", type=Path, required=True, help="output .json")
+    parser.add_argument("--series", type=Path, required=True, help="output .npz")
+    parser.add_argument("--series-summary", type=Path, required=True, help="output .json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("preprocess"):
+        params = load_params()
+        args = parse_args(argv)
+        size = tuple(params.data.image_size)
+        raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)
+        image_sets = split_images(raw_images, params)
+        rows = sources.read_anomaly_rows(args.raw_anomaly, params.data.label_column)
+        series, series_info = split_series(rows, params)
+
+        with staged_outputs() as out:
+            arrays = {f"{k}_{split}": getattr(s, k) for split, s in image_sets.items() for k in "xy"}
+            arrays["class_names"] = np.asarray(image_sets["train"].class_names, dtype=str)
+            save_npz(out.file(args.images), arrays)
+            save_json(out.file(args.images_summary), image_summary(raw_images.source, image_sets))
+            save_npz(out.file(args.series), series)
+            save_json(out.file(args.series_summary), series_info)
+        shapes = {split: s.x.shape for split, s in image_sets.items()}
+        print(f"preprocess: images from {raw_images.source}: {shapes}")
+        print(f"preprocess: series from {rows.source}: {series_info['splits']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Stage ``tokenize``: the CBOW lab's data preparation.
+
+Strip the Project Gutenberg header and footer when present; split into sentences; remove special
+characters and digits; remove punctuation; lowercase; split into words; remove stop words. Runs
+offline (see ``dllabs.text``). Writes one sentence per line, tokens separated by spaces, and a JSON
+of counts. Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from dllabs import sources
+from dllabs.errors import stage_errors
+from dllabs.outputs import save_json, staged_outputs
+from dllabs.params import load_params
+from dllabs.text import tokenize
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stages.tokenize", description=__doc__.split("\n")[0])
+    parser.add_argument("--raw-text", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, required=True, help="output: one sentence per line")
+    parser.add_argument("--summary", type=Path, required=True, help="output: counts (JSON)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("tokenize"):
+        params = load_params()
+        args = parse_args(argv)
+        source, text = sources.read_text_source(args.raw_text)
+        sentences, report = tokenize(text, params.tokenize)
+        with staged_outputs() as out:
+            corpus = out.file(args.corpus)
+            corpus.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+            save_json(out.file(args.summary), {"source": source, **asdict(report)})
+        print(
+            f"tokenize: {source}: {report.sentences_kept} sentences, {report.tokens} tokens, "
+            f"vocabulary {report.vocabulary}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from dllabs.errors import DataError
 MIRROR_ENV = "DL_LABS_MIRROR"
 CACHE_ENV = "DL_LABS_CACHE"
 OFFLINE_HINT = (
-    f"no network? set {MIRROR_ENV} to a folder or http(s) URL that holds the file, "
-    "or use the bundled offline defaults (data.images: digits, data.anomaly: digits, data.text: lee)"
+    f"no network? set {MIRROR_ENV} to a folder or http(s) URL that holds the file, or use the "
+    "bundled offline defaults (data.images: digits, data.anomaly: digits, data.text: lee)"
 )
 
 
@@ -134,7 +135,8 @@ def _download(url: str, remote: RemoteFile, target: Path, *, retries: int, progr
     try:
         fetcher.fetch(target.name, downloader=downloader)
     except requests.exceptions.ConnectionError as exc:
-        reason = _first_line(exc)
+        errno = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
+        reason = errno.group(0) if errno else _first_line(exc)
         raise DataError(f"{remote.name}: cannot reach {url} ({reason}); {OFFLINE_HINT}") from None
     except requests.exceptions.RequestException as exc:
         raise DataError(f"{remote.name}: download from {url} failed: {_first_line(exc)}") from None

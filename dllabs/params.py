@@ -63,7 +63,9 @@ class Data(Section):
 
     images: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder"]
     images_dir: str | None
-    image_size: Annotated[list[Annotated[int, Field(ge=4, le=1024)]], Field(min_length=2, max_length=2)]
+    image_size: Annotated[
+        list[Annotated[int, Field(ge=4, le=1024)]], Field(min_length=2, max_length=2)
+    ]
     color_mode: Literal["grayscale", "rgb"]
     anomaly: Literal["digits", "ecg5000", "csv"]
     csv_path: str | None
@@ -132,7 +134,8 @@ def validate_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
+        # A misspelt key is both unknown and missing: report it as unknown, with a suggestion.
+        errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
         message = _describe(errors)
         first_key = _key_and_model(errors[0]["loc"])[0]
         others = {_key_and_model(e["loc"])[0] for e in errors} - {first_key}
@@ -150,7 +153,9 @@ def _describe(errors: list[Any]) -> str:
         valid = list(section.model_fields)
         hint = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
         where = f"{prefix}." if prefix else ""
-        suggestion = f"did you mean {where}{hint[0]}?" if hint else f"valid keys: {', '.join(valid)}"
+        suggestion = (
+            f"did you mean {where}{hint[0]}?" if hint else f"valid keys: {', '.join(valid)}"
+        )
         return f"unknown key {key}; {suggestion}"
     if kind == "missing":
         return f"missing key {key}"

@@ -51,18 +51,24 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: IDX payload is {len(raw) - header_size} bytes, header shape {shape} "
             f"needs {expected} (truncated or corrupt file)"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header_size)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Unpickle CIFAR batches (dicts of bytes, lists and NumPy arrays) and nothing else."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    _ALLOWED: frozenset[tuple[str, str]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> type:
         if (module, name) in self._ALLOWED:
@@ -139,7 +145,9 @@ def read_image_folder(
     names = class_names or found
     unknown = sorted(set(found) - set(names))
     if unknown:
-        raise DataError(f"{folder}: class folder(s) {', '.join(unknown)} not in the training classes")
+        raise DataError(
+            f"{folder}: class folder(s) {', '.join(unknown)} not in the training classes"
+        )
     mode = "L" if color_mode == "grayscale" else "RGB"
     height, width = size
     images, labels = [], []
@@ -149,7 +157,9 @@ def read_image_folder(
             continue
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DataError(f"{class_dir}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(
+                f"{class_dir}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
         for file in files:
             try:
                 with Image.open(file) as image:
@@ -202,8 +212,13 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
     has_header = not all(_is_number(c) for c in cells)
     try:
         frame = pd.read_csv(
-            path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
-            engine="python" if sep != "," else "c", skip_blank_lines=True,
+            path,
+            sep=sep,
+            header=0 if has_header else None,
+            dtype=str,
+            keep_default_na=False,
+            engine="python" if sep != "," else "c",
+            skip_blank_lines=True,
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a well-formed table ({_one_line(exc)})") from None
@@ -211,11 +226,17 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
     frame.columns = columns
     if isinstance(label_column, int):
         if not -len(columns) <= label_column < len(columns):
-            raise DataError(f"{path}: label column index {label_column} out of range ({len(columns)} columns)")
+            raise DataError(
+                f"{path}: label column index {label_column} out of range ({len(columns)} columns)"
+            )
         label_name = columns[label_column]
     else:
         if label_column not in columns:
-            hint = f"columns: {', '.join(columns[:12])}" if has_header else "the file has no header row"
+            hint = (
+                f"columns: {', '.join(columns[:12])}"
+                if has_header
+                else "the file has no header row"
+            )
             raise DataError(f"{path}: no label column {label_column!r} ({hint})")
         label_name = label_column
     features = frame.drop(columns=[label_name])
@@ -225,9 +246,8 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
         row, col = np.argwhere(bad)[0]
         line = int(row) + (2 if has_header else 1)
         value = features.iat[int(row), int(col)]
-        raise DataError(
-            f"{path}: row {line}, column {features.columns[int(col)]!r}: expected a number, got {value!r}"
-        )
+        column = features.columns[int(col)]
+        raise DataError(f"{path}: row {line}, column {column!r}: expected a number, got {value!r}")
     labels = frame[label_name].str.strip()
     if (labels == "").any():
         line = int(np.argmax((labels == "").to_numpy())) + (2 if has_header else 1)

@@ -84,7 +84,9 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
     ),
     # The file TensorFlow's autoencoder tutorial reads; no hash is published.
     "ecg5000": (
-        RemoteFile("ecg.csv", "https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"),
+        RemoteFile(
+            "ecg.csv", "https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+        ),
     ),
     # Project Gutenberg revises its texts; no hash is published.
     "alice": (RemoteFile("11-0.txt", "https://www.gutenberg.org/files/11/11-0.txt"),),
@@ -246,8 +248,12 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
         x = np.round(arrays["images"].astype(np.float64) * (255.0 / 16.0)).astype(np.uint8)
         return RawImages(source, ImageSet(x[..., None], arrays["labels"], digit_names), None, None)
     if source == "mnist":
-        arrays = load_npz(raw_dir / "mnist.npz", required=("x_train", "y_train", "x_test", "y_test"))
-        train = ImageSet(arrays["x_train"][..., None], arrays["y_train"].astype(np.int64), digit_names)
+        arrays = load_npz(
+            raw_dir / "mnist.npz", required=("x_train", "y_train", "x_test", "y_test")
+        )
+        train = ImageSet(
+            arrays["x_train"][..., None], arrays["y_train"].astype(np.int64), digit_names
+        )
         test = ImageSet(arrays["x_test"][..., None], arrays["y_test"].astype(np.int64), digit_names)
         return RawImages(source, train, None, test)
     if source == "fashion_mnist":
@@ -256,7 +262,9 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
             x = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte.gz")
             y = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
             if len(x) != len(y) or x.ndim != 3:
-                raise DataError(f"{raw_dir}: {prefix} images {x.shape} do not match labels {y.shape}")
+                raise DataError(
+                    f"{raw_dir}: {prefix} images {x.shape} do not match labels {y.shape}"
+                )
             splits[split] = ImageSet(x[..., None], y, FASHION_MNIST_CLASSES)
         return RawImages(source, splits["train"], None, splits["test"])
     if source == "cifar10":

@@ -25,7 +25,10 @@ class SplitIndices:
 def stratified_indices(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, what: str = "data"
 ) -> SplitIndices:
-    """Split row indices into train/val/test, stratified by ``labels``; ``test_fraction`` may be 0."""
+    """Split row indices into train/val/test, stratified by ``labels``.
+
+    ``test_fraction`` may be 0 (sources that bring their own test split).
+    """
     from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
@@ -78,7 +81,8 @@ def anomaly_indices(
     train = normal[n_test + n_val :]
     anomalous = rng.permutation(anomalous)
     n_val_anomalous = min(
-        len(anomalous) - 1, max(1, round(len(anomalous) * val_fraction / (val_fraction + test_fraction)))
+        len(anomalous) - 1,
+        max(1, round(len(anomalous) * val_fraction / (val_fraction + test_fraction))),
     )
     val = np.concatenate([val_normal, anomalous[:n_val_anomalous]])
     test = np.concatenate([test_normal, anomalous[n_val_anomalous:]])

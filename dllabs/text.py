@@ -25,7 +25,8 @@ from dllabs.params import Tokenize
 
 _START = re.compile(r"^\s*\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)
 _END = re.compile(
-    r"^\s*(?:\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK|End of (?:the )?Project Gutenberg).*$",
+    r"^\s*(?:\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK"
+    r"|End of (?:the )?Project Gutenberg).*$",
     re.I | re.M,
 )
 # Typographic characters mapped to their ASCII meaning before "special" characters are dropped.

@@ -39,7 +39,9 @@ def split_images(raw: sources.RawImages, params: Params) -> dict[str, ImageSet]:
         # Fractions are of all rows; with a source test split they apply to its training rows.
         idx = stratified_indices(train.y, val_fraction, test_fraction, seed, what=raw.source)
         names = train.class_names
-        pick = {part: ImageSet(train.x[rows], train.y[rows], names) for part, rows in vars(idx).items()}
+        pick = {
+            part: ImageSet(train.x[rows], train.y[rows], names) for part, rows in vars(idx).items()
+        }
         train = pick["train"]
         val = pick["val"] if val is None else val
         test = pick["test"] if test is None else test
@@ -56,7 +58,10 @@ def image_summary(source: str, sets: dict[str, ImageSet]) -> dict:
         "splits": {
             split: {
                 "rows": len(s.y),
-                "per_class": {names[k]: int(v) for k, v in zip(*np.unique(s.y, return_counts=True))},
+                "per_class": {
+                    names[k]: int(v)
+                    for k, v in zip(*np.unique(s.y, return_counts=True), strict=True)
+                },
             }
             for split, s in sets.items()
         },
@@ -70,7 +75,9 @@ def normal_labels(rows: sources.RawRows, params: Params) -> list[str]:
         if rows.default_normal is None:
             raise DataError(f"data.normal_label: required when data.anomaly is '{rows.source}'")
         configured = rows.default_normal
-    wanted = [canonical_label(v) for v in (configured if isinstance(configured, list) else [configured])]
+    wanted = [
+        canonical_label(v) for v in (configured if isinstance(configured, list) else [configured])
+    ]
     present = sorted(set(rows.rows.labels.tolist()))
     missing = [label for label in wanted if label not in present]
     if missing:
@@ -140,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         series, series_info = split_series(rows, params)
 
         with staged_outputs() as out:
-            arrays = {f"{k}_{split}": getattr(s, k) for split, s in image_sets.items() for k in "xy"}
+            arrays = {
+                f"{k}_{split}": getattr(s, k) for split, s in image_sets.items() for k in "xy"
+            }
             arrays["class_names"] = np.asarray(image_sets["train"].class_names, dtype=str)
             save_npz(out.file(args.images), arrays)
             save_json(out.file(args.images_summary), image_summary(raw_images.source, image_sets))

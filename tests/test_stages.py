@@ -1,0 +1,422 @@
+"""download -> preprocess -> tokenize, run as DVC runs them, on data the tests make."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import pickle
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dllabs import sources
+from dllabs.fetch import RemoteFile, file_hash
+from stages import download, preprocess
+from stages import tokenize as tokenize_stage
+from tests.conftest import REPO, run_stage
+
+DOWNLOAD_ARGS = [
+    "--images", "data/raw/images", "--anomaly", "data/raw/anomaly",
+    "--text", "data/raw/text", "--text-eval", "data/raw/text_eval",
+]  # fmt: skip
+PREPROCESS_ARGS = [
+    "--raw-images", "data/raw/images", "--raw-anomaly", "data/raw/anomaly",
+    "--images", "data/processed/images.npz", "--images-summary", "data/processed/images.json",
+    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
+]  # fmt: skip
+TOKENIZE_ARGS = [
+    "--raw-text", "data/raw/text",
+    "--corpus", "data/processed/corpus.txt", "--summary", "data/processed/corpus.json",
+]  # fmt: skip
+
+
+def run_all() -> None:
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    tokenize_stage.main(TOKENIZE_ARGS)
+
+
+def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Run a stage expecting a clean failure: exit code 1, no traceback, one error line last."""
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert ": error: " in last, err
+    return last
+
+
+def load(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_defaults_run_offline_end_to_end(workdir) -> None:
+    workdir()
+    run_all()
+    for folder, source in [
+        ("images", "digits"), ("anomaly", "digits"), ("text", "lee"), ("text_eval", "gensim_eval"),
+    ]:  # fmt: skip
+        manifest = json.loads(Path(f"data/raw/{folder}/manifest.json").read_text())
+        assert manifest["source"] == source
+        for name, info in manifest["files"].items():
+            assert info["sha256"] == file_hash(Path(f"data/raw/{folder}") / name)
+    assert {p.name for p in Path("data/raw/text_eval").iterdir()} >= set(sources.TEXT_EVAL_FILES)
+
+    images = load("data/processed/images.npz")
+    assert images["x_train"].dtype == np.uint8 and images["x_train"].shape[1:] == (8, 8, 1)
+    assert images["x_train"].max() == 255  # digits' 0..16 mapped onto 0..255
+    assert len(images["y_train"]) + len(images["y_val"]) + len(images["y_test"]) == 1797
+    assert len(images["y_test"]) == 270 and len(images["y_val"]) == 270
+    assert images["class_names"].tolist() == [str(d) for d in range(10)]
+    summary = json.loads(Path("data/processed/images.json").read_text())
+    assert summary["splits"]["test"]["rows"] == 270
+    assert sum(summary["splits"]["train"]["per_class"].values()) == len(images["y_train"])
+
+    series = load("data/processed/series.npz")
+    assert series["y_val"].dtype == np.int8 and set(series["y_test"].tolist()) == {0, 1}
+    assert set(series["label_train"].tolist()) == {"0"}  # digit 0 is normal; nothing else trains
+    assert series["row_shape"].tolist() == [8, 8]
+    assert series["x_train"].min() >= 0.0 and series["x_train"].max() <= 1.0
+
+    corpus = Path("data/processed/corpus.txt").read_text().splitlines()
+    counts = json.loads(Path("data/processed/corpus.json").read_text())
+    assert len(corpus) == counts["sentences_kept"] > 1000
+    assert "the" not in {w for line in corpus for w in line.split()}
+
+
+def test_outputs_are_byte_for_byte_reproducible(workdir) -> None:
+    workdir()
+    run_all()
+    paths = ["data/raw/images/digits.npz", "data/processed/images.npz", "data/processed/series.npz",
+             "data/processed/corpus.txt", "data/processed/images.json"]  # fmt: skip
+    first = {p: file_hash(p) for p in paths}
+    run_all()
+    assert {p: file_hash(p) for p in paths} == first
+
+
+def test_misspelt_source_fails_naming_the_key_and_writes_nothing(workdir) -> None:
+    root = workdir(**{"data.images": "mnits"})
+    result = run_stage("download", *DOWNLOAD_ARGS, cwd=root)
+    assert result.returncode == 1
+    assert "data.images = 'mnits'" in result.stderr and "did you mean 'mnist'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "data").exists()
+
+
+def test_validation_happens_before_argument_parsing(workdir) -> None:
+    """`python -m stages.download` with a bad param names the param, even without arguments."""
+    root = workdir(**{"data.imagez": "digits"})
+    result = run_stage("download", cwd=root)
+    assert (
+        result.returncode == 1
+        and "unknown key data.imagez; did you mean data.images?" in result.stderr
+    )
+
+
+def test_failed_download_leaves_previous_outputs_untouched(
+    workdir, tmp_path, monkeypatch, capsys
+) -> None:
+    workdir()
+    download.main(DOWNLOAD_ARGS)
+    before = file_hash("data/raw/images/digits.npz")
+    monkeypatch.setenv("DL_LABS_MIRROR", str(tmp_path / "empty-mirror"))
+    workdir(**{"data.images": "mnist"})
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert "mnist.npz" in err and "DL_LABS_MIRROR" in err
+    assert file_hash("data/raw/images/digits.npz") == before
+    assert sorted(p.name for p in Path("data/raw").iterdir()) == [
+        "anomaly",
+        "images",
+        "text",
+        "text_eval",
+    ]
+
+
+def test_unreachable_origin_points_to_the_mirror_and_defaults(workdir, monkeypatch, capsys) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setitem(
+        sources.REMOTE, "ecg5000", (RemoteFile("ecg.csv", f"http://127.0.0.1:{port}/ecg.csv"),)
+    )
+    workdir(**{"data.anomaly": "ecg5000"})
+    monkeypatch.setattr(sources, "fetch", lambda remote: _fetch_no_retry(remote))
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert "ecg.csv: cannot reach" in err and "DL_LABS_MIRROR" in err and "digits" in err
+    assert not any(Path("data/raw").rglob("*"))  # at most the empty parent folder
+
+
+def _fetch_no_retry(remote: RemoteFile):
+    from dllabs.fetch import fetch
+
+    return fetch(remote, retries=0, progress=False)
+
+
+def ecg_like_csv(rows: int = 60, width: int = 12) -> str:
+    """Headerless CSV like TensorFlow's ecg.csv: values, then the label (1 = normal)."""
+    rng = np.random.default_rng(0)
+    labels = np.where(np.arange(rows) % 3 == 0, 2, 1)
+    values = rng.normal(size=(rows, width)) + labels[:, None]
+    return "".join(
+        ",".join(f"{v:.5f}" for v in row) + f",{lab}\n"
+        for row, lab in zip(values, labels, strict=True)
+    )
+
+
+def test_remote_sources_through_a_mirror_folder(workdir, tmp_path, monkeypatch) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "ecg.csv").write_text(ecg_like_csv())
+    book = (
+        "Header\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
+        "Alice ran fast. The rabbit ran faster.\n"
+        "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicence text.\n"
+    )
+    (mirror / "11-0.txt").write_text(book)
+    monkeypatch.setenv("DL_LABS_MIRROR", str(mirror))
+    workdir(**{"data.anomaly": "ecg5000", "data.text": "alice"})
+    run_all()
+    manifest = json.loads(Path("data/raw/anomaly/manifest.json").read_text())
+    assert manifest["source"] == "ecg5000"
+    assert manifest["files"]["ecg.csv"]["sha256"] == file_hash(
+        mirror / "ecg.csv"
+    )  # recorded, so dvc.lock pins it
+    assert manifest["files"]["ecg.csv"]["origin"].startswith("https://")  # origin, not the mirror
+    series = load("data/processed/series.npz")
+    assert set(series["label_train"].tolist()) == {"1"} and series["row_shape"].tolist() == [12]
+    assert json.loads(Path("data/processed/corpus.json").read_text())["gutenberg_stripped"]
+    assert "licence" not in Path("data/processed/corpus.txt").read_text()
+
+
+def test_expected_hash_in_params_is_enforced(workdir, tmp_path, monkeypatch, capsys) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "ecg.csv").write_text(ecg_like_csv())
+    monkeypatch.setenv("DL_LABS_MIRROR", str(mirror))
+    workdir(**{"data.anomaly": "ecg5000", "data.ecg_sha256": "0" * 64})
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert "checksum mismatch" in err and "0" * 64 in err and file_hash(mirror / "ecg.csv") in err
+    workdir(**{"data.anomaly": "ecg5000", "data.ecg_sha256": file_hash(mirror / "ecg.csv")})
+    download.main(DOWNLOAD_ARGS)
+    assert Path("data/raw/anomaly/ecg.csv").is_file()
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
+def pin(
+    monkeypatch, source: str, files: dict[str, bytes], mirror: Path, algorithm: str = "sha256"
+) -> None:
+    """Register crafted files for ``source`` under their real names, pinned to their hashes."""
+    mirror.mkdir(exist_ok=True)
+    remotes = []
+    for name, payload in files.items():
+        (mirror / name).write_bytes(payload)
+        digest = hashlib.new(algorithm, payload).hexdigest()
+        remotes.append(RemoteFile(name, f"https://example.invalid/{name}", f"{algorithm}:{digest}"))
+    monkeypatch.setitem(sources.REMOTE, source, tuple(remotes))
+    monkeypatch.setenv("DL_LABS_MIRROR", str(mirror))
+
+
+def test_fashion_mnist_layout_is_read_with_its_official_test_split(
+    workdir, tmp_path, monkeypatch
+) -> None:
+    rng = np.random.default_rng(1)
+    x_train, y_train = rng.integers(0, 256, (100, 28, 28)), np.arange(100) % 10
+    x_test, y_test = rng.integers(0, 256, (30, 28, 28)), np.arange(30) % 10
+    files = {
+        "train-images-idx3-ubyte.gz": idx_bytes(x_train),
+        "train-labels-idx1-ubyte.gz": idx_bytes(y_train),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(x_test),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(y_test),
+    }
+    pin(monkeypatch, "fashion_mnist", files, tmp_path / "mirror", algorithm="md5")
+    workdir(**{"data.images": "fashion_mnist", "data.split.val_fraction": 0.2})
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert np.array_equal(images["x_test"][..., 0], x_test)  # the official test split, untouched
+    assert len(images["y_val"]) == 20 and len(images["y_train"]) == 80
+    assert images["class_names"][0] == "T-shirt/top"
+
+
+def test_mnist_npz_layout(workdir, tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(2)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        x_train=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8),
+        y_train=np.arange(100) % 10,
+        x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        y_test=np.arange(20) % 10,
+    )
+    pin(monkeypatch, "mnist", {"mnist.npz": buffer.getvalue()}, tmp_path / "mirror")
+    workdir(**{"data.images": "mnist"})
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert images["x_train"].shape[1:] == (28, 28, 1) and len(images["y_test"]) == 20
+
+
+def cifar_tarball(rng: np.random.Generator) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                     b"labels": [i % 10 for i in range(20)]}  # fmt: skip
+            payload = pickle.dumps(batch)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def test_cifar10_tarball_is_extracted_and_read_as_rgb(workdir, tmp_path, monkeypatch) -> None:
+    pin(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": cifar_tarball(np.random.default_rng(3))},
+        tmp_path / "mirror")  # fmt: skip
+    workdir(**{"data.images": "cifar10"})
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert images["x_train"].shape[1:] == (32, 32, 3)
+    assert len(images["y_train"]) + len(images["y_val"]) == 100 and len(images["y_test"]) == 20
+    assert images["class_names"][-1] == "truck"
+
+
+def make_image_folder(root: Path, classes: dict[str, int], size=(12, 10)) -> None:
+    rng = np.random.default_rng(4)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
+
+
+def test_image_folder_is_resized_and_split(workdir, tmp_path) -> None:
+    folder = tmp_path / "pets"
+    make_image_folder(folder, {"cat": 20, "dog": 20})
+    (folder / "notes.txt").write_text("not an image")
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [16, 16],
+               "data.color_mode": "grayscale"})  # fmt: skip
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert images["x_train"].shape[1:] == (16, 16, 1)
+    assert images["class_names"].tolist() == ["cat", "dog"]
+    assert len(images["y_test"]) == 6 and np.bincount(images["y_test"]).tolist() == [3, 3]
+
+
+def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
+    folder = tmp_path / "pets"
+    make_image_folder(folder / "train", {"cat": 10, "dog": 10})
+    make_image_folder(folder / "test", {"cat": 3, "dog": 4})
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [8, 8]})
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert images["x_test"].shape == (7, 8, 8, 3)
+    assert len(images["y_train"]) + len(images["y_val"]) == 20
+
+
+def test_empty_class_folder_names_the_folder(workdir, tmp_path, capsys) -> None:
+    folder = tmp_path / "pets"
+    make_image_folder(folder, {"cat": 5})
+    (folder / "dog").mkdir()
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
+    download.main(DOWNLOAD_ARGS)
+    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
+    assert "dog: class folder has no images" in err
+    assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
+
+
+def test_csv_source_with_label_column_and_bad_cells(workdir, tmp_path, capsys) -> None:
+    good = tmp_path / "fraud.csv"
+    rows = ["Time,V1,V2,Amount,Class"] + [
+        f"{i},{i % 7}.5,{-i},{i * 2}.0,{int(i % 5 == 0)}" for i in range(80)
+    ]
+    good.write_text("\n".join(rows) + "\n")
+    workdir(**{"data.anomaly": "csv", "data.csv_path": str(good), "data.label_column": "Class",
+               "data.normal_label": 0, "data.anomaly_scaling": "standard"})  # fmt: skip
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    series = load("data/processed/series.npz")
+    assert series["x_train"].shape[1] == 4 and set(series["label_train"].tolist()) == {"0"}
+    assert set(series["y_val"].tolist()) == {0, 1}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([*rows[:10], "10,1.5,oops,3.0,0", *rows[11:]]) + "\n")
+    workdir(**{"data.anomaly": "csv", "data.csv_path": str(bad), "data.label_column": "Class",
+               "data.normal_label": 0})  # fmt: skip
+    download.main(DOWNLOAD_ARGS)
+    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
+    assert "bad.csv: row 11, column 'V2': expected a number, got 'oops'" in err
+
+
+def test_unknown_normal_label_is_named(workdir, capsys) -> None:
+    workdir(**{"data.normal_label": 42})
+    download.main(DOWNLOAD_ARGS)
+    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
+    assert "data.normal_label: 42 not among the labels" in err
+
+
+def test_text_file_source(workdir, tmp_path) -> None:
+    text = tmp_path / "story.txt"
+    text.write_text(
+        "Cats chase mice quickly. Dogs chase cats slowly.\n\nBirds sing songs loudly.\n"
+    )
+    workdir(**{"data.text": "file", "data.text_path": str(text)})
+    download.main(DOWNLOAD_ARGS)
+    tokenize_stage.main(TOKENIZE_ARGS)
+    assert Path("data/processed/corpus.txt").read_text().splitlines() == [
+        "cats chase mice quickly", "dogs chase cats slowly", "birds sing songs loudly",
+    ]  # fmt: skip
+
+
+def test_missing_byo_file_is_named(workdir, tmp_path, capsys) -> None:
+    workdir(**{"data.text": "file", "data.text_path": str(tmp_path / "nope.txt")})
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert "data.text_path:" in err and "nope.txt is not a file" in err
+
+
+def test_data_stages_never_import_tensorflow(workdir) -> None:
+    """download, preprocess and tokenize must not pay TensorFlow's import time."""
+    root = workdir()
+    script = (
+        "import sys\n"
+        "from stages import download, preprocess, tokenize\n"
+        f"download.main({DOWNLOAD_ARGS!r})\n"
+        f"preprocess.main({PREPROCESS_ARGS!r})\n"
+        f"tokenize.main({TOKENIZE_ARGS!r})\n"
+        "heavy = {'tensorflow', 'keras', 'torch', 'jax'}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_dvc_yaml_stage_commands_match_the_argument_lists() -> None:
+    """The arguments these tests pass are the ones dvc.yaml passes."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, args in (("download", DOWNLOAD_ARGS), ("preprocess", PREPROCESS_ARGS),
+                       ("tokenize", TOKENIZE_ARGS)):  # fmt: skip
+        assert stages[name]["cmd"].split()[-len(args) :] == args

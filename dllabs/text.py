@@ -29,6 +29,7 @@ _END = re.compile(
     r"|End of (?:the )?Project Gutenberg).*$",
     re.I | re.M,
 )
+_ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
 # Typographic characters mapped to their ASCII meaning before "special" characters are dropped.
 _ASCII_PUNCT = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                               "\u2013": "-", "\u2014": " - ", "\u2026": "..."})  # fmt: skip
@@ -55,11 +56,15 @@ class TokenizeReport:
 
 
 def strip_gutenberg(text: str) -> tuple[str, bool]:
-    """Text between the Gutenberg START and END markers; unchanged when there are none."""
+    """Text between the Gutenberg START and END markers, without ``[Illustration]`` tags.
+
+    Returns the text unchanged, and ``False``, when it has neither markers nor tags.
+    """
+    text, tags = _ILLUSTRATION.subn(" ", text)
     start = _START.search(text)
     end = _END.search(text, start.end() if start else 0)
     if not start and not end:
-        return text, False
+        return text, tags > 0
     body = text[start.end() if start else 0 : end.start() if end else len(text)]
     return body, True
 

@@ -42,6 +42,7 @@ def test_strip_gutenberg_keeps_only_the_book() -> None:
     assert stripped
     assert "White Rabbit" in body
     assert "United States" not in body and "Redistributing" not in body and "START OF" not in body
+    assert "Illustration" not in body
 
 
 def test_strip_gutenberg_leaves_plain_text_alone() -> None:

@@ -40,7 +40,10 @@ class StagedOutputs:
         """A temporary file path that becomes ``final`` on commit."""
         final = Path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        # Keep the real suffix last: some writers (Keras's model.save) insist on it.
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+        )
         os.close(fd)
         self._pending.append((Path(tmp), final))
         return Path(tmp)

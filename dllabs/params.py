@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dllabs.errors import ParamsError
 
@@ -39,6 +46,12 @@ class Base(Section):
 
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
     device: Literal["auto", "cpu", "gpu"]
+    mixed_precision: Literal["off", "auto"]
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_off_is_false(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 class Split(Section):
@@ -107,12 +120,81 @@ class Tokenize(Section):
     min_sentence_tokens: Annotated[int, Field(ge=1, le=100)]
 
 
+PositiveInt = Annotated[int, Field(ge=1)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Penalty = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Training(Section):
+    """How a Keras model is fitted: optimizer, budget, early stopping, learning-rate schedule."""
+
+    optimizer: Literal["sgd", "adagrad", "adadelta", "rmsprop", "adam"]
+    learning_rate: Annotated[float, Field(gt=0.0, le=10.0)]
+    momentum: Rate  # sgd and rmsprop
+    nesterov: bool  # sgd only
+    batch_size: Annotated[int, Field(ge=1, le=65536)]
+    epochs: Annotated[int, Field(ge=1, le=10000)]
+    patience: Annotated[int, Field(ge=0)]
+    reduce_lr_patience: Annotated[int, Field(ge=0)]
+    reduce_lr_factor: Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "elu"]
+
+
+class MLP(Training):
+    """The feedforward network: flatten, dense layers, softmax."""
+
+    hidden_units: Annotated[list[PositiveInt], Field(min_length=1, max_length=20)]
+    activation: Activation
+    dropout: Rate
+    l1: Penalty
+    l2: Penalty
+    batch_norm: bool
+
+
+class Augment(Section):
+    """Random training-time augmentation (inactive at inference)."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)]
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)]
+    translation: Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class CNN(Training):
+    """The convolutional classifier: conv -> (batch norm) -> ReLU -> pool blocks, dense head."""
+
+    preset: Literal["custom", "lenet5"]
+    filters: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]
+    kernel_sizes: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]
+    padding: Literal["same", "valid"] | list[Literal["same", "valid"]]
+    batch_norm: bool
+    pool_size: Annotated[int, Field(ge=1, le=8)]
+    dense_units: Annotated[list[PositiveInt], Field(max_length=10)]
+    dropout: Rate
+    augment: Augment
+
+    @model_validator(mode="after")
+    def _one_kernel_per_block(self) -> CNN:
+        blocks = len(self.filters)
+        for key, value in (("kernel_sizes", self.kernel_sizes), ("padding", self.padding)):
+            if isinstance(value, list) and len(value) not in (1, blocks):
+                raise ParamsError(
+                    f"{PARAMS_FILE}: cnn.{key} has {len(value)} entries but cnn.filters has "
+                    f"{blocks}; give one per conv block (or a single one for all)"
+                )
+        return self
+
+
 class Params(Section):
     """The whole of ``params.yaml``."""
 
     base: Base
     data: Data
     tokenize: Tokenize
+    mlp: MLP
+    cnn: CNN
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

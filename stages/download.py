@@ -14,10 +14,10 @@ in a user cache, so switching sources back and forth downloads nothing twice. Ev
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from dllabs import sources
+from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.outputs import staged_outputs
 from dllabs.params import Data, load_params
@@ -47,19 +47,14 @@ def fetch_text(data: Data, dest: Path) -> sources.Materialised:
     return sources.copy_remote(dest, "alice", data.alice_sha256)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="stages.download", description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=Path, required=True, help="output folder, image labs")
-    parser.add_argument("--anomaly", type=Path, required=True, help="output folder, anomaly lab")
-    parser.add_argument("--text", type=Path, required=True, help="output folder, text corpus")
-    parser.add_argument("--text-eval", type=Path, required=True, help="output folder, eval sets")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("download"):
         params = load_params()
-        args = parse_args(argv)
+        args = parse_paths(
+            argv, "download", __doc__,
+            images="output folder, image labs", anomaly="output folder, anomaly lab",
+            text="output folder, text corpus", text_eval="output folder, text evaluation sets",
+        )  # fmt: skip
         with staged_outputs() as out:
             results = {
                 args.images: fetch_images(params.data, out.dir(args.images)),

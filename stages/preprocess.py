@@ -16,12 +16,10 @@ Imports no TensorFlow.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from dllabs import sources
+from dllabs.cli import parse_paths
 from dllabs.errors import DataError, stage_errors
 from dllabs.outputs import save_json, save_npz, staged_outputs
 from dllabs.params import Params, load_params
@@ -125,21 +123,15 @@ def split_series(rows: sources.RawRows, params: Params) -> tuple[dict[str, np.nd
     return arrays, summary
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="stages.preprocess", description=__doc__.split("\n")[0])
-    parser.add_argument("--raw-images", type=Path, required=True)
-    parser.add_argument("--raw-anomaly", type=Path, required=True)
-    parser.add_argument("--images", type=Path, required=True, help="output .npz")
-    parser.add_argument("--images-summary", type=Path, required=True, help="output .json")
-    parser.add_argument("--series", type=Path, required=True, help="output .npz")
-    parser.add_argument("--series-summary", type=Path, required=True, help="output .json")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("preprocess"):
         params = load_params()
-        args = parse_args(argv)
+        args = parse_paths(
+            argv, "preprocess", __doc__,
+            raw_images="raw image folder", raw_anomaly="raw anomaly folder",
+            images="output arrays (.npz)", images_summary="output summary (.json)",
+            series="output arrays (.npz)", series_summary="output summary (.json)",
+        )  # fmt: skip
         size = tuple(params.data.image_size)
         raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)
         image_sets = split_images(raw_images, params)

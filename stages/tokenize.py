@@ -8,29 +8,24 @@ of counts. Imports no TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
-from pathlib import Path
 
 from dllabs import sources
+from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.text import tokenize
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="stages.tokenize", description=__doc__.split("\n")[0])
-    parser.add_argument("--raw-text", type=Path, required=True)
-    parser.add_argument("--corpus", type=Path, required=True, help="output: one sentence per line")
-    parser.add_argument("--summary", type=Path, required=True, help="output: counts (JSON)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("tokenize"):
         params = load_params()
-        args = parse_args(argv)
+        args = parse_paths(
+            argv, "tokenize", __doc__,
+            raw_text="raw text folder", corpus="output corpus, one sentence per line",
+            summary="output counts (.json)",
+        )  # fmt: skip
         source, text = sources.read_text_source(args.raw_text)
         sentences, report = tokenize(text, params.tokenize)
         with staged_outputs() as out:

@@ -1,0 +1,183 @@
+"""Keras model builders for the image labs, written against the Keras 3 API only.
+
+No ``tf.*`` here, so the backend stays switchable. Every model takes raw ``uint8`` pixels and
+scales them itself (a ``Rescaling`` layer), so a saved model needs no separate preprocessing.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+from dllabs.errors import ParamsError
+from dllabs.params import CNN, MLP, Augment, Training
+
+PIXEL_SCALE = 1.0 / 255.0
+
+
+def make_optimizer(training: Training) -> keras.optimizers.Optimizer:
+    """The optimizer named in params; momentum applies to sgd and rmsprop, nesterov to sgd."""
+    rate = training.learning_rate
+    if training.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=training.momentum, nesterov=training.nesterov)
+    if training.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate, momentum=training.momentum)
+    if training.optimizer == "adagrad":
+        return keras.optimizers.Adagrad(rate)
+    if training.optimizer == "adadelta":
+        return keras.optimizers.Adadelta(rate)
+    return keras.optimizers.Adam(rate)
+
+
+def _activation(name: str) -> layers.Layer:
+    if name == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=0.01)
+    return layers.Activation(name)
+
+
+def build_mlp(input_shape: tuple[int, ...], n_classes: int, params: MLP) -> keras.Model:
+    """Flatten -> [Dense -> (BatchNorm) -> activation -> Dropout] x N -> softmax."""
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = layers.Rescaling(PIXEL_SCALE, name="rescale")(inputs)
+    x = layers.Flatten(name="flatten")(x)
+    penalty = regularizers.L1L2(l1=params.l1, l2=params.l2) if params.l1 or params.l2 else None
+    for i, units in enumerate(params.hidden_units, start=1):
+        x = layers.Dense(
+            units, use_bias=not params.batch_norm, kernel_regularizer=penalty, name=f"dense_{i}"
+        )(x)
+        if params.batch_norm:
+            x = layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+        x = _activation(params.activation)(x)
+        if params.dropout:
+            x = layers.Dropout(params.dropout, name=f"dropout_{i}")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def augmentation(params: Augment) -> list[layers.Layer]:
+    """Random flip/rotation/zoom/translation layers; Keras applies them only when training."""
+    stack: list[layers.Layer] = []
+    if params.flip != "none":
+        stack.append(layers.RandomFlip(params.flip, name="random_flip"))
+    if params.rotation:
+        stack.append(
+            layers.RandomRotation(params.rotation, fill_mode="constant", name="random_rotation")
+        )
+    if params.zoom:
+        stack.append(layers.RandomZoom(params.zoom, fill_mode="constant", name="random_zoom"))
+    if params.translation:
+        t = params.translation
+        stack.append(
+            layers.RandomTranslation(t, t, fill_mode="constant", name="random_translation")
+        )
+    return stack
+
+
+def build_cnn(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> keras.Model:
+    """Conv blocks and a dense head, or the classic LeNet-5 when ``preset: lenet5``."""
+    if params.preset == "lenet5":
+        return build_lenet5(input_shape, n_classes, params)
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = inputs
+    for layer in augmentation(params.augment):
+        x = layer(x)
+    x = layers.Rescaling(PIXEL_SCALE, name="rescale")(x)
+    blocks = len(params.filters)
+    paddings = params.padding if isinstance(params.padding, list) else [params.padding]
+    paddings = paddings * blocks if len(paddings) == 1 else paddings
+    kernels = params.kernel_sizes * blocks if len(params.kernel_sizes) == 1 else params.kernel_sizes
+    for i, (filters, kernel, padding) in enumerate(
+        zip(params.filters, kernels, paddings, strict=True), 1
+    ):
+        height, width = x.shape[1], x.shape[2]
+        if padding == "valid" and (kernel > height or kernel > width):
+            raise ParamsError(
+                f"cnn.kernel_sizes: block {i} has a {kernel}x{kernel} 'valid' kernel but its input "
+                f"is only {height}x{width}; use padding 'same', smaller kernels or fewer blocks"
+            )
+        if params.batch_norm:
+            x = layers.Conv2D(filters, kernel, padding=padding, use_bias=False, name=f"conv_{i}")(x)
+            x = layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+            x = layers.ReLU(name=f"relu_{i}")(x)
+        else:
+            x = layers.Conv2D(
+                filters, kernel, padding=padding, activation="relu", name=f"conv_{i}"
+            )(x)
+        if min(x.shape[1], x.shape[2]) >= params.pool_size > 1:
+            x = layers.MaxPooling2D(params.pool_size, name=f"pool_{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(params.dense_units, start=1):
+        if params.dropout:
+            x = layers.Dropout(params.dropout, name=f"dropout_{i}")(x)
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+    if params.dropout:
+        x = layers.Dropout(params.dropout, name="dropout_out")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_lenet5(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> keras.Model:
+    """LeCun et al. (1998): 6 and 16 5x5 convolutions with average pooling, then 120-84 dense.
+
+    Inputs smaller than 28x28 (the 8x8 digits) are first resized to 28x28, where LeNet-5's
+    first 'same' convolution and two poolings leave a 5x5 map, as in the paper's 32x32 layout.
+    """
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = inputs
+    for layer in augmentation(params.augment):
+        x = layer(x)
+    if input_shape[0] < 28 or input_shape[1] < 28:
+        x = layers.Resizing(28, 28, name="resize")(x)
+    x = layers.Rescaling(PIXEL_SCALE, name="rescale")(x)
+    x = layers.Conv2D(6, 5, padding="same", activation="tanh", name="c1")(x)
+    x = layers.AveragePooling2D(2, name="s2")(x)
+    x = layers.Conv2D(16, 5, padding="valid", activation="tanh", name="c3")(x)
+    x = layers.AveragePooling2D(2, name="s4")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(120, activation="tanh", name="f5")(x)
+    x = layers.Dense(84, activation="tanh", name="f6")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+def architecture_table(model: keras.Model) -> list[dict]:
+    """One row per layer: name, type, output shape, activation size, parameters.
+
+    Activation size is the number of values a layer outputs per example (the product of its
+    output shape without the batch axis), the quantity lectures tabulate next to parameters.
+    """
+    rows = []
+    for layer in model.layers:
+        shape = tuple(layer.output.shape[1:])
+        size = 1
+        for dim in shape:
+            size *= int(dim)
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": shape,
+                "activation_size": size,
+                "parameters": int(layer.count_params()),
+            }
+        )
+    return rows
+
+
+def architecture_markdown(model: keras.Model) -> str:
+    """The architecture table as Markdown, with trainable and total parameter counts."""
+    lines = [
+        f"# {model.name}",
+        "",
+        "| layer | type | output shape | activation size | parameters |",
+        "|---|---|---|---:|---:|",
+    ]
+    for row in architecture_table(model):
+        shape = "(" + ", ".join(str(d) for d in row["output_shape"]) + ")"
+        lines.append(
+            f"| {row['layer']} | {row['type']} | {shape} | {row['activation_size']:,} | "
+            f"{row['parameters']:,} |"
+        )
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    lines += ["", f"Total parameters: {model.count_params():,} (trainable: {trainable:,})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""The one fit helper every Keras stage uses, and the run set-up it depends on.
+
+:func:`setup_run` seeds everything (``keras.utils.set_random_seed`` and, on TensorFlow, op
+determinism), picks the device (``base.device``: a GPU when TensorFlow sees one, with memory growth
+on so queued experiments can share it) and turns on mixed precision where it pays off.
+:func:`fit` compiles and trains a model with early stopping (best weights restored), an optional
+ReduceLROnPlateau, a per-epoch timer and DVCLive curves (one ``Live`` per model, ``dvcyaml=False``
+so ``dvc.yaml`` stays hand-written). Stages save the result atomically through
+``dllabs.outputs.staged_outputs``.
+
+TensorFlow-specific calls live here and only here, behind a backend check.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dllabs.errors import ParamsError
+from dllabs.models import make_optimizer
+from dllabs.params import Base, Training
+
+MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """A GPU as TensorFlow reports it."""
+
+    name: str
+    compute_capability: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class RunDevice:
+    """Where a stage trains, recorded in its outputs."""
+
+    kind: str  # "cpu" or "gpu"
+    description: str
+    mixed_precision: bool
+    backend: str
+
+
+def choose_device(requested: str, gpus: list[Accelerator], mixed_precision: str) -> RunDevice:
+    """Pure device choice: ``auto`` prefers a GPU, ``gpu`` insists on one, ``cpu`` uses none."""
+    backend = keras.backend.backend()
+    if requested == "gpu" and not gpus:
+        raise ParamsError(
+            f"base.device is 'gpu' but {backend} sees no GPU on this machine; "
+            "use 'auto' (GPU when present) or 'cpu'"
+        )
+    if requested == "cpu" or not gpus:
+        return RunDevice("cpu", "CPU", False, backend)
+    gpu = gpus[0]
+    capability = gpu.compute_capability
+    mixed = (
+        mixed_precision == "auto"
+        and capability is not None
+        and tuple(capability) >= MIN_MIXED_PRECISION_CAPABILITY
+    )
+    cc = f", compute capability {capability[0]}.{capability[1]}" if capability else ""
+    more = f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
+    return RunDevice("gpu", f"{gpu.name}{cc}{more}", mixed, backend)
+
+
+def visible_gpus() -> list[Accelerator]:
+    """The GPUs the Keras backend can use (TensorFlow: physical devices with their details)."""
+    if keras.backend.backend() != "tensorflow":
+        return []
+    import tensorflow as tf
+
+    found = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        found.append(
+            Accelerator(details.get("device_name", device.name), details.get("compute_capability"))
+        )
+    return found
+
+
+def setup_run(base: Base) -> RunDevice:
+    """Seed, choose the device and precision; call before building any model."""
+    device = choose_device(base.device, visible_gpus(), base.mixed_precision)
+    if device.backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if device.kind == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")
+        for gpu in gpus if device.kind == "gpu" else []:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(base.seed)
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if device.mixed_precision else "float32"
+    )
+    return device
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of every epoch (training and validation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a training run did, written next to the model for ``evaluate`` to report."""
+
+    epochs_trained: int
+    best_epoch: int
+    best_val_loss: float
+    seconds_per_epoch: float
+    train_seconds: float
+    device: str
+    device_kind: str
+    mixed_precision: bool
+    backend: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    training: Training,
+    device: RunDevice,
+    live_dir: str | Path | None,
+    loss: str | keras.losses.Loss = "sparse_categorical_crossentropy",
+    metrics: list[Any] | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int = 2,
+) -> FitResult:
+    """Compile and train ``model``; validation loss drives early stopping and LR reduction."""
+    model.compile(
+        optimizer=make_optimizer(training),
+        loss=loss,
+        metrics=["accuracy"] if metrics is None else metrics,
+    )
+    timer = EpochTimer()
+    callbacks: list[keras.callbacks.Callback] = [timer, *(extra_callbacks or [])]
+    if training.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=training.patience, restore_best_weights=True
+            )
+        )
+    if training.reduce_lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=training.reduce_lr_factor,
+                patience=training.reduce_lr_patience,
+                min_lr=training.learning_rate * 1e-3,
+            )
+        )
+    if live_dir is not None:
+        callbacks.append(dvclive_callback(live_dir))
+    history = model.fit(
+        train[0],
+        train[1],
+        validation_data=val,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    val_losses = history.history["val_loss"]
+    best = int(np.argmin(val_losses))
+    return FitResult(
+        epochs_trained=len(val_losses),
+        best_epoch=best + 1,
+        best_val_loss=float(val_losses[best]),
+        seconds_per_epoch=float(np.mean(timer.seconds)),
+        train_seconds=float(np.sum(timer.seconds)),
+        device=device.description,
+        device_kind=device.kind,
+        mixed_precision=device.mixed_precision,
+        backend=device.backend,
+    )
+
+
+def dvclive_callback(live_dir: str | Path) -> keras.callbacks.Callback:
+    """DVCLive's Keras callback writing ``<live_dir>/plots/metrics/{train,eval}/*.tsv``."""
+    os.environ.setdefault("DVCLIVE_LOGLEVEL", "WARNING")
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    return DVCLiveCallback(live=live)

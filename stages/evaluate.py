@@ -1,0 +1,120 @@
+"""Stage ``evaluate``: every test-set number and plot, in one place.
+
+The only stage that reads the test split. For each image classifier (MLP, CNN): load the saved
+model (``safe_mode=True``), predict the test images, and write ``metrics/<model>.json`` (test
+accuracy, loss, macro F1, per-class precision/recall/F1, parameter count, epochs, seconds per
+epoch, device), a confusion matrix through DVCLive's sklearn plots, a PNG grid of misclassified
+test images, and an architecture table under ``reports/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from dllabs.cli import parse_paths
+from dllabs.datasets import ImageSplits
+from dllabs.errors import DataError, stage_errors
+from dllabs.models import architecture_markdown
+from dllabs.outputs import load_json, save_json, staged_outputs
+from dllabs.params import load_params
+from dllabs.reports import classification_metrics, misclassified_grid
+from dllabs.training import setup_run
+
+
+def load_model(path: Path) -> keras.Model:
+    """A saved ``.keras`` model, loaded without running any serialized code."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the training stage that writes it (dvc repro)")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path}: not a loadable Keras model ({' '.join(str(exc).split())[:200]})"
+        ) from None
+
+
+def evaluate_classifier(
+    name: str,
+    model_path: Path,
+    summary_path: Path,
+    data: ImageSplits,
+    plots: Path,
+    report: Path,
+    batch_size: int,
+) -> dict:
+    """Test metrics, confusion matrix, misclassified grid and architecture table of one model."""
+    from dvclive import Live
+
+    model = load_model(model_path)
+    training = load_json(summary_path)
+    x_test, y_test = data["test"]
+    loss, _ = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)
+    y_pred = np.argmax(model.predict(x_test, batch_size=batch_size, verbose=0), axis=1)
+
+    live = Live(dir=str(plots / name), dvcyaml=False, save_dvc_exp=False, report=None)
+    labels = [data.class_names[i] for i in y_test]
+    predicted = [data.class_names[i] for i in y_pred]
+    live.log_sklearn_plot("confusion_matrix", labels, predicted, name="confusion_matrix.json")
+    live.end()
+    grid = plots / f"{name}_misclassified.png"
+    misclassified_grid(x_test, y_test, y_pred, data.class_names, grid, title=name.upper())
+    report.write_text(architecture_markdown(model), encoding="utf-8")
+
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {
+        "test": {
+            "loss": round(float(loss), 6),
+            **classification_metrics(y_test, y_pred, data.class_names),
+        },
+        "model": {
+            "parameters": int(model.count_params()),
+            "trainable_parameters": trainable,
+            "epochs_trained": training["epochs_trained"],
+            "best_epoch": training["best_epoch"],
+        },
+        "run": {
+            "seconds_per_epoch": round(training["seconds_per_epoch"], 4),
+            "train_seconds": round(training["train_seconds"], 2),
+            "device": training["device"],
+            "mixed_precision": training["mixed_precision"],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("evaluate"):
+        params = load_params()
+        args = parse_paths(
+            argv, "evaluate", __doc__,
+            images="processed images (.npz), test split",
+            mlp_model="MLP model (.keras)", mlp_summary="MLP run summary (.json)",
+            cnn_model="CNN model (.keras)", cnn_summary="CNN run summary (.json)",
+            mlp_metrics="output metrics (.json)", cnn_metrics="output metrics (.json)",
+            mlp_report="output architecture (.md)", cnn_report="output architecture (.md)",
+            plots="output plots folder",
+        )  # fmt: skip
+        setup_run(params.base)
+        data = ImageSplits.load(args.images, ("test",))
+        with staged_outputs() as out:
+            plots = out.dir(args.plots)
+            for name, section in (("mlp", params.mlp), ("cnn", params.cnn)):
+                metrics = evaluate_classifier(
+                    name,
+                    getattr(args, f"{name}_model"),
+                    getattr(args, f"{name}_summary"),
+                    data,
+                    plots,
+                    out.file(getattr(args, f"{name}_report")),
+                    section.batch_size,
+                )
+                save_json(out.file(getattr(args, f"{name}_metrics")), metrics)
+                test = metrics["test"]
+                print(f"evaluate: {name}: test accuracy {test['accuracy']:.4f}", end=", ")
+                print(f"macro F1 {test['macro_f1']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

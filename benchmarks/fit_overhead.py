@@ -1,0 +1,86 @@
+"""Benchmark: images/s of train_cnn's fit helper versus a bare ``model.fit``.
+
+Both fits train the same CNN (built from ``params.yaml``'s ``cnn`` section) on the same uint8
+arrays in the same process, with the same batch size and epochs. The helper adds early stopping,
+ReduceLROnPlateau, an epoch timer and DVCLive logging; the bare fit adds only a timer. The first
+epoch (graph tracing) is left out; the median of the remaining epochs is reported.
+
+    python benchmarks/fit_overhead.py                     # synthetic MNIST-sized data (28x28x1)
+    python benchmarks/fit_overhead.py --images data/processed/images.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, help="processed images .npz (default: synthetic)")
+    parser.add_argument("--n", type=int, default=6000, help="synthetic training images")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating helper/bare rounds")
+    args = parser.parse_args()
+
+    import keras
+
+    from dllabs.datasets import ImageSplits
+    from dllabs.models import build_cnn, make_optimizer
+    from dllabs.params import load_params
+    from dllabs.training import EpochTimer, fit, setup_run
+
+    params = load_params()
+    cnn = params.cnn.model_copy(update={"epochs": args.epochs})
+    if args.images:
+        data = ImageSplits.load(args.images, ("train", "val"))
+        (x, y), val, n_classes = data["train"], data["val"], data.n_classes
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (args.n, 28, 28, 1), dtype=np.uint8)
+        y = rng.integers(0, 10, args.n)
+        val, n_classes = (x[: args.n // 10], y[: args.n // 10]), 10
+    device = setup_run(params.base)
+
+    def helper_run() -> list[float]:
+        keras.utils.set_random_seed(params.base.seed)
+        model = build_cnn(x.shape[1:], n_classes, cnn)
+        with tempfile.TemporaryDirectory() as live:
+            timer = EpochTimer()
+            fit(model, (x, y), val, cnn, device, live, extra_callbacks=[timer], verbose=0)
+        return timer.seconds
+
+    def bare_run() -> list[float]:
+        keras.utils.set_random_seed(params.base.seed)
+        model = build_cnn(x.shape[1:], n_classes, cnn)
+        model.compile(
+            optimizer=make_optimizer(cnn),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        timer = EpochTimer()
+        model.fit(x, y, validation_data=val, epochs=cnn.epochs, batch_size=cnn.batch_size,
+                  shuffle=True, callbacks=[timer], verbose=0)  # fmt: skip
+        return timer.seconds
+
+    helper, bare = [], []
+    for _ in range(args.rounds):
+        helper += helper_run()[1:]
+        bare += bare_run()[1:]
+    rate_helper = len(x) / statistics.median(helper)
+    rate_bare = len(x) / statistics.median(bare)
+    overhead = (rate_bare - rate_helper) / rate_bare * 100
+    print(
+        f"data: {len(x)} images {x.shape[1:]}, batch {cnn.batch_size}, device {device.description}"
+    )
+    print(f"bare model.fit : {rate_bare:8.0f} images/s (median of {len(bare)} epochs)")
+    print(f"fit helper     : {rate_helper:8.0f} images/s (median of {len(helper)} epochs)")
+    print(f"overhead       : {overhead:+.1f}%")
+
+
+if __name__ == "__main__":
+    main()

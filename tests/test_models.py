@@ -1,0 +1,165 @@
+"""Model builders: architectures, every optimizer and activation, augmentation, round trips."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+import pytest
+
+from dllabs.errors import ParamsError
+from dllabs.models import (
+    architecture_markdown,
+    architecture_table,
+    augmentation,
+    build_cnn,
+    build_mlp,
+)
+from dllabs.params import CNN, MLP, validate_params
+
+
+@pytest.fixture
+def mlp_params(default_params: dict) -> dict:
+    return copy.deepcopy(default_params["mlp"])
+
+
+@pytest.fixture
+def cnn_params(default_params: dict) -> dict:
+    return copy.deepcopy(default_params["cnn"])
+
+
+def lenet_style(cnn_params: dict) -> CNN:
+    """The lecture's example: conv 3x3/8 same, pool, conv 5x5/16 valid, pool, 120, 84, 10."""
+    cnn_params.update(
+        preset="custom", filters=[8, 16], kernel_sizes=[3, 5], padding=["same", "valid"],
+        batch_norm=False, pool_size=2, dense_units=[120, 84], dropout=0.0,
+        augment={"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0},
+    )  # fmt: skip
+    return CNN(**cnn_params)
+
+
+def test_lenet_style_architecture_table(cnn_params: dict) -> None:
+    model = build_cnn((28, 28, 1), 10, lenet_style(cnn_params))
+    rows = {row["layer"]: row for row in architecture_table(model)}
+    expected = {
+        "conv_1": ((28, 28, 8), 6272, 80),
+        "pool_1": ((14, 14, 8), 1568, 0),
+        "conv_2": ((10, 10, 16), 1600, 3216),
+        "pool_2": ((5, 5, 16), 400, 0),
+        "dense_1": ((120,), 120, 48120),
+        "dense_2": ((84,), 84, 10164),
+        "softmax": ((10,), 10, 850),
+    }
+    for name, (shape, size, parameters) in expected.items():
+        assert rows[name]["output_shape"] == shape
+        assert rows[name]["activation_size"] == size
+        assert rows[name]["parameters"] == parameters
+    assert sum(row["parameters"] for row in rows.values()) == 62430 == model.count_params()
+    markdown = architecture_markdown(model)
+    assert "| conv_2 | Conv2D | (10, 10, 16) | 1,600 | 3,216 |" in markdown
+    assert "Total parameters: 62,430" in markdown
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "activation"),
+    [(opt, "relu") for opt in ("sgd", "adagrad", "adadelta", "rmsprop", "adam")]
+    + [("sgd", act) for act in ("tanh", "sigmoid", "leaky_relu", "elu")],
+)
+def test_every_optimizer_and_activation_trains_a_step(
+    mlp_params: dict, optimizer: str, activation: str
+) -> None:
+    from dllabs.models import make_optimizer
+
+    mlp_params.update(optimizer=optimizer, activation=activation, hidden_units=[8], batch_norm=True)
+    params = MLP(**mlp_params)
+    model = build_mlp((4, 4, 1), 3, params)
+    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 1)).astype(np.uint8)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_mlp_layers_follow_params(mlp_params: dict) -> None:
+    mlp_params.update(hidden_units=[16, 8], dropout=0.5, l1=0.01, l2=0.0, batch_norm=False)
+    model = build_mlp((8, 8, 1), 10, MLP(**mlp_params))
+    names = [layer.name for layer in model.layers]
+    assert names[:3] == ["pixels", "rescale", "flatten"]
+    assert {"dense_1", "dense_2", "dropout_1", "dropout_2"} <= set(names)
+    assert model.get_layer("dense_1").kernel_regularizer is not None
+    assert model.get_layer("softmax").units == 10
+
+
+def test_rescaling_inside_the_model_takes_raw_pixels(mlp_params: dict) -> None:
+    model = build_mlp((2, 2, 1), 2, MLP(**mlp_params))
+    assert model.get_layer("rescale").scale == pytest.approx(1 / 255)
+
+
+def test_augmentation_is_active_only_in_training(cnn_params: dict) -> None:
+    cnn_params["augment"] = {"flip": "horizontal", "rotation": 0.2, "zoom": 0.2, "translation": 0.2}
+    stack = augmentation(CNN(**cnn_params).augment)
+    assert [type(layer).__name__ for layer in stack] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+    ]  # fmt: skip
+    x = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 1)).astype("float32")
+    inference, training = x, x
+    for layer in stack:
+        inference = layer(inference, training=False)
+        training = layer(training, training=True)
+    assert np.array_equal(keras.ops.convert_to_numpy(inference), x)
+    assert not np.allclose(keras.ops.convert_to_numpy(training), x)
+    model = build_cnn((16, 16, 1), 3, CNN(**cnn_params))
+    assert np.array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_cnn_handles_rgb_and_grayscale(cnn_params: dict) -> None:
+    for shape in [(8, 8, 1), (28, 28, 1), (32, 32, 3)]:
+        model = build_cnn(shape, 10, CNN(**cnn_params))
+        assert model.output_shape == (None, 10)
+
+
+def test_lenet5_preset(cnn_params: dict) -> None:
+    cnn_params["preset"] = "lenet5"
+    small = build_cnn((8, 8, 1), 10, CNN(**cnn_params))
+    assert small.get_layer("resize").output.shape[1:3] == (28, 28)
+    assert small.get_layer("s4").output.shape[1:] == (5, 5, 16)
+    rgb = build_cnn((32, 32, 3), 10, CNN(**cnn_params))
+    assert rgb.get_layer("c3").output.shape[1:] == (12, 12, 16)
+
+
+def test_keras_round_trip_with_safe_mode(tmp_path, cnn_params: dict) -> None:
+    model = build_cnn((8, 8, 1), 4, CNN(**cnn_params))
+    x = np.random.default_rng(2).integers(0, 256, (5, 8, 8, 1)).astype(np.uint8)
+    path = tmp_path / "cnn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert np.allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+
+
+def test_bad_cnn_params_are_clear_errors(cnn_params: dict, default_params: dict) -> None:
+    cnn_params.update(filters=[8, 16], kernel_sizes=[3, 9], padding="valid")
+    with pytest.raises(ParamsError, match=r"cnn\.kernel_sizes: block 2 has a 9x9 'valid' kernel"):
+        build_cnn((8, 8, 1), 10, CNN(**cnn_params))
+    params = copy.deepcopy(default_params)
+    params["cnn"]["kernel_sizes"] = [3, 3]
+    with pytest.raises(
+        ParamsError, match=r"cnn\.kernel_sizes has 2 entries but cnn\.filters has 3"
+    ):
+        validate_params(params)
+    params = copy.deepcopy(default_params)
+    params["mlp"]["activation"] = "relu6"
+    with pytest.raises(ParamsError, match=r"mlp\.activation = 'relu6' is not allowed"):
+        validate_params(params)
+    params = copy.deepcopy(default_params)
+    params["cnn"]["augment"]["flip"] = "diagonal"
+    with pytest.raises(ParamsError, match=r"cnn\.augment\.flip = 'diagonal'"):
+        validate_params(params)
+    params = copy.deepcopy(default_params)
+    params["mlp"]["optimizer"] = "adamw"
+    with pytest.raises(
+        ParamsError, match=r"mlp\.optimizer = 'adamw' is not allowed.*did you mean 'adam'"
+    ):
+        validate_params(params)

@@ -202,7 +202,8 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
 
     path = Path(path)
     try:
-        first = path.open(encoding="utf-8").readline()
+        with path.open(encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" starts with a BOM
+            first = handle.readline()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: unreadable text file ({exc})") from None
     if not first.strip():

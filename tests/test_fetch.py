@@ -1,0 +1,377 @@
+"""dllabs.fetch.fetch() against a loopback HTTP server started by the tests.
+
+Nothing here touches the real network: every URL points at 127.0.0.1. The server answers each
+path from a scripted list of responses (the last one repeats), and counts requests per path, so
+the tests can tell a download from a cache hit and a mirror from the origin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dllabs.errors import DataError
+from dllabs.fetch import MIRROR_ENV, RemoteFile, cache_dir, fetch
+
+# Deterministic, incompressible-looking bytes the tests own (no fixture files needed).
+BODY = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(1024))  # 32 KiB
+
+
+def digest(data: bytes, algorithm: str = "sha256") -> str:
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+class LoopbackServer:
+    """A ThreadingHTTPServer on 127.0.0.1 with scripted per-path responses.
+
+    ``script(path, *steps)``: each request to ``path`` takes the next step, and the last step
+    repeats. A step is ``("ok", body)``, ``("404", b"")`` or ``("truncated", body)`` (headers
+    announce the full length, half the body is sent, then the connection is closed).
+    Unscripted paths get 404. Request counts are in ``hits``.
+    """
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[tuple[str, bytes]]] = {}
+        self.hits: dict[str, int] = {}
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # one request per connection: no keep-alive loops
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                with owner.lock:
+                    count = owner.hits.get(self.path, 0)
+                    owner.hits[self.path] = count + 1
+                    steps = owner.steps.get(self.path, [("404", b"")])
+                    kind, body = steps[min(count, len(steps) - 1)]
+                if kind == "404":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if kind == "truncated":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def script(self, path: str, *steps: tuple[str, bytes]) -> str:
+        self.steps[path] = list(steps)
+        return f"{self.base}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("DL_LABS_CACHE", str(folder))
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    return folder
+
+
+@pytest.fixture
+def server(cache: Path) -> Iterator[LoopbackServer]:
+    srv = LoopbackServer()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def cache_entries(folder: Path) -> list[str]:
+    """Everything in the cache folder, hidden temporary files included."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_cache_dir_follows_the_environment(cache: Path) -> None:
+    assert cache_dir() == cache
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_good_file_is_downloaded_verified_and_then_reused(
+    server: LoopbackServer, cache: Path, algorithm: str
+) -> None:
+    url = server.script("/files/data.bin", ("ok", BODY))
+    remote = RemoteFile("data.bin", url, f"{algorithm}:{digest(BODY, algorithm)}")
+
+    path, sha = fetch(remote, retries=1, progress=False)
+
+    assert path == cache / "data.bin"
+    assert path.read_bytes() == BODY
+    assert sha == digest(BODY)  # always the SHA-256, whatever algorithm was pinned
+    assert server.hits == {"/files/data.bin": 1}
+    assert cache_entries(cache) == ["data.bin"]  # no temporary file left behind
+
+    again, sha_again = fetch(remote, retries=1, progress=False)
+
+    assert (again, sha_again) == (path, sha)
+    assert server.hits == {"/files/data.bin": 1}  # served from the cache, no second request
+
+
+def test_pinned_hash_is_case_insensitive(server: LoopbackServer) -> None:
+    url = server.script("/data.bin", ("ok", BODY))
+    remote = RemoteFile("data.bin", url, f"sha256:{digest(BODY).upper()}")
+    path, sha = fetch(remote, retries=0, progress=False)
+    assert path.read_bytes() == BODY and sha == digest(BODY)
+
+
+def test_unpinned_file_returns_the_sha256_of_its_bytes(server: LoopbackServer, cache: Path) -> None:
+    text = b"0.1,0.2,0.3,1\n0.4,0.5,0.6,0\n"
+    url = server.script("/ecg.csv", ("ok", text))
+    path, sha = fetch(RemoteFile("ecg.csv", url), retries=0, progress=False)
+    assert sha == digest(text)
+    assert path.read_bytes() == text
+    assert path.parent == cache
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_wrong_hash_fails_with_both_hashes_and_leaves_nothing(
+    server: LoopbackServer, cache: Path, algorithm: str
+) -> None:
+    url = server.script("/data.bin", ("ok", BODY))
+    wrong = digest(b"some other bytes", algorithm)
+    remote = RemoteFile("data.bin", url, f"{algorithm}:{wrong}")
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    message = str(caught.value)
+    assert "data.bin" in message
+    assert wrong in message
+    assert digest(BODY, algorithm) in message
+    assert cache_entries(cache) == []
+
+
+def test_truncated_body_fails_and_leaves_nothing(server: LoopbackServer, cache: Path) -> None:
+    url = server.script("/data.bin", ("truncated", BODY))
+    remote = RemoteFile("data.bin", url, f"sha256:{digest(BODY)}")
+
+    with pytest.raises(DataError, match=r"data\.bin"):
+        fetch(remote, retries=0, progress=False)
+
+    assert server.hits == {"/data.bin": 1}
+    assert cache_entries(cache) == []
+
+
+def test_truncated_body_on_an_unpinned_file_is_still_an_error(
+    server: LoopbackServer, cache: Path
+) -> None:
+    # Without a pinned hash only the Content-Length check can catch the short body.
+    url = server.script("/ecg.csv", ("truncated", BODY))
+    with pytest.raises(DataError, match=r"ecg\.csv"):
+        fetch(RemoteFile("ecg.csv", url), retries=0, progress=False)
+    assert cache_entries(cache) == []
+
+
+def test_truncated_once_then_good_succeeds_by_retrying(server: LoopbackServer) -> None:
+    url = server.script("/data.bin", ("truncated", BODY), ("ok", BODY))
+    remote = RemoteFile("data.bin", url, f"sha256:{digest(BODY)}")
+
+    path, sha = fetch(remote, retries=1, progress=False)
+
+    assert path.read_bytes() == BODY and sha == digest(BODY)
+    assert server.hits == {"/data.bin": 2}
+
+
+def test_404_once_then_200_succeeds_by_retrying(server: LoopbackServer) -> None:
+    url = server.script("/data.bin", ("404", b""), ("ok", BODY))
+    remote = RemoteFile("data.bin", url, f"md5:{digest(BODY, 'md5')}")
+
+    path, _ = fetch(remote, retries=1, progress=False)
+
+    assert path.read_bytes() == BODY
+    assert server.hits == {"/data.bin": 2}
+
+
+def test_404_always_is_a_data_error_naming_the_status(server: LoopbackServer, cache: Path) -> None:
+    url = server.script("/missing.bin", ("404", b""))
+    remote = RemoteFile("missing.bin", url, f"sha256:{digest(BODY)}")
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    message = str(caught.value)
+    assert "404" in message
+    assert "missing.bin" in message
+    assert server.hits == {"/missing.bin": 1}  # retries=0: exactly one attempt
+    assert cache_entries(cache) == []
+
+
+def test_corrupted_cache_copy_is_reported_and_deleted(server: LoopbackServer, cache: Path) -> None:
+    url = server.script("/data.bin", ("ok", BODY))
+    remote = RemoteFile("data.bin", url, f"sha256:{digest(BODY)}")
+    path, _ = fetch(remote, retries=0, progress=False)
+    rotten = b"X" + BODY[1:]
+    path.write_bytes(rotten)
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    message = str(caught.value)
+    assert digest(BODY) in message and digest(rotten) in message
+    assert not path.exists()
+    assert server.hits == {"/data.bin": 1}  # the bad copy was checked, not silently replaced
+
+    # The next run downloads a fresh, good copy.
+    again, sha = fetch(remote, retries=0, progress=False)
+    assert again.read_bytes() == BODY and sha == digest(BODY)
+    assert server.hits == {"/data.bin": 2}
+
+
+def test_mirror_folder_is_used_instead_of_the_origin(
+    server: LoopbackServer, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.bin").write_bytes(BODY)
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    remote = RemoteFile("data.bin", f"{server.base}/origin/data.bin", f"sha256:{digest(BODY)}")
+
+    path, sha = fetch(remote, retries=0, progress=False)
+
+    assert path == cache / "data.bin"
+    assert path.read_bytes() == BODY and sha == digest(BODY)
+    assert server.hits == {}  # the origin was never asked
+    assert cache_entries(cache) == ["data.bin"]
+    assert (mirror / "data.bin").read_bytes() == BODY  # copied, not moved
+
+
+def test_cached_copy_is_reused_even_when_the_mirror_no_longer_has_it(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.bin").write_bytes(BODY)
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    remote = RemoteFile("data.bin", "http://127.0.0.1:9/data.bin", f"sha256:{digest(BODY)}")
+    first, _ = fetch(remote, retries=0, progress=False)
+    (mirror / "data.bin").unlink()
+
+    again, sha = fetch(remote, retries=0, progress=False)
+
+    assert again == first and again.read_bytes() == BODY and sha == digest(BODY)
+
+
+def test_mirror_folder_with_wrong_bytes_fails_the_hash_check(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.bin").write_bytes(b"not the published file")
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    remote = RemoteFile("data.bin", "http://127.0.0.1:9/data.bin", f"sha256:{digest(BODY)}")
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    assert digest(BODY) in str(caught.value)
+    assert digest(b"not the published file") in str(caught.value)
+    assert cache_entries(cache) == []
+
+
+def test_mirror_folder_without_the_file_names_the_file_and_the_variable(
+    server: LoopbackServer, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "other.bin").write_bytes(BODY)
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    url = server.script("/absent.bin", ("ok", BODY))  # reachable origin must not be used
+    remote = RemoteFile("absent.bin", url, f"sha256:{digest(BODY)}")
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    message = str(caught.value)
+    assert "absent.bin" in message
+    assert MIRROR_ENV in message
+    assert str(mirror) in message
+    assert server.hits == {}
+    assert cache_entries(cache) == []
+
+
+@pytest.mark.parametrize("trailing_slash", ["", "/"])
+def test_mirror_url_replaces_the_origin(
+    server: LoopbackServer, cache: Path, monkeypatch: pytest.MonkeyPatch, trailing_slash: str
+) -> None:
+    server.script("/mirror/sub/data.bin", ("ok", BODY))
+    origin = server.script("/origin/data.bin", ("404", b""))  # would fail if it were used
+    monkeypatch.setenv(MIRROR_ENV, f"{server.base}/mirror/sub{trailing_slash}")
+    remote = RemoteFile("data.bin", origin, f"sha256:{digest(BODY)}")
+
+    path, sha = fetch(remote, retries=0, progress=False)
+
+    assert path.read_bytes() == BODY and sha == digest(BODY)
+    assert server.hits == {"/mirror/sub/data.bin": 1}
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A 127.0.0.1 port that is bound (so nobody else takes it) but not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_unreachable_origin_points_to_the_mirror_and_offline_defaults(
+    cache: Path, dead_port: int
+) -> None:
+    remote = RemoteFile("mnist.npz", f"http://127.0.0.1:{dead_port}/mnist.npz", None)
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    message = str(caught.value)
+    assert "mnist.npz" in message
+    assert "DL_LABS_MIRROR" in message
+    assert "digits" in message
+    assert cache_entries(cache) == []
+
+
+def test_unreachable_mirror_url_is_reported_with_the_mirror_address(
+    cache: Path, dead_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = f"http://127.0.0.1:{dead_port}/m"
+    monkeypatch.setenv(MIRROR_ENV, mirror)
+    remote = RemoteFile("data.bin", "http://127.0.0.1:9/origin/data.bin", None)
+
+    with pytest.raises(DataError) as caught:
+        fetch(remote, retries=0, progress=False)
+
+    assert f"{mirror}/data.bin" in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", ["sha1:abc", "sha256:", "abc", "md5"])
+def test_remote_file_rejects_unsupported_hash_spellings(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"x\.bin"):
+        RemoteFile("x.bin", "http://127.0.0.1/x.bin", bad)

@@ -24,6 +24,7 @@ import numpy as np
 
 from dllabs.errors import ParamsError
 from dllabs.models import make_optimizer
+from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import Base, Training
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
@@ -206,3 +207,32 @@ def dvclive_callback(live_dir: str | Path) -> keras.callbacks.Callback:
 
     live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     return DVCLiveCallback(live=live)
+
+
+def fit_and_save(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    training: Training,
+    device: RunDevice,
+    paths: Any,
+    **fit_options: Any,
+) -> FitResult:
+    """:func:`fit`, then save the model, its DVCLive folder and run summary all-or-nothing.
+
+    ``paths`` has ``model`` (``.keras``), ``plots`` (DVCLive folder) and ``summary`` (``.json``),
+    as parsed from the stage's command line.
+    """
+    with staged_outputs() as out:
+        result = fit(model, train, val, training, device, out.dir(paths.plots), **fit_options)
+        model.save(out.file(paths.model))
+        save_json(out.file(paths.summary), result.to_json())
+    return result
+
+
+TRAINING_PATHS = {
+    "images": "processed images (.npz)",
+    "model": "output model (.keras)",
+    "plots": "output DVCLive folder",
+    "summary": "output run summary (.json)",
+}

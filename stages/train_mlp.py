@@ -13,27 +13,19 @@ from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models import build_mlp
-from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.training import fit, setup_run
+from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
 
 
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("train_mlp"):
         params = load_params()
-        args = parse_paths(
-            argv, "train_mlp", __doc__,
-            images="processed images (.npz)", model="output model (.keras)",
-            plots="output DVCLive folder", summary="output run summary (.json)",
-        )  # fmt: skip
+        args = parse_paths(argv, "train_mlp", __doc__, **TRAINING_PATHS)
         data = ImageSplits.load(args.images, ("train", "val"))
         device = setup_run(params.base)
         model = build_mlp(data.input_shape, data.n_classes, params.mlp)
         model.summary(print_fn=print)
-        with staged_outputs() as out:
-            result = fit(model, data["train"], data["val"], params.mlp, device, out.dir(args.plots))
-            model.save(out.file(args.model))
-            save_json(out.file(args.summary), result.to_json())
+        result = fit_and_save(model, data["train"], data["val"], params.mlp, device, args)
         print(f"train_mlp: {result.epochs_trained} epochs on {result.device}")
 
 

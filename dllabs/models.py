@@ -10,7 +10,7 @@ import keras
 from keras import layers, regularizers
 
 from dllabs.errors import ParamsError
-from dllabs.params import CNN, MLP, Augment, Training
+from dllabs.params import CNN, MLP, Augment, Autoencoder, Training
 
 PIXEL_SCALE = 1.0 / 255.0
 
@@ -138,6 +138,31 @@ def build_lenet5(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> k
     x = layers.Dense(84, activation="tanh", name="f6")(x)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
     return keras.Model(inputs, outputs, name="lenet5")
+
+
+def build_autoencoder(n_features: int, params: Autoencoder) -> keras.Model:
+    """Dense encoder -> code -> mirrored decoder, reconstructing its (scaled) input rows.
+
+    ``noise_stddev`` > 0 adds Gaussian noise to the inputs during training only (a denoising
+    autoencoder); ``code_l1`` > 0 adds an L1 activity penalty on the code (a sparse one).
+    """
+    inputs = keras.Input(shape=(n_features,), name="rows")
+    x = inputs
+    if params.noise_stddev:
+        x = layers.GaussianNoise(params.noise_stddev, name="input_noise")(x)
+    for i, units in enumerate(params.hidden_units, start=1):
+        x = layers.Dense(units, name=f"encoder_{i}")(x)
+        x = _activation(params.activation)(x)
+    sparsity = regularizers.L1(params.code_l1) if params.code_l1 else None
+    x = layers.Dense(params.code_size, activity_regularizer=sparsity, name="code")(x)
+    x = _activation(params.activation)(x)
+    for i, units in enumerate(reversed(params.hidden_units), start=1):
+        x = layers.Dense(units, name=f"decoder_{i}")(x)
+        x = _activation(params.activation)(x)
+    outputs = layers.Dense(
+        n_features, activation=params.output_activation, dtype="float32", name="reconstruction"
+    )(x)
+    return keras.Model(inputs, outputs, name="autoencoder")
 
 
 def architecture_table(model: keras.Model) -> list[dict]:

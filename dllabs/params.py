@@ -187,6 +187,26 @@ class CNN(Training):
         return self
 
 
+class Autoencoder(Training):
+    """Dense autoencoder: encoder -> code -> mirrored decoder; denoising and sparse variants."""
+
+    hidden_units: Annotated[list[PositiveInt], Field(max_length=10)]
+    code_size: PositiveInt
+    activation: Activation
+    output_activation: Literal["sigmoid", "linear"]
+    loss: Literal["mae", "mse", "binary_crossentropy"]
+    noise_stddev: Annotated[float, Field(ge=0.0, le=10.0)]
+    code_l1: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Anomaly(Section):
+    """How the reconstruction-error threshold is chosen (training and validation errors only)."""
+
+    threshold_method: Literal["mean_std", "percentile", "max_f1"]
+    k: Annotated[float, Field(ge=0.0, le=10.0)]
+    percentile: Annotated[float, Field(gt=0.0, lt=100.0)]
+
+
 class Params(Section):
     """The whole of ``params.yaml``."""
 
@@ -195,6 +215,8 @@ class Params(Section):
     tokenize: Tokenize
     mlp: MLP
     cnn: CNN
+    autoencoder: Autoencoder
+    anomaly: Anomaly
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

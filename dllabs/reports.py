@@ -77,3 +77,65 @@ def misclassified_grid(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return len(wrong)
+
+
+def error_histogram(
+    errors: np.ndarray, is_anomaly: np.ndarray, threshold: float, path: str | Path
+) -> None:
+    """Histogram of test reconstruction errors, normal vs anomalous, with the threshold line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    bins = np.histogram_bin_edges(errors, bins=50)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.hist(errors[~is_anomaly], bins=bins, alpha=0.6, label=f"normal ({(~is_anomaly).sum()})")
+    ax.hist(errors[is_anomaly], bins=bins, alpha=0.6, label=f"anomalous ({is_anomaly.sum()})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")
+    ax.set_xlabel("reconstruction error")
+    ax.set_ylabel("test rows")
+    ax.set_title("Test reconstruction errors")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def reconstructions_figure(
+    rows: np.ndarray,
+    reconstructed: np.ndarray,
+    row_shape: tuple[int, ...],
+    labels: list[str],
+    path: str | Path,
+) -> None:
+    """Inputs next to their reconstructions: images as images, series as line plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(rows)
+    as_image = len(row_shape) == 2
+    fig, axes = plt.subplots(2 if as_image else 1, n, figsize=(n * 1.8, 4 if as_image else 2.4),
+                             squeeze=False)  # fmt: skip
+    for i in range(n):
+        if as_image:
+            for row, data, name in ((0, rows[i], "input"), (1, reconstructed[i], "reconstruction")):
+                ax = axes[row, i]
+                ax.imshow(np.asarray(data).reshape(row_shape), cmap="gray")
+                ax.set_title(f"{labels[i]} {name}" if row == 0 else name, fontsize=7)
+                ax.axis("off")
+        else:
+            ax = axes[0, i]
+            ax.plot(rows[i], label="input")
+            ax.plot(reconstructed[i], label="reconstruction")
+            ax.fill_between(range(len(rows[i])), rows[i], reconstructed[i], alpha=0.3, color="red")
+            ax.set_title(labels[i], fontsize=8)
+            ax.tick_params(labelsize=6)
+    if not as_image:
+        axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from dllabs.errors import ParamsError
 from dllabs.models import make_optimizer
-from dllabs.outputs import save_json, staged_outputs
+from dllabs.outputs import StagedOutputs, save_json, staged_outputs
 from dllabs.params import Base, Training
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
@@ -216,14 +217,16 @@ def fit_and_save(
     training: Training,
     device: RunDevice,
     paths: Any,
+    outputs: StagedOutputs | None = None,
     **fit_options: Any,
 ) -> FitResult:
     """:func:`fit`, then save the model, its DVCLive folder and run summary all-or-nothing.
 
     ``paths`` has ``model`` (``.keras``), ``plots`` (DVCLive folder) and ``summary`` (``.json``),
-    as parsed from the stage's command line.
+    as parsed from the stage's command line. Pass ``outputs`` to write within a stage's own
+    transaction (when it saves more files that must succeed or fail together).
     """
-    with staged_outputs() as out:
+    with nullcontext(outputs) if outputs is not None else staged_outputs() as out:
         result = fit(model, train, val, training, device, out.dir(paths.plots), **fit_options)
         model.save(out.file(paths.model))
         save_json(out.file(paths.summary), result.to_json())

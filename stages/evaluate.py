@@ -1,10 +1,16 @@
 """Stage ``evaluate``: every test-set number and plot, in one place.
 
-The only stage that reads the test split. For each image classifier (MLP, CNN): load the saved
-model (``safe_mode=True``), predict the test images, and write ``metrics/<model>.json`` (test
-accuracy, loss, macro F1, per-class precision/recall/F1, parameter count, epochs, seconds per
-epoch, device), a confusion matrix through DVCLive's sklearn plots, a PNG grid of misclassified
-test images, and an architecture table under ``reports/``.
+The only stage that reads the test split.
+
+- Image classifiers (MLP, CNN): load the saved model (``safe_mode=True``), predict the test
+  images, and write ``metrics/<model>.json`` (test accuracy, loss, macro F1, per-class
+  precision/recall/F1, parameter count, epochs, seconds per epoch, device), a confusion matrix
+  through DVCLive's sklearn plots, a PNG grid of misclassified test images, and an architecture
+  table under ``reports/``.
+- Anomaly detector: reconstruct the test rows, flag those at or above the threshold that
+  ``threshold_anomaly`` chose, and write ``metrics/anomaly.json`` (anomaly = positive class, plus
+  normal-class precision and recall), ROC and PR curves, an error histogram with the threshold,
+  and inputs next to their reconstructions.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dllabs.anomaly import detection_scores, reconstruction_errors
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import DataError, stage_errors
 from dllabs.models import architecture_markdown
-from dllabs.outputs import load_json, save_json, staged_outputs
+from dllabs.outputs import load_json, load_npz, save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.reports import classification_metrics, misclassified_grid
+from dllabs.reports import (
+    classification_metrics,
+    error_histogram,
+    misclassified_grid,
+    reconstructions_figure,
+)
 from dllabs.training import setup_run
 
 
@@ -84,6 +96,44 @@ def evaluate_classifier(
     }
 
 
+def evaluate_anomaly(
+    model_path: Path, series_path: Path, threshold_path: Path, loss: str, plots: Path
+) -> dict:
+    """Test-split detection scores at the chosen threshold, with ROC/PR and error plots."""
+    from dvclive import Live
+
+    model = load_model(model_path)
+    data = load_npz(series_path, required=("x_test", "y_test", "label_test", "row_shape"))
+    chosen = load_json(threshold_path)
+    x_test, y_test = data["x_test"], data["y_test"].astype(bool)
+    reconstructed = model.predict(x_test, verbose=0)
+    errors = reconstruction_errors(x_test, reconstructed, loss)
+    threshold = float(chosen["threshold"])
+
+    live = Live(dir=str(plots / "anomaly"), dvcyaml=False, save_dvc_exp=False, report=None)
+    live.log_sklearn_plot("roc", y_test.astype(int), errors, name="roc.json")
+    live.log_sklearn_plot(
+        "precision_recall", y_test.astype(int), errors, name="precision_recall.json"
+    )
+    live.end()
+    error_histogram(errors, y_test, threshold, plots / "anomaly_error_histogram.png")
+    rng = np.random.default_rng(0)  # a fixed choice of examples: 4 normal, 4 anomalous
+    picks = np.concatenate([
+        rng.choice(np.flatnonzero(~y_test), min(4, int((~y_test).sum())), replace=False),
+        rng.choice(np.flatnonzero(y_test), min(4, int(y_test.sum())), replace=False),
+    ])  # fmt: skip
+    labels = [f"{'anomaly' if y_test[i] else 'normal'} {data['label_test'][i]}" for i in picks]
+    row_shape = tuple(int(d) for d in data["row_shape"])
+    reconstructions_figure(x_test[picks], reconstructed[picks], row_shape, labels,
+                           plots / "anomaly_reconstructions.png")  # fmt: skip
+    return {
+        "threshold": threshold,
+        "method": chosen["method"],
+        "test": detection_scores(y_test, errors, threshold),
+        "validation": chosen["validation"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate"):
         params = load_params()
@@ -94,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
             cnn_model="CNN model (.keras)", cnn_summary="CNN run summary (.json)",
             mlp_metrics="output metrics (.json)", cnn_metrics="output metrics (.json)",
             mlp_report="output architecture (.md)", cnn_report="output architecture (.md)",
+            series="processed anomaly rows (.npz), test split",
+            autoencoder_model="autoencoder (.keras)", threshold="chosen threshold (.json)",
+            anomaly_metrics="output metrics (.json)",
             plots="output plots folder",
         )  # fmt: skip
         setup_run(params.base)
@@ -114,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
                 test = metrics["test"]
                 print(f"evaluate: {name}: test accuracy {test['accuracy']:.4f}", end=", ")
                 print(f"macro F1 {test['macro_f1']:.4f}")
+            anomaly = evaluate_anomaly(
+                args.autoencoder_model, args.series, args.threshold, params.autoencoder.loss, plots
+            )
+            save_json(out.file(args.anomaly_metrics), anomaly)
+            test = anomaly["test"]
+            print(f"evaluate: anomaly: test ROC AUC {test['roc_auc']}, F1 {test['f1']:.4f}")
 
 
 if __name__ == "__main__":

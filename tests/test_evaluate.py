@@ -10,7 +10,8 @@ import pytest
 
 from dllabs.outputs import save_npz
 from dllabs.reports import classification_metrics
-from stages import evaluate, train_cnn, train_mlp
+from stages import evaluate, threshold_anomaly, train_autoencoder, train_cnn, train_mlp
+from tests.conftest import REPO
 
 TRAIN = ["--images", "data/processed/images.npz"]
 EVALUATE = [
@@ -19,8 +20,21 @@ EVALUATE = [
     "--cnn-model", "models/cnn.keras", "--cnn-summary", "models/cnn.json",
     "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
     "--mlp-report", "reports/mlp_architecture.md", "--cnn-report", "reports/cnn_architecture.md",
+    "--series", "data/processed/series.npz", "--autoencoder-model", "models/autoencoder.keras",
+    "--threshold", "models/anomaly_threshold.json", "--anomaly-metrics", "metrics/anomaly.json",
     "--plots", "plots/evaluate",
 ]  # fmt: skip
+AUTOENCODER = [
+    "--series", "data/processed/series.npz", "--model", "models/autoencoder.keras",
+    "--plots", "plots/autoencoder", "--summary", "models/autoencoder.json",
+    "--errors", "models/autoencoder_errors.npz",
+]  # fmt: skip
+THRESHOLD = [
+    "--errors",
+    "models/autoencoder_errors.npz",
+    "--threshold",
+    "models/anomaly_threshold.json",
+]
 
 
 def tiny_images(path: Path) -> None:
@@ -35,14 +49,46 @@ def tiny_images(path: Path) -> None:
     save_npz(path, arrays)
 
 
-def test_image_labs_end_to_end_on_tiny_data(workdir) -> None:
+def tiny_series(path: Path, features: int = 16) -> None:
+    """Normal rows near one pattern, anomalies near another; values in [0, 1] like minmax output."""
+    rng = np.random.default_rng(1)
+    pattern = np.linspace(0.2, 0.8, features)
+    arrays = {"row_shape": np.array([4, 4])}
+    for split, normal, anomalous in (("train", 40, 0), ("val", 8, 8), ("test", 8, 8)):
+        rows = np.concatenate([
+            pattern + rng.normal(0, 0.03, (normal, features)),
+            1 - pattern + rng.normal(0, 0.03, (anomalous, features)),
+        ]).clip(0, 1)  # fmt: skip
+        arrays[f"x_{split}"] = rows.astype(np.float32)
+        arrays[f"y_{split}"] = np.array([0] * normal + [1] * anomalous, dtype=np.int8)
+        arrays[f"label_{split}"] = np.array(["n"] * normal + ["a"] * anomalous)
+    save_npz(path, arrays)
+
+
+def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     workdir(**{"mlp.epochs": 2, "cnn.epochs": 2, "cnn.filters": [4, 8], "cnn.kernel_sizes": [3],
-               "cnn.dense_units": [8], "mlp.hidden_units": [8]})  # fmt: skip
+               "cnn.dense_units": [8], "mlp.hidden_units": [8], "autoencoder.epochs": 3,
+               "autoencoder.hidden_units": [8], "autoencoder.code_size": 2})  # fmt: skip
     tiny_images(Path("data/processed/images.npz"))
+    tiny_series(Path("data/processed/series.npz"))
     for stage, name in ((train_mlp, "mlp"), (train_cnn, "cnn")):
         stage.main([*TRAIN, "--model", f"models/{name}.keras", "--plots", f"plots/{name}",
                     "--summary", f"models/{name}.json"])  # fmt: skip
+    train_autoencoder.main(AUTOENCODER)
+    threshold_anomaly.main(THRESHOLD)
     evaluate.main(EVALUATE)
+
+    anomaly = json.loads(Path("metrics/anomaly.json").read_text())
+    assert anomaly["method"] == "mean_std" and anomaly["threshold"] > 0
+    assert sum(anomaly["test"]["confusion"].values()) == 16
+    assert set(anomaly["test"]) >= {"precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc",
+                                    "normal_precision", "normal_recall"}  # fmt: skip
+    roc = json.loads(Path("plots/evaluate/anomaly/plots/sklearn/roc.json").read_text())
+    assert {"fpr", "tpr"} <= set(roc["roc"][0])
+    for png in ("anomaly_error_histogram.png", "anomaly_reconstructions.png"):
+        assert Path("plots/evaluate", png).read_bytes()[:4] == b"\x89PNG"
+    errors = np.load("models/autoencoder_errors.npz", allow_pickle=False)
+    assert errors["error_train"].shape == (40,) and errors["error_val"].shape == (16,)
 
     for name in ("mlp", "cnn"):
         metrics = json.loads(Path(f"metrics/{name}.json").read_text())
@@ -59,6 +105,15 @@ def test_image_labs_end_to_end_on_tiny_data(workdir) -> None:
         assert Path(f"plots/evaluate/{name}_misclassified.png").read_bytes()[:4] == b"\x89PNG"
         table = Path(f"reports/{name}_architecture.md").read_text()
         assert "| rescale | Rescaling |" in table and "Total parameters:" in table
+
+
+def test_command_lines_match_dvc_yaml() -> None:
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, args in (("evaluate", EVALUATE), ("train_autoencoder", AUTOENCODER),
+                       ("threshold_anomaly", THRESHOLD)):  # fmt: skip
+        assert stages[name]["cmd"].split()[-len(args) :] == args
 
 
 def test_evaluate_without_models_names_the_missing_file(workdir, capsys) -> None:

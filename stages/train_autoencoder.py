@@ -1,0 +1,74 @@
+"""Stage ``train_autoencoder`` (lab 3, part 1: an autoencoder for anomaly detection).
+
+Load the anomaly data: training rows are all normal, validation rows hold both classes. Build a
+dense autoencoder (encoder -> code -> mirrored decoder; optionally denoising or sparse) and train
+it to reconstruct the normal training rows, with the normal validation rows driving early
+stopping. Save the model, its training curve, and the per-row reconstruction error of the
+training and validation splits for ``threshold_anomaly``. The test split is not read here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dllabs.anomaly import reconstruction_errors
+from dllabs.cli import parse_paths
+from dllabs.errors import ParamsError, stage_errors
+from dllabs.models import build_autoencoder
+from dllabs.outputs import load_npz, save_npz, staged_outputs
+from dllabs.params import Autoencoder, load_params
+from dllabs.training import fit_and_save, setup_run
+
+
+def check_loss_fits_data(params: Autoencoder, rows: np.ndarray, source: str) -> None:
+    """Binary cross-entropy and a sigmoid output only make sense for inputs in [0, 1]."""
+    low, high = float(rows.min()), float(rows.max())
+    if low >= 0.0 and high <= 1.0:
+        return
+    for key, value in (("loss", params.loss), ("output_activation", params.output_activation)):
+        if value in ("binary_crossentropy", "sigmoid"):
+            raise ParamsError(
+                f"autoencoder.{key} is {value!r}, which needs inputs scaled to [0, 1], but "
+                f"{source} holds values in [{low:.3g}, {high:.3g}]; use data.anomaly_scaling: "
+                "minmax, or loss mae/mse with output_activation linear"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("train_autoencoder"):
+        params = load_params()
+        args = parse_paths(
+            argv, "train_autoencoder", __doc__,
+            series="processed anomaly rows (.npz)", model="output model (.keras)",
+            plots="output DVCLive folder", summary="output run summary (.json)",
+            errors="output reconstruction errors, train and val (.npz)",
+        )  # fmt: skip
+        data = load_npz(args.series, required=("x_train", "x_val", "y_val"))
+        x_train, x_val, y_val = data["x_train"], data["x_val"], data["y_val"]
+        normal_val = x_val[y_val == 0]
+        ae = params.autoencoder
+        check_loss_fits_data(ae, np.concatenate([x_train, normal_val]), str(args.series))
+
+        device = setup_run(params.base)
+        model = build_autoencoder(x_train.shape[1], ae)
+        model.summary(print_fn=print)
+        with staged_outputs() as out:
+            result = fit_and_save(
+                model, (x_train, x_train), (normal_val, normal_val), ae, device, args,
+                outputs=out, loss=ae.loss, metrics=[],
+            )  # fmt: skip
+            errors = {
+                split: reconstruction_errors(x, model.predict(x, verbose=0), ae.loss)
+                for split, x in (("train", x_train), ("val", x_val))
+            }
+            save_npz(out.file(args.errors), {
+                "error_train": errors["train"], "error_val": errors["val"], "y_val": y_val,
+            })  # fmt: skip
+        print(
+            f"train_autoencoder: {result.epochs_trained} epochs on {result.device}; "
+            f"mean training error {errors['train'].mean():.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,7 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    for section in ("mlp", "cnn"):  # two epochs each keep this test quick
+    for section in ("mlp", "cnn", "autoencoder"):  # two epochs each keep this test quick
         edit_params(root, section, "epochs", 2)
     sh(["git", "init", "-q"], root)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
@@ -69,7 +69,14 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
         ("data", "normal_label", 3, {"preprocess"}),
         ("mlp", "optimizer", "adam", {"train_mlp"}),
         ("cnn", "dropout", 0.1, {"train_cnn"}),
-        ("base", "seed", 7, {"preprocess", "train_mlp", "train_cnn", "evaluate"}),
+        ("autoencoder", "code_size", 4, {"train_autoencoder"}),
+        ("anomaly", "k", 2.0, {"threshold_anomaly"}),
+        (
+            "base",
+            "seed",
+            7,
+            {"preprocess", "train_mlp", "train_cnn", "train_autoencoder", "evaluate"},
+        ),
     ],
 )
 def test_changing_a_param_reruns_only_its_stages(

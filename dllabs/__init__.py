@@ -10,6 +10,12 @@ Modules are named by what they hold:
 - ``readers``: parsers for raw files (IDX, CIFAR batches, image folders, CSV, tarballs).
 - ``splits``: deterministic stratified splits and train-only scaling.
 - ``text``: the CBOW lab's text cleaning and tokenization.
+- ``datasets``: the processed arrays training and evaluation read (train/val vs test).
+- ``models``: Keras 3 model builders (MLP, CNN, LeNet-5, autoencoder) and architecture tables.
+- ``training``: the one fit helper (seeding, device, mixed precision, DVCLive, early stopping).
+- ``anomaly``: reconstruction errors, threshold rules and detection scores (no TensorFlow).
+- ``reports``: classification metrics and the PNG figures ``evaluate`` writes.
+- ``cli``: the path-only command lines of the stages.
 """
 
 __version__ = "0.1.0"

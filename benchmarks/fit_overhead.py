@@ -3,7 +3,8 @@
 Both fits train the same CNN (built from ``params.yaml``'s ``cnn`` section) on the same uint8
 arrays in the same process, with the same batch size and epochs. The helper adds early stopping,
 ReduceLROnPlateau, an epoch timer and DVCLive logging; the bare fit adds only a timer. The first
-epoch (graph tracing) is left out; the median of the remaining epochs is reported.
+epoch (graph tracing) is left out; the median and the fastest of the remaining epochs are
+reported (the fastest is the least disturbed by other work on a shared machine).
 
     python benchmarks/fit_overhead.py                     # synthetic MNIST-sized data (28x28x1)
     python benchmarks/fit_overhead.py --images data/processed/images.npz

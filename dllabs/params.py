@@ -113,7 +113,7 @@ class Tokenize(Section):
     remove_digits: bool
     remove_punctuation: bool
     lowercase: bool
-    sentences: Literal["punkt", "nltk", "lines", "regex"]
+    sentences: Literal["auto", "punkt", "nltk", "lines", "regex"]
     stopwords: Literal["bundled", "nltk", "none"]
     extra_stopwords: list[str]
     min_token_length: Annotated[int, Field(ge=1, le=50)]

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
             summary="output counts (.json)",
         )  # fmt: skip
         source, text = sources.read_text_source(args.raw_text)
-        sentences, report = tokenize(text, params.tokenize)
+        sentences, report = tokenize(text, params.tokenize, source)
         with staged_outputs() as out:
             corpus = out.file(args.corpus)
             corpus.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")

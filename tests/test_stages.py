@@ -89,7 +89,8 @@ def test_defaults_run_offline_end_to_end(workdir) -> None:
 
     corpus = Path("data/processed/corpus.txt").read_text().splitlines()
     counts = json.loads(Path("data/processed/corpus.json").read_text())
-    assert len(corpus) == counts["sentences_kept"] > 1000
+    assert len(corpus) == counts["sentences_kept"] == 300  # Lee's 300 articles, one per line
+    assert counts["sentence_method"] == "lines" and counts["tokens"] > 30000
     assert "the" not in {w for line in corpus for w in line.split()}
 
 

@@ -6,7 +6,14 @@ import pytest
 
 from dllabs.errors import DataError, ParamsError
 from dllabs.params import Tokenize
-from dllabs.text import clean_sentence, split_sentences, stopword_set, strip_gutenberg, tokenize
+from dllabs.text import (
+    clean_sentence,
+    sentence_method,
+    split_sentences,
+    stopword_set,
+    strip_gutenberg,
+    tokenize,
+)
 
 GUTENBERG = """\
 The Project Gutenberg eBook of A Tiny Tale
@@ -73,6 +80,18 @@ def test_regex_and_line_sentence_splitters() -> None:
         "One two.", "Three four!", "Five?", "Six",
     ]  # fmt: skip
     assert split_sentences("first line\n\nsecond line\n", "lines") == ["first line", "second line"]
+
+
+def test_auto_takes_lee_articles_whole_and_splits_prose_with_punkt() -> None:
+    assert sentence_method("auto", "lee") == "lines"
+    assert sentence_method("auto", "alice") == "punkt"
+    assert sentence_method("auto", "file") == "punkt"
+    assert sentence_method("regex", "lee") == "regex"  # an explicit choice wins
+    article = "First sentence here. Second sentence there.\nAnother article. Its quiet ending.\n"
+    lee, report = tokenize(article, options(sentences="auto"), source="lee")
+    assert report.sentence_method == "lines" and len(lee) == 2
+    prose, report = tokenize(article, options(sentences="auto"), source="alice")
+    assert report.sentence_method == "punkt" and len(prose) == 4
 
 
 def test_each_cleaning_step() -> None:

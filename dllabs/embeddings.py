@@ -1,0 +1,174 @@
+"""Word2Vec (CBOW) training and evaluation with gensim, for the word-embedding lab.
+
+Training is deterministic with one worker, a fixed seed and a fixed ``PYTHONHASHSEED`` (gensim
+hashes words when it seeds each vector; ``dvc.yaml`` sets the variable). Evaluation uses the sets
+gensim ships: WordSim-353 and SimLex-999 (Spearman correlation of cosine similarity with human
+scores, and the share of pairs out of vocabulary) and Google's analogy questions (accuracy on
+the questions whose words are all known, and the share of questions that are).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dllabs.errors import DataError
+from dllabs.params import CBOW
+
+WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words.txt"
+
+
+def read_corpus(path: str | Path) -> list[list[str]]:
+    """One sentence per line, tokens separated by spaces (what ``tokenize`` writes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the tokenize stage (dvc repro)")
+    sentences = [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        raise DataError(f"{path}: empty corpus")
+    return sentences
+
+
+def train_cbow(
+    sentences: list[list[str]],
+    params: CBOW | None,
+    seed: int,
+    on_epoch_loss: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Train gensim Word2Vec in CBOW mode (``sg=0``); ``params=None`` keeps gensim's defaults."""
+    from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class EpochLoss(CallbackAny2Vec):
+        """gensim reports a running total within one train() call; log each epoch's share."""
+
+        def __init__(self) -> None:
+            self.epoch, self.total = 0, 0.0
+
+        def on_epoch_end(self, model: Any) -> None:
+            total = model.get_latest_training_loss()
+            self.epoch += 1
+            if on_epoch_loss is not None:
+                on_epoch_loss(self.epoch, total - self.total)
+            self.total = total
+
+    options: dict[str, Any] = {"sg": 0, "seed": seed, "workers": 1, "compute_loss": True}
+    if params is not None:
+        options.update(
+            vector_size=params.vector_size,
+            window=params.window,
+            min_count=params.min_count,
+            negative=params.negative,
+            hs=int(params.hs),
+            sample=params.sample,
+            alpha=params.alpha,
+            epochs=params.epochs,
+            workers=params.workers,
+        )
+    counts = Counter(word for sentence in sentences for word in sentence)
+    min_count = options.get("min_count", 5)  # gensim's default
+    if not any(count >= min_count for count in counts.values()):
+        raise DataError(
+            f"no word occurs {min_count} times in the corpus ({len(counts)} distinct words); "
+            "lower cbow.min_count or use a larger text"
+        )
+    return Word2Vec(sentences, callbacks=[EpochLoss()], **options)
+
+
+def evaluate_vectors(vectors: Any, eval_dir: str | Path) -> dict[str, dict[str, float]]:
+    """Word-similarity and analogy scores, each with its coverage (small corpora cover little)."""
+    eval_dir = Path(eval_dir)
+    scores: dict[str, dict[str, float]] = {}
+    for name, file in (("wordsim353", WORDSIM), ("simlex999", SIMLEX)):
+        try:
+            _, spearman, oov = vectors.evaluate_word_pairs(str(eval_dir / file))
+        except ValueError:  # fewer than two pairs in the vocabulary: no correlation exists
+            scores[name] = {"spearman": None, "oov": _pair_oov(vectors, eval_dir / file)}
+            continue
+        correlation = spearman[0] if hasattr(spearman, "__getitem__") else spearman
+        scores[name] = {"spearman": _round(correlation), "oov": round(float(oov) / 100.0, 6)}
+    accuracy, sections = vectors.evaluate_word_analogies(str(eval_dir / ANALOGIES))
+    total = next((s for s in sections if s["section"] == "Total accuracy"), sections[-1])
+    answered = len(total["correct"]) + len(total["incorrect"])
+    questions = sum(
+        1 for line in (eval_dir / ANALOGIES).read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith(":")
+    )  # fmt: skip
+    scores["analogy"] = {
+        "accuracy": _round(accuracy) if answered else 0.0,
+        "coverage": round(answered / questions, 6) if questions else 0.0,
+    }
+    return scores
+
+
+def _pair_oov(vectors: Any, path: Path) -> float:
+    """Share of word pairs with a word missing from the vocabulary (gensim's own rule)."""
+    known = {w.lower() for w in vectors.key_to_index}
+    pairs = [
+        line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]  # fmt: skip
+    missing = sum(1 for a, b in pairs if a.lower() not in known or b.lower() not in known)
+    return round(missing / len(pairs), 6) if pairs else 1.0
+
+
+def _round(value: Any) -> float:
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else 0.0
+
+
+def probe_report(model: Any, probe_words: list[str], probe_contexts: list[list[str]]) -> str:
+    """Markdown: ``most_similar`` for each probe word, ``predict_output_word`` for each context.
+
+    Words missing from the vocabulary are reported as such, not raised.
+    """
+    vocabulary = model.wv.key_to_index
+    lines = ["# CBOW probes", "", "## Nearest words (`most_similar`, top 10, cosine)", ""]
+    for word in probe_words:
+        if word not in vocabulary:
+            lines += [f"- **{word}**: not in the vocabulary (below `cbow.min_count` or absent)", ""]
+            continue
+        similar = ", ".join(f"{w} ({s:.3f})" for w, s in model.wv.most_similar(word, topn=10))
+        lines += [f"- **{word}**: {similar}", ""]
+    lines += ["## Predicted centre words (`predict_output_word`, top 10)", ""]
+    for context in probe_contexts:
+        shown = " ".join(context)
+        known = [w for w in context if w in vocabulary]
+        missing = [w for w in context if w not in vocabulary]
+        note = f" (not in the vocabulary, ignored: {', '.join(missing)})" if missing else ""
+        if not known:
+            lines += [f"- **{shown}**: no context word is in the vocabulary", ""]
+            continue
+        predicted = model.predict_output_word(known, topn=10) or []
+        words = ", ".join(f"{w} ({p:.3f})" for w, p in predicted)
+        lines += [f"- **{shown}**{note}: {words or 'no prediction (needs negative sampling)'}", ""]
+    return "\n".join(lines)
+
+
+def pca_plot(vectors: Any, n_words: int, path: str | Path, title: str) -> None:
+    """2-D PCA of the ``n_words`` most frequent words' vectors, each point labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    words = vectors.index_to_key[:n_words]
+    points = PCA(n_components=2, random_state=0).fit_transform(
+        np.stack([vectors[w] for w in words])
+    )
+    fig, ax = plt.subplots(figsize=(10, 8))
+    ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6)
+    for word, (x, y) in zip(words, points, strict=True):
+        ax.annotate(word, (x, y), fontsize=7, alpha=0.8)
+    ax.set_title(title)
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""Stage ``train_cbow`` (lab 4: word embeddings with CBOW).
+
+Read the tokenized corpus (one sentence per line); train Word2Vec in CBOW mode (``sg=0``: the
+averaged context vectors predict the centre word) with the ``cbow`` params, logging the loss of
+every epoch with DVCLive; train gensim's defaults on the same corpus as a baseline; save the full
+model (needed for ``predict_output_word``) and both sets of word vectors.
+
+``cbow.engine: gensim`` (the default) imports no TensorFlow. ``cbow.engine: keras`` trains the same
+model written in Keras layers (``dllabs.keras_cbow``) and packs its weights into a gensim model, so
+evaluation and probes are the same code for both engines.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dllabs.cli import parse_paths
+from dllabs.embeddings import read_corpus, train_cbow
+from dllabs.errors import stage_errors
+from dllabs.outputs import save_json, staged_outputs
+from dllabs.params import load_params
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("train_cbow"):
+        params = load_params()
+        args = parse_paths(
+            argv, "train_cbow", __doc__,
+            corpus="tokenized corpus (one sentence per line)", model="output folder (models)",
+            plots="output DVCLive folder",
+        )  # fmt: skip
+        sentences = read_corpus(args.corpus)
+        from dvclive import Live
+
+        with staged_outputs() as out:
+            live = Live(dir=str(out.dir(args.plots)), dvcyaml=False, save_dvc_exp=False)
+
+            def log_loss(epoch: int, loss: float) -> None:
+                live.log_metric("train/loss", loss)
+                live.next_step()
+
+            engine, device = train_cbow, "CPU (gensim)"
+            if params.cbow.engine == "keras":
+                from dllabs.keras_cbow import train_keras_cbow as engine
+                from dllabs.training import setup_run
+
+                device = setup_run(params.base).description
+            start = time.perf_counter()
+            model = engine(sentences, params.cbow, params.base.seed, on_epoch_loss=log_loss)
+            seconds = time.perf_counter() - start
+            live.end()
+            baseline = train_cbow(sentences, None, params.base.seed)
+            folder = out.dir(args.model)
+            model.save(str(folder / "word2vec.model"))
+            model.wv.save(str(folder / "vectors.kv"))
+            baseline.wv.save(str(folder / "baseline.kv"))
+            save_json(folder / "training.json", {
+                "vocab_size": len(model.wv),
+                "corpus_tokens": int(model.corpus_total_words),
+                "final_loss": float(live.summary.get("train", {}).get("loss", 0.0)),
+                "baseline_vocab_size": len(baseline.wv),
+                "engine": params.cbow.engine,
+                "device": device,
+                "train_seconds": round(seconds, 2),
+            })  # fmt: skip
+        print(f"train_cbow: vocabulary {len(model.wv)}, baseline vocabulary {len(baseline.wv)}")
+
+
+if __name__ == "__main__":
+    main()

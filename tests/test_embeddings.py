@@ -1,0 +1,84 @@
+"""The word-embedding lab: determinism, tiny corpora, probes with unknown words, high OOV."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dllabs.embeddings import evaluate_vectors, probe_report, read_corpus, train_cbow
+from dllabs.errors import DataError, ParamsError
+from dllabs.params import CBOW, validate_params
+from dllabs.sources import write_text_eval
+
+CORPUS = [
+    ["the", "king", "rules", "the", "land"],
+    ["the", "queen", "rules", "the", "land"],
+    ["a", "man", "walks", "the", "dog"],
+    ["a", "woman", "walks", "the", "dog"],
+] * 25
+
+
+@pytest.fixture
+def cbow(default_params: dict) -> CBOW:
+    return CBOW(**{**default_params["cbow"], "epochs": 5, "vector_size": 10, "min_count": 1})
+
+
+def test_same_seed_same_vectors(cbow: CBOW) -> None:
+    """Across processes gensim also needs a fixed PYTHONHASHSEED (dvc.yaml sets it)."""
+    first = train_cbow(CORPUS, cbow, seed=3)
+    second = train_cbow(CORPUS, cbow, seed=3)
+    other = train_cbow(CORPUS, cbow, seed=4)
+    assert np.array_equal(first.wv.vectors, second.wv.vectors)
+    assert not np.array_equal(first.wv.vectors, other.wv.vectors)
+    assert first.sg == 0  # CBOW, not skip-gram
+
+
+def test_epoch_losses_are_reported_and_decrease(cbow: CBOW) -> None:
+    losses: list[float] = []
+    train_cbow(
+        CORPUS, CBOW(**{**cbow.model_dump(), "epochs": 10}), 0, lambda e, loss: losses.append(loss)
+    )
+    assert len(losses) == 10 and all(loss > 0 for loss in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_corpus_with_no_frequent_word_is_a_clear_error(cbow: CBOW) -> None:
+    with pytest.raises(DataError, match="no word occurs 5 times"):
+        train_cbow([["one", "two"]], CBOW(**{**cbow.model_dump(), "min_count": 5}), 0)
+
+
+def test_read_corpus(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("a b c\n\nd e\n")
+    assert read_corpus(tmp_path / "c.txt") == [["a", "b", "c"], ["d", "e"]]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(DataError, match="empty corpus"):
+        read_corpus(tmp_path / "empty.txt")
+
+
+def test_probes_report_unknown_words_instead_of_failing(cbow: CBOW) -> None:
+    model = train_cbow(CORPUS, cbow, seed=0)
+    report = probe_report(model, ["king", "unicorn"], [["the", "rules"], ["flying", "saucer"],
+                                                       ["walks", "spaceship"]])  # fmt: skip
+    assert "**unicorn**: not in the vocabulary" in report
+    assert "**king**: " in report and "(0." in report.split("**king**: ")[1].splitlines()[0]
+    assert "**flying saucer**: no context word is in the vocabulary" in report
+    assert "not in the vocabulary, ignored: spaceship" in report
+
+
+def test_evaluation_with_high_oov(tmp_path: Path, cbow: CBOW) -> None:
+    write_text_eval(tmp_path)
+    scores = evaluate_vectors(train_cbow(CORPUS, cbow, seed=0).wv, tmp_path)
+    assert scores["wordsim353"]["oov"] > 0.95 and scores["simlex999"]["oov"] > 0.95
+    assert -1.0 <= scores["wordsim353"]["spearman"] <= 1.0
+    assert 0.0 <= scores["analogy"]["coverage"] < 0.05
+    assert 0.0 <= scores["analogy"]["accuracy"] <= 1.0
+
+
+def test_cbow_needs_an_output_layer(default_params: dict) -> None:
+    params = copy.deepcopy(default_params)
+    params["cbow"].update(negative=0, hs=False)
+    with pytest.raises(ParamsError, match=r"cbow\.negative is 0 and cbow\.hs is false"):
+        validate_params(params)

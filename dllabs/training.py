@@ -144,13 +144,20 @@ def fit(
     val: tuple[np.ndarray, np.ndarray],
     training: Training,
     device: RunDevice,
-    live_dir: str | Path | None,
+    live_dir: str | Path | Any | None,
     loss: str | keras.losses.Loss = "sparse_categorical_crossentropy",
     metrics: list[Any] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 2,
+    initial_epoch: int = 0,
+    live_prefix: str = "",
 ) -> FitResult:
-    """Compile and train ``model``; validation loss drives early stopping and LR reduction."""
+    """Compile and train ``model``; validation loss drives early stopping and LR reduction.
+
+    ``live_dir`` is a DVCLive folder (one run per model), or an open ``dvclive.Live`` that several
+    training phases share: each phase then logs under ``live_prefix`` and steps run on from the
+    previous phase (pass ``initial_epoch``); the caller ends the run.
+    """
     model.compile(
         optimizer=make_optimizer(training),
         loss=loss,
@@ -174,12 +181,13 @@ def fit(
             )
         )
     if live_dir is not None:
-        callbacks.append(dvclive_callback(live_dir))
+        callbacks.append(dvclive_callback(live_dir, live_prefix))
     history = model.fit(
         train[0],
         train[1],
         validation_data=val,
-        epochs=training.epochs,
+        initial_epoch=initial_epoch,
+        epochs=initial_epoch + training.epochs,
         batch_size=training.batch_size,
         shuffle=True,
         callbacks=callbacks,
@@ -200,14 +208,35 @@ def fit(
     )
 
 
-def dvclive_callback(live_dir: str | Path) -> keras.callbacks.Callback:
-    """DVCLive's Keras callback writing ``<live_dir>/plots/metrics/{train,eval}/*.tsv``."""
+def open_live(live_dir: str | Path) -> Any:
+    """A DVCLive run that leaves ``dvc.yaml`` and experiments to DVC itself."""
     os.environ.setdefault("DVCLIVE_LOGLEVEL", "WARNING")
     from dvclive import Live
+
+    return Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def dvclive_callback(live_dir: str | Path | Any, prefix: str = "") -> keras.callbacks.Callback:
+    """DVCLive's Keras callback writing ``<live_dir>/plots/metrics/{train,eval}/*.tsv``.
+
+    Given an open ``Live`` instead of a folder, metrics go under ``<prefix>/`` and the run stays
+    open at the end of training, so a later phase continues its steps.
+    """
     from dvclive.keras import DVCLiveCallback
 
-    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-    return DVCLiveCallback(live=live)
+    if isinstance(live_dir, (str, Path)):
+        return DVCLiveCallback(live=open_live(live_dir))
+
+    class PhaseCallback(DVCLiveCallback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            super().on_epoch_end(
+                epoch, {f"{prefix}/{k}" if prefix else k: v for k, v in (logs or {}).items()}
+            )
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            """The run is shared with later phases; its owner ends it."""
+
+    return PhaseCallback(live=live_dir)
 
 
 def fit_and_save(

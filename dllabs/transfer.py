@@ -1,0 +1,298 @@
+"""Transfer learning for lab 5: the tasks, the bases, the new head, freezing and unfreezing.
+
+The default base (``transfer.base: pipeline``) is the CNN's convolutional part, pretrained by the
+``pretrain_base`` stage on the source classes of the configured image data; the target task is a
+disjoint set of classes with few labels per class. The ``keras.applications`` bases (VGG16,
+MobileNetV2, ResNet50, DenseNet121) take ``transfer.weights``: ``imagenet`` (Keras downloads and
+caches them), ``none``, or a local weights file. Each gets its own ``preprocess_input`` inside the
+model, after resizing to ``transfer.input_size`` and repeating grayscale to three channels, so a
+saved model still takes raw pixels.
+
+The base's batch-norm layers stay in inference mode in both phases, even within the unfrozen top
+layers, as Keras's fine-tuning guide advises (see :func:`set_trainable_top`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers
+
+from dllabs.datasets import ImageSplits
+from dllabs.errors import DataError, ParamsError
+from dllabs.models import augmentation, build_pipeline_base, dense_head
+from dllabs.params import CNN, Label, Transfer
+
+PRETRAINED_BASE = "pipeline_base"  # the nested model's name inside pretrain_base's model
+
+
+@dataclass(frozen=True)
+class Application:
+    """A ``keras.applications`` base: its constructor, preprocessing and smallest input side."""
+
+    build: Callable[..., keras.Model]
+    preprocess: Callable[[Any], Any]
+    min_size: int = 32
+
+
+APPLICATIONS: dict[str, Application] = {
+    "vgg16": Application(keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
+    "mobilenet_v2": Application(
+        keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input
+    ),
+    "resnet50": Application(
+        keras.applications.ResNet50, keras.applications.resnet50.preprocess_input
+    ),
+    "densenet121": Application(
+        keras.applications.DenseNet121, keras.applications.densenet.preprocess_input
+    ),
+}
+
+
+# --- the source and target tasks -----------------------------------------------------------------
+
+
+def class_indices(class_names: list[str], wanted: list[Label], key: str) -> list[int]:
+    """Indices of the classes named in ``key`` (by class name, or by index when no name matches)."""
+    indices = []
+    for label in wanted:
+        if str(label) in class_names:
+            indices.append(class_names.index(str(label)))
+        elif isinstance(label, int) and 0 <= label < len(class_names):
+            indices.append(label)
+        else:
+            raise DataError(
+                f"{key}: {label!r} is not a class of the image data "
+                f"(classes: {', '.join(class_names)})"
+            )
+    return indices
+
+
+def restrict(x: np.ndarray, y: np.ndarray, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the given classes, relabelled 0..k-1 in the order of ``indices``."""
+    keep = np.isin(y, indices)
+    relabel = np.full(int(max(indices)) + 1, -1, dtype=np.int64)
+    relabel[indices] = np.arange(len(indices))
+    return x[keep], relabel[y[keep]]
+
+
+def few_per_class(
+    x: np.ndarray, y: np.ndarray, per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` rows of each class, drawn with ``seed``, in a fixed order."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        if len(rows) < per_class:
+            raise DataError(
+                f"transfer.target_train_size = {per_class} but target class {int(label)} has "
+                f"only {len(rows)} training images; lower it"
+            )
+        chosen.append(rng.choice(rows, per_class, replace=False))
+    order = np.sort(np.concatenate(chosen))
+    return x[order], y[order]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One classification task cut from the image data: its splits and class names."""
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    class_names: list[str]
+
+    def __getitem__(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.splits[split]
+
+
+def task(data: ImageSplits, classes: list[Label], key: str) -> Task:
+    """The rows of ``classes`` in every loaded split, relabelled."""
+    indices = class_indices(data.class_names, classes, key)
+    return Task(
+        {split: restrict(*data[split], indices) for split in data.splits},
+        [data.class_names[i] for i in indices],
+    )
+
+
+def target_task(data: ImageSplits, params: Transfer, seed: int) -> Task:
+    """The target classes, with only ``target_train_size`` training images per class.
+
+    Validation and test rows are all kept: the small-label regime concerns training only.
+    """
+    target = task(data, params.target_classes, "transfer.target_classes")
+    if "train" not in target.splits:
+        return target
+    splits = dict(target.splits)
+    splits["train"] = few_per_class(*splits["train"], params.target_train_size, seed)
+    return Task(splits, target.class_names)
+
+
+# --- bases ---------------------------------------------------------------------------------------
+
+
+def application_base(name: str, input_size: list[int], weights: str) -> keras.Model:
+    """The ``keras.applications`` base (no top), with the weights ``transfer.weights`` names."""
+    app = APPLICATIONS[name]
+    height, width = input_size
+    if min(height, width) < app.min_size:
+        raise ParamsError(
+            f"transfer.input_size = [{height}, {width}] is below {name}'s minimum of "
+            f"{app.min_size}x{app.min_size}"
+        )
+    shape = (height, width, 3)
+    if weights == "none":
+        return app.build(include_top=False, weights=None, input_shape=shape)
+    if weights == "imagenet":
+        try:
+            return app.build(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as error:  # urllib and Keras raise several kinds when offline
+            raise DataError(
+                f"transfer.weights: could not get {name}'s ImageNet weights ({error}); without "
+                "a network, set transfer.weights to a local .weights.h5 file, or copy Keras's "
+                "file into ~/.keras/models/"
+            ) from None
+    path = Path(weights)
+    if not path.is_file():
+        raise ParamsError(
+            f"transfer.weights = {weights!r}: no such file; expected imagenet, none or the path "
+            "to a weights file (.weights.h5 or .h5)"
+        )
+    model = app.build(include_top=False, weights=None, input_shape=shape)
+    try:
+        model.load_weights(str(path))
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ParamsError(
+            f"transfer.weights: {path} does not fit {name} without its top at input "
+            f"{height}x{width}x3 ({first_line})"
+        ) from None
+    return model
+
+
+def load_base(params: Transfer, pretrained: str | Path, cnn: CNN, input_shape: tuple[int, ...],
+              random: bool = False) -> keras.Model:  # fmt: skip
+    """The base to transfer: the pretrained pipeline CNN or a ``keras.applications`` model.
+
+    ``random=True`` gives the same architecture with fresh random weights (the baseline).
+    """
+    if params.base == "pipeline":
+        if random:
+            base = build_pipeline_base(input_shape, cnn)
+        else:
+            path = Path(pretrained)
+            if not path.is_file():
+                raise DataError(f"{path}: no pretrained base; run pretrain_base (dvc repro)")
+            base = keras.saving.load_model(path).get_layer(PRETRAINED_BASE)
+    else:
+        weights = "none" if random else params.weights
+        base = application_base(params.base, params.input_size, weights)
+    return cut_base(base, params.cut_at)
+
+
+def cut_base(base: keras.Model, layer_name: str) -> keras.Model:
+    """The base up to and including ``layer_name`` (``transfer.cut_at``); empty keeps it whole.
+
+    Lower layers hold the more general features (edges, strokes); the top layers of a base
+    pretrained on a small task are specific to that task's classes.
+    """
+    if not layer_name:
+        return base
+    names = [layer.name for layer in base.layers]
+    if layer_name not in names:
+        raise ParamsError(
+            f"transfer.cut_at = {layer_name!r} is not a layer of the {base.name} base "
+            f"(layers: {', '.join(names)})"
+        )
+    return keras.Model(base.inputs, base.get_layer(layer_name).output, name=base.name)
+
+
+@keras.saving.register_keras_serializable(package="dllabs")
+class ApplicationPreprocess(layers.Layer):
+    """A ``keras.applications`` base's own ``preprocess_input``, as a layer of the model."""
+
+    def __init__(self, application: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if application not in APPLICATIONS:
+            raise ParamsError(f"transfer.base: unknown base {application!r}")
+        self.application = application
+
+    def call(self, inputs: Any) -> Any:
+        return APPLICATIONS[self.application].preprocess(keras.ops.cast(inputs, "float32"))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "application": self.application}
+
+
+# --- the model, freezing and unfreezing -----------------------------------------------------------
+
+
+def build_transfer_model(
+    base: keras.Model,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    params: Transfer,
+    base_in_inference_mode: bool = True,
+) -> keras.Model:
+    """Raw pixels -> augmentation -> (resize, RGB, preprocess) -> base -> pooling -> new head.
+
+    ``base_in_inference_mode=False`` is for the from-scratch baseline, whose batch-norm layers
+    must learn their statistics.
+    """
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = inputs
+    for layer in augmentation(params.augment):
+        x = layer(x)
+    if params.base != "pipeline":
+        x = layers.Resizing(*params.input_size, name="resize")(x)
+        if input_shape[-1] == 1:
+            x = layers.Concatenate(name="grayscale_to_rgb")([x, x, x])
+        x = ApplicationPreprocess(params.base, name="preprocess")(x)
+    x = base(x, training=False) if base_in_inference_mode else base(x)
+    if params.head.pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    elif params.head.pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="pool")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    outputs = dense_head(x, n_classes, params.head.dense_units, params.head.dropout)
+    return keras.Model(inputs, outputs, name=f"transfer_{params.base}")
+
+
+def set_trainable_top(base: keras.Model, n_layers: int, key: str) -> list[str]:
+    """Freeze the base except its top ``n_layers`` layers; return the names left trainable.
+
+    0 freezes it all (feature extraction). Layers count as in ``base.layers``, the input layer
+    included, the way Keras's transfer-learning guide counts them. Batch-norm layers among the top
+    layers stay frozen: in Keras 3 a frozen ``BatchNormalization`` runs in inference mode, which
+    keeps its statistics fixed even though the outer model trains (the ``training=False`` call
+    alone does not reach layers nested in a functional base).
+    """
+    if n_layers > len(base.layers):
+        raise ParamsError(
+            f"{key} = {n_layers} but the {base.name} base has only {len(base.layers)} layers"
+        )
+    base.trainable = n_layers > 0
+    cut = len(base.layers) - n_layers
+    unfrozen = []
+    for position, layer in enumerate(base.layers):
+        layer.trainable = position >= cut and not isinstance(layer, layers.BatchNormalization)
+        if layer.trainable:
+            unfrozen.append(layer.name)
+    return unfrozen
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Trainable and frozen (non-trainable, batch-norm statistics included) parameter counts."""
+
+    def count(weights: list[Any]) -> int:
+        return int(sum(np.prod(w.shape) for w in weights))
+
+    return {
+        "trainable_parameters": count(model.trainable_weights),
+        "frozen_parameters": count(model.non_trainable_weights),
+    }

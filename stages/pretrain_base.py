@@ -1,0 +1,58 @@
+"""Stage ``pretrain_base`` (lab 5, step 1: the base that transfer learning reuses).
+
+With ``transfer.base: pipeline`` (the offline default), train the CNN of lab 2 on the source
+classes only (``transfer.source_classes``) and save it; its convolutional part, a nested model
+named ``pipeline_base``, is what ``train_transfer`` freezes and fine-tunes on the disjoint target
+classes. Being its own DVC stage, the base is trained once: changing only head or fine-tuning params
+reruns ``train_transfer`` alone. With a ``keras.applications`` base this stage trains nothing and
+says so in its summary.
+"""
+
+from __future__ import annotations
+
+from dllabs.cli import parse_paths
+from dllabs.datasets import ImageSplits
+from dllabs.errors import stage_errors
+from dllabs.models import build_pretrain_model
+from dllabs.outputs import save_json, staged_outputs
+from dllabs.params import load_params
+from dllabs.training import fit, open_live, setup_run
+from dllabs.transfer import task
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("pretrain_base"):
+        params = load_params()
+        args = parse_paths(
+            argv, "pretrain_base", __doc__,
+            images="processed images (.npz)",
+            model="output folder: base.keras (the whole source-task CNN) and summary.json",
+            plots="output DVCLive folder",
+        )  # fmt: skip
+        transfer = params.transfer
+        if transfer.base != "pipeline":
+            with staged_outputs() as out:
+                open_live(out.dir(args.plots)).end()
+                skipped = {"skipped": f"transfer.base is {transfer.base}"}
+                save_json(out.dir(args.model) / "summary.json", skipped)
+            print(f"pretrain_base: nothing to train, transfer.base is {transfer.base}")
+            return
+        data = ImageSplits.load(args.images, ("train", "val"))
+        source = task(data, transfer.source_classes, "transfer.source_classes")
+        device = setup_run(params.base)
+        model = build_pretrain_model(data.input_shape, len(source.class_names), params.cnn)
+        model.summary(print_fn=print, expand_nested=True)
+        with staged_outputs() as out:
+            folder = out.dir(args.model)
+            result = fit(model, source["train"], source["val"], transfer.pretrain, device,
+                         out.dir(args.plots))  # fmt: skip
+            model.save(folder / "base.keras")
+            save_json(folder / "summary.json", {**result.to_json(), "classes": source.class_names})
+        print(
+            f"pretrain_base: {result.epochs_trained} epochs on classes "
+            f"{', '.join(source.class_names)} ({len(source['train'][1])} images) on {result.device}"
+        )
+
+
+if __name__ == "__main__":
+    main()

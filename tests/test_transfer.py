@@ -1,0 +1,212 @@
+"""Transfer learning: tasks, freezing, fine-tuning, batch norm in inference mode, bases, weights."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from dllabs.datasets import ImageSplits
+from dllabs.errors import DataError, ParamsError
+from dllabs.params import CNN, Transfer, validate_params
+from dllabs.training import RunDevice, fit, open_live
+from dllabs.transfer import (
+    application_base,
+    build_transfer_model,
+    cut_base,
+    few_per_class,
+    load_base,
+    parameter_counts,
+    set_trainable_top,
+    target_task,
+    task,
+)
+
+CPU = RunDevice("cpu", "CPU", False, keras.backend.backend())
+
+
+@pytest.fixture
+def tiny(default_params: dict) -> tuple[Transfer, CNN]:
+    """A small base (two conv blocks) and two-epoch phases, no augmentation."""
+    small = {"filters": [4, 8], "kernel_sizes": [3], "dense_units": []}
+    cnn = CNN(**{**default_params["cnn"], **small})
+    raw = copy.deepcopy(default_params["transfer"])
+    raw["augment"] = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0}
+    raw["head"] = {"pooling": "avg", "dense_units": [8], "dropout": 0.0}
+    for phase in ("pretrain", "feature_extraction", "fine_tune"):
+        raw[phase].update(epochs=2, patience=0, batch_size=8)
+    raw["fine_tune"]["learning_rate"] = 0.01
+    raw["target_train_size"] = 4
+    return Transfer(**raw), cnn
+
+
+def images(n_classes: int = 10, per_class: int = 8, seed: int = 0) -> ImageSplits:
+    """Random 8x8 grayscale images with a class-dependent bright row, in three splits."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split in ("train", "val", "test"):
+        y = np.repeat(np.arange(n_classes), per_class)
+        x = rng.integers(0, 60, size=(len(y), 8, 8, 1), dtype=np.uint8)
+        x[np.arange(len(y)), y % 8, :, 0] = 255
+        splits[split] = (x, y)
+    return ImageSplits(splits, [str(i) for i in range(n_classes)])
+
+
+def test_target_task_keeps_few_labels_and_the_whole_test_split(tiny) -> None:
+    params, _ = tiny
+    target = target_task(images(), params, seed=0)
+    _, y = target["train"]
+    assert target.class_names == ["5", "6", "7", "8", "9"]
+    assert np.bincount(y).tolist() == [4] * 5  # relabelled 0..4, four each
+    assert len(target["test"][1]) == 5 * 8  # untouched
+    pair = task(images(), [5, 6], "k")["train"]
+    assert np.array_equal(few_per_class(*pair, 4, 0)[0], few_per_class(*pair, 4, 0)[0])
+
+
+def test_class_errors_name_the_key(tiny, default_params: dict) -> None:
+    params, _ = tiny
+    with pytest.raises(DataError, match=r"transfer.target_classes: 'cat' is not a class"):
+        task(images(), ["cat"], "transfer.target_classes")
+    with pytest.raises(DataError, match=r"target_train_size = 50 but target class 0 has only 8"):
+        target_task(images(), params.model_copy(update={"target_train_size": 50}), seed=0)
+    raw = copy.deepcopy(default_params)
+    raw["transfer"]["target_classes"] = [4, 5]
+    with pytest.raises(ParamsError, match=r"source_classes and transfer.target_classes share 4"):
+        validate_params(raw)
+
+
+def test_unknown_base_is_refused(default_params: dict) -> None:
+    raw = copy.deepcopy(default_params)
+    raw["transfer"]["base"] = "vgg61"
+    with pytest.raises(ParamsError, match=r"transfer.base = 'vgg61' is not allowed.*vgg16"):
+        validate_params(raw)
+
+
+def frozen_model(tiny) -> tuple[keras.Model, keras.Model, Transfer]:
+    params, cnn = tiny
+    keras.utils.set_random_seed(0)
+    base = load_base(params, "unused", cnn, (8, 8, 1), random=True)
+    model = build_transfer_model(base, (8, 8, 1), 5, params)
+    return model, base, params
+
+
+def test_phase_one_leaves_the_frozen_base_unchanged_and_trains_the_head(tiny) -> None:
+    model, base, params = frozen_model(tiny)
+    set_trainable_top(base, 0, "transfer.trainable_base_layers")
+    before = [w.copy() for w in base.get_weights()]
+    head_before = model.get_layer("softmax").get_weights()[0].copy()
+    target = target_task(images(), params, seed=0)
+    fit(model, target["train"], target["val"], params.feature_extraction, CPU, None, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, base.get_weights(), strict=True))
+    assert not np.array_equal(head_before, model.get_layer("softmax").get_weights()[0])
+    counts = parameter_counts(model)
+    assert counts["frozen_parameters"] == base.count_params()
+
+
+def test_fine_tuning_unfreezes_exactly_the_top_layers(tiny) -> None:
+    _, base, _ = frozen_model(tiny)
+    names = [layer.name for layer in base.layers]
+    unfrozen = set_trainable_top(base, 4, "transfer.fine_tune.unfreeze")
+    assert names[-4:] == ["conv_2", "batch_norm_2", "relu_2", "pool_2"]
+    assert unfrozen == ["conv_2", "relu_2", "pool_2"]  # batch norm stays frozen
+    assert [layer.name for layer in base.layers if layer.trainable] == unfrozen
+    assert [w.path for w in base.trainable_weights] == ["conv_2/kernel"]
+    assert set_trainable_top(base, 0, "k") == [] and not base.trainable_weights
+    with pytest.raises(ParamsError, match=r"transfer.fine_tune.unfreeze = 99 but the pipeline"):
+        set_trainable_top(base, 99, "transfer.fine_tune.unfreeze")
+
+
+def test_batch_norm_stays_in_inference_mode_while_fine_tuning(tiny) -> None:
+    model, base, params = frozen_model(tiny)
+    set_trainable_top(base, len(base.layers), "transfer.fine_tune.unfreeze")  # everything
+    norm = base.get_layer("batch_norm_1")
+    stats = [norm.moving_mean.numpy().copy(), norm.moving_variance.numpy().copy()]
+    conv = base.get_layer("conv_1").kernel.numpy().copy()
+    target = target_task(images(), params, seed=0)
+    fit(model, target["train"], target["val"], params.fine_tune, CPU, None, verbose=0)
+    assert np.array_equal(stats[0], norm.moving_mean.numpy())  # statistics never updated
+    assert np.array_equal(stats[1], norm.moving_variance.numpy())
+    assert not np.array_equal(conv, base.get_layer("conv_1").kernel.numpy())  # the rest trained
+
+
+def test_both_phases_log_to_one_run_with_continuous_steps(tiny, tmp_path: Path) -> None:
+    model, base, params = frozen_model(tiny)
+    target = target_task(images(), params, seed=0)
+    live = open_live(tmp_path / "live")
+    set_trainable_top(base, 0, "k")
+    first = fit(model, target["train"], target["val"], params.feature_extraction, CPU, live,
+                live_prefix="feature_extraction", verbose=0)  # fmt: skip
+    set_trainable_top(base, 4, "k")
+    fit(model, target["train"], target["val"], params.fine_tune, CPU, live,
+        live_prefix="fine_tune", initial_epoch=first.epochs_trained, verbose=0)  # fmt: skip
+    live.end()
+    metrics = tmp_path / "live" / "plots" / "metrics"
+
+    def steps(phase: str) -> list[int]:
+        header, *rows = (metrics / phase / "eval" / "accuracy.tsv").read_text().splitlines()
+        column = header.split("\t").index("step")
+        return [int(row.split("\t")[column]) for row in rows]
+
+    assert steps("feature_extraction") == [0, 1]
+    assert steps("fine_tune") == [2, 3]
+
+
+def test_pipeline_base_loads_from_the_pretrained_model(tiny, tmp_path: Path) -> None:
+    from dllabs.models import build_pretrain_model
+
+    params, cnn = tiny
+    keras.utils.set_random_seed(1)
+    pretrained = build_pretrain_model((8, 8, 1), 5, cnn)
+    pretrained.save(tmp_path / "base.keras")
+    base = load_base(params, tmp_path / "base.keras", cnn, (8, 8, 1))
+    expected = pretrained.get_layer("pipeline_base").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(expected, base.get_weights(), strict=True))
+    with pytest.raises(DataError, match=r"no pretrained base; run pretrain_base"):
+        load_base(params, tmp_path / "missing.keras", cnn, (8, 8, 1))
+    cut = cut_base(base, "pool_1")
+    assert cut.output.shape[-1] == 4
+    with pytest.raises(ParamsError, match=r"transfer.cut_at = 'pool_9' is not a layer"):
+        cut_base(base, "pool_9")
+
+
+def test_application_base_from_a_local_weights_file(tmp_path: Path) -> None:
+    """The air-gapped path: weights saved by Keras load into the same base, and only into it."""
+    keras.utils.set_random_seed(0)
+    source = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    path = tmp_path / "mobilenet_v2.weights.h5"
+    source.save_weights(path)
+    base = application_base("mobilenet_v2", [32, 32], str(path))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(source.get_weights(), base.get_weights(), strict=True)
+    )
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    wrong = tmp_path / "other.weights.h5"
+    other.save_weights(wrong)
+    with pytest.raises(ParamsError, match=r"other.weights.h5 does not fit mobilenet_v2"):
+        application_base("mobilenet_v2", [32, 32], str(wrong))
+    with pytest.raises(ParamsError, match=r"transfer.weights = '.*nothing.h5': no such file"):
+        application_base("mobilenet_v2", [32, 32], str(tmp_path / "nothing.h5"))
+
+
+def test_input_below_the_base_minimum_is_refused() -> None:
+    with pytest.raises(ParamsError, match=r"input_size = \[16, 16\] is below vgg16's minimum"):
+        application_base("vgg16", [16, 16], "none")
+
+
+def test_application_model_takes_raw_grayscale_pixels(tiny, tmp_path: Path) -> None:
+    """Resize, repeat to RGB and the base's own preprocess_input sit inside the saved model."""
+    params, cnn = tiny
+    params = params.model_copy(update={"base": "mobilenet_v2", "weights": "none"})
+    base = load_base(params, "unused", cnn, (8, 8, 1))
+    set_trainable_top(base, 0, "k")
+    model = build_transfer_model(base, (8, 8, 1), 3, params)
+    assert model.get_layer("grayscale_to_rgb").output.shape[-1] == 3
+    x = images()["test"][0][:4]
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert np.allclose(model.predict(x, verbose=0), again.predict(x, verbose=0), atol=1e-6)

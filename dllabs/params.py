@@ -207,6 +207,94 @@ class Anomaly(Section):
     percentile: Annotated[float, Field(gt=0.0, lt=100.0)]
 
 
+class KerasCBOW(Section):
+    """Training settings that only the Keras engine uses (gensim has its own ``alpha`` schedule)."""
+
+    batch_size: PositiveInt
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class CBOW(Section):
+    """Word2Vec in CBOW mode (gensim, or the same model in Keras), and the probes reported after."""
+
+    engine: Literal["gensim", "keras"]
+    vector_size: Annotated[int, Field(ge=2, le=1000)]
+    window: Annotated[int, Field(ge=1, le=50)]
+    min_count: PositiveInt
+    negative: Annotated[int, Field(ge=0, le=50)]
+    hs: bool
+    sample: Annotated[float, Field(ge=0.0, lt=1.0)]
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)]
+    epochs: Annotated[int, Field(ge=1, le=1000)]
+    workers: Annotated[int, Field(ge=1, le=64)]
+    probe_words: list[str]
+    probe_contexts: list[Annotated[list[str], Field(min_length=1)]]
+    pca_words: Annotated[int, Field(ge=2, le=1000)]
+    keras: KerasCBOW
+
+    @model_validator(mode="after")
+    def _needs_an_output_layer(self) -> CBOW:
+        if self.negative == 0 and not self.hs:
+            raise ParamsError(
+                f"{PARAMS_FILE}: cbow.negative is 0 and cbow.hs is false; CBOW needs negative "
+                "sampling (negative > 0) or hierarchical softmax (hs: true)"
+            )
+        return self
+
+
+TransferBase = Literal["pipeline", "vgg16", "mobilenet_v2", "resnet50", "densenet121"]
+
+
+class Head(Section):
+    """The new classifier put on top of a transferred base."""
+
+    pooling: Literal["avg", "max", "flatten"]
+    dense_units: Annotated[list[PositiveInt], Field(max_length=10)]
+    dropout: Rate
+
+
+class FineTune(Training):
+    """Phase 2: unfreeze the base's top layers and train again with a low learning rate."""
+
+    unfreeze: Annotated[int, Field(ge=0)]
+
+
+class Transfer(Section):
+    """Transfer learning: a pretrained base, a new head, fine-tuning, a from-scratch baseline."""
+
+    base: TransferBase
+    weights: str
+    cut_at: str
+    input_size: Annotated[
+        list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=2, max_length=2)
+    ]
+    source_classes: list[Label]
+    target_classes: Annotated[list[Label], Field(min_length=2)]
+    target_train_size: PositiveInt
+    pretrain: Training
+    trainable_base_layers: Annotated[int, Field(ge=0)]
+    head: Head
+    augment: Augment
+    feature_extraction: Training
+    fine_tune: FineTune
+
+    @model_validator(mode="after")
+    def _disjoint_classes(self) -> Transfer:
+        source = {str(c) for c in self.source_classes}
+        shared = sorted(source & {str(c) for c in self.target_classes})
+        if shared:
+            raise ParamsError(
+                f"{PARAMS_FILE}: transfer.source_classes and transfer.target_classes share "
+                f"{', '.join(shared)}; the source task must be disjoint from the target"
+            )
+        if self.base == "pipeline" and len(source) < 2:
+            raise ParamsError(
+                f"{PARAMS_FILE}: transfer.source_classes needs at least 2 classes to pretrain "
+                "the pipeline base on"
+            )
+        return self
+
+
 class Params(Section):
     """The whole of ``params.yaml``."""
 
@@ -217,6 +305,8 @@ class Params(Section):
     cnn: CNN
     autoencoder: Autoencoder
     anomaly: Anomaly
+    cbow: CBOW
+    transfer: Transfer
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

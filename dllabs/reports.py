@@ -139,3 +139,80 @@ def reconstructions_figure(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+PLOT_FILES = {
+    "MLP misclassified test images": "mlp_misclassified.png",
+    "CNN misclassified test images": "cnn_misclassified.png",
+    "Anomaly: reconstruction errors and threshold": "anomaly_error_histogram.png",
+    "Anomaly: inputs and reconstructions": "anomaly_reconstructions.png",
+    "CBOW: PCA of frequent words": "cbow_pca.png",
+}
+
+
+def summary_markdown(labs: dict[str, dict]) -> str:
+    """One Markdown page with every lab's headline test metrics, device and training time.
+
+    Meant to be read in a pull request: it links the architecture tables and the plot images
+    (``dvc plots show`` renders every curve; ``dvc plots diff`` compares them with a revision).
+    """
+    mlp, cnn, anomaly, cbow, transfer = (
+        labs[k] for k in ("mlp", "cnn", "anomaly", "cbow", "transfer")
+    )
+
+    def classifier(m: dict) -> str:
+        test, model = m["test"], m["model"]
+        size = f"{model['parameters']:,} parameters, {model['epochs_trained']} epochs"
+        return f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f} ({size})"
+
+    def run(m: dict) -> tuple[str, str]:
+        return m["run"]["device"], f"{m['run']['train_seconds']:.1f} s"
+
+    a = anomaly["test"]
+    ws, base = cbow["wordsim353"], cbow["baseline"]["wordsim353"]
+    rows = [
+        ("1. Feedforward network", "MLP", classifier(mlp), *run(mlp)),
+        ("2. CNN classifier", "CNN", classifier(cnn), *run(cnn)),
+        ("3. Anomaly detection", "autoencoder",
+         f"ROC AUC {a['roc_auc']}, PR AUC {a['pr_auc']}, F1 {a['f1']:.4f} at threshold "
+         f"{anomaly['threshold']:.4g} ({anomaly['method']})", *run(anomaly)),
+        ("4. Word embeddings", f"CBOW ({cbow['engine']})",
+         f"WordSim-353 Spearman {_number(ws['spearman'])} (OOV {ws['oov']:.0%}) vs gensim "
+         f"defaults {_number(base['spearman'])}; SimLex-999 "
+         f"{_number(cbow['simlex999']['spearman'])}; analogies {cbow['analogy']['accuracy']:.3f} "
+         f"on {cbow['analogy']['coverage']:.1%} covered", *run(cbow)),
+        ("5. Transfer learning", f"{transfer['base']} base",
+         f"accuracy: scratch {transfer['scratch']['accuracy']:.4f}, feature extraction "
+         f"{transfer['feature_extraction']['accuracy']:.4f}, fine-tuning "
+         f"{transfer['fine_tune']['accuracy']:.4f} ({transfer['target_train_size']} labels per "
+         "class)", *run(transfer)),
+    ]  # fmt: skip
+    lines = [
+        "# Lab results",
+        "",
+        "Test-split metrics written by `evaluate` (`dvc metrics show` lists every number). Device "
+        "and training time are those of the run that produced them.",
+        "",
+        "| lab | model | test metrics | device | training time |",
+        "|---|---|---|---|---|",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "## Architectures",
+        "",
+        "- [MLP](mlp_architecture.md) and [CNN](cnn_architecture.md): layer by layer, with output "
+        "shapes, activation sizes and parameters.",
+        "",
+        "## Plots",
+        "",
+        "`dvc plots show` renders every training curve, confusion matrix and ROC/PR curve; "
+        "`dvc plots diff main` compares them with another revision. Images (DVC outputs, present "
+        "after `dvc repro` or `dvc pull`):",
+        "",
+        *(f"- [{title}](../plots/evaluate/{name})" for title, name in PLOT_FILES.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -11,6 +11,12 @@ The only stage that reads the test split.
   ``threshold_anomaly`` chose, and write ``metrics/anomaly.json`` (anomaly = positive class, plus
   normal-class precision and recall), ROC and PR curves, an error histogram with the threshold,
   and inputs next to their reconstructions.
+- Word embeddings (CBOW and gensim's default baseline): WordSim-353, SimLex-999 and analogy scores
+  with their coverage into ``metrics/cbow.json``, a probe report (``most_similar``,
+  ``predict_output_word``) and a PCA plot of the most frequent words.
+- Transfer learning: test accuracy and macro F1 of the from-scratch baseline, the model after
+  feature extraction and after fine-tuning, on the target classes' whole test split, with their
+  trainable and frozen parameter counts and epochs, into ``metrics/transfer.json``.
 """
 
 from __future__ import annotations
@@ -23,17 +29,22 @@ import numpy as np
 from dllabs.anomaly import detection_scores, reconstruction_errors
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
+from dllabs.embeddings import evaluate_vectors, pca_plot, probe_report
 from dllabs.errors import DataError, stage_errors
 from dllabs.models import architecture_markdown
 from dllabs.outputs import load_json, load_npz, save_json, staged_outputs
-from dllabs.params import load_params
+from dllabs.params import CBOW, Transfer, load_params
 from dllabs.reports import (
     classification_metrics,
     error_histogram,
     misclassified_grid,
     reconstructions_figure,
+    summary_markdown,
 )
 from dllabs.training import setup_run
+from dllabs.transfer import target_task
+
+TRANSFER_PHASES = ("scratch", "feature_extraction", "fine_tune")
 
 
 def load_model(path: Path) -> keras.Model:
@@ -97,7 +108,12 @@ def evaluate_classifier(
 
 
 def evaluate_anomaly(
-    model_path: Path, series_path: Path, threshold_path: Path, loss: str, plots: Path
+    model_path: Path,
+    summary_path: Path,
+    series_path: Path,
+    threshold_path: Path,
+    loss: str,
+    plots: Path,
 ) -> dict:
     """Test-split detection scores at the chosen threshold, with ROC/PR and error plots."""
     from dvclive import Live
@@ -131,7 +147,68 @@ def evaluate_anomaly(
         "method": chosen["method"],
         "test": detection_scores(y_test, errors, threshold),
         "validation": chosen["validation"],
+        "run": run_info(load_json(summary_path)),
     }
+
+
+def run_info(training: dict) -> dict:
+    """Where and how long a model trained (timings differ between runs; nothing else does)."""
+    return {"device": training["device"], "train_seconds": round(training["train_seconds"], 2)}
+
+
+def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:
+    """Similarity and analogy scores of the CBOW vectors and the baseline, probes and PCA plot."""
+    from gensim.models import KeyedVectors, Word2Vec
+
+    if not (model_dir / "word2vec.model").is_file():
+        raise DataError(f"{model_dir}: no word2vec.model; run train_cbow (dvc repro)")
+    model = Word2Vec.load(str(model_dir / "word2vec.model"))
+    baseline = KeyedVectors.load(str(model_dir / "baseline.kv"))
+    training = load_json(model_dir / "training.json")
+    report.write_text(probe_report(model, params.probe_words, params.probe_contexts), "utf-8")
+    pca_plot(model.wv, params.pca_words, plots / "cbow_pca.png",
+             f"CBOW vectors of the {params.pca_words} most frequent words (PCA)")  # fmt: skip
+    return {
+        "engine": training["engine"],
+        "run": run_info(training),
+        "vocab_size": training["vocab_size"],
+        "corpus_tokens": training["corpus_tokens"],
+        "final_loss": training["final_loss"],
+        **evaluate_vectors(model.wv, eval_dir),
+        "baseline": {"vocab_size": len(baseline), **evaluate_vectors(baseline, eval_dir)},
+    }
+
+
+def evaluate_transfer(model_dir: Path, data: ImageSplits, params: Transfer, seed: int) -> dict:
+    """Test scores of the baseline and both transfer phases, side by side, with their budgets."""
+    training = load_json(model_dir / "summary.json")
+    x_test, y_test = target_task(data, params, seed)["test"]
+    metrics: dict = {
+        "base": training["base"],
+        "weights": training["weights"],
+        "target_train_size": params.target_train_size,
+        "test_images": len(y_test),
+    }
+    for phase in TRANSFER_PHASES:
+        model = load_model(model_dir / f"{phase}.keras")
+        y_pred = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=1)
+        scores = classification_metrics(y_test, y_pred, training["classes"])
+        run = training[phase]
+        metrics[phase] = {
+            "accuracy": scores["accuracy"],
+            "macro_f1": scores["macro_f1"],
+            "trainable_parameters": run["trainable_parameters"],
+            "frozen_parameters": run["frozen_parameters"],
+            "epochs": run["epochs_trained"],
+            "best_epoch": run["best_epoch"],
+        }
+    metrics["fine_tune"]["unfrozen_layers"] = len(training["fine_tune"]["unfrozen_layers"])
+    phases = [training[phase] for phase in TRANSFER_PHASES]
+    metrics["run"] = {
+        "device": phases[0]["device"],
+        "train_seconds": round(sum(p["train_seconds"] for p in phases), 2),
+    }
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,14 +222,20 @@ def main(argv: list[str] | None = None) -> None:
             mlp_metrics="output metrics (.json)", cnn_metrics="output metrics (.json)",
             mlp_report="output architecture (.md)", cnn_report="output architecture (.md)",
             series="processed anomaly rows (.npz), test split",
-            autoencoder_model="autoencoder (.keras)", threshold="chosen threshold (.json)",
+            autoencoder_model="autoencoder (.keras)", autoencoder_summary="its run summary (.json)",
+            threshold="chosen threshold (.json)",
             anomaly_metrics="output metrics (.json)",
+            cbow_model="CBOW model folder", text_eval="word-similarity and analogy sets folder",
+            cbow_metrics="output metrics (.json)", cbow_report="output probe report (.md)",
+            transfer_model="train_transfer's output folder",
+            transfer_metrics="output metrics (.json)", summary="output summary of every lab (.md)",
             plots="output plots folder",
         )  # fmt: skip
         setup_run(params.base)
         data = ImageSplits.load(args.images, ("test",))
         with staged_outputs() as out:
             plots = out.dir(args.plots)
+            classifiers: dict[str, dict] = {}
             for name, section in (("mlp", params.mlp), ("cnn", params.cnn)):
                 metrics = evaluate_classifier(
                     name,
@@ -164,15 +247,31 @@ def main(argv: list[str] | None = None) -> None:
                     section.batch_size,
                 )
                 save_json(out.file(getattr(args, f"{name}_metrics")), metrics)
+                classifiers[name] = metrics
                 test = metrics["test"]
                 print(f"evaluate: {name}: test accuracy {test['accuracy']:.4f}", end=", ")
                 print(f"macro F1 {test['macro_f1']:.4f}")
             anomaly = evaluate_anomaly(
-                args.autoencoder_model, args.series, args.threshold, params.autoencoder.loss, plots
-            )
+                args.autoencoder_model, args.autoencoder_summary, args.series, args.threshold,
+                params.autoencoder.loss, plots,
+            )  # fmt: skip
             save_json(out.file(args.anomaly_metrics), anomaly)
             test = anomaly["test"]
             print(f"evaluate: anomaly: test ROC AUC {test['roc_auc']}, F1 {test['f1']:.4f}")
+            cbow = evaluate_cbow(args.cbow_model, args.text_eval, params.cbow, plots,
+                                 out.file(args.cbow_report))  # fmt: skip
+            save_json(out.file(args.cbow_metrics), cbow)
+            ws, base = cbow["wordsim353"], cbow["baseline"]["wordsim353"]
+            print(f"evaluate: cbow: WordSim-353 Spearman {ws['spearman']} (OOV {ws['oov']:.0%}), "
+                  f"baseline {base['spearman']}")  # fmt: skip
+            transfer = evaluate_transfer(args.transfer_model, data, params.transfer,
+                                         params.base.seed)  # fmt: skip
+            save_json(out.file(args.transfer_metrics), transfer)
+            scores = ", ".join(f"{p} {transfer[p]['accuracy']:.4f}" for p in TRANSFER_PHASES)
+            print(f"evaluate: transfer: test accuracy {scores}")
+            labs = {"mlp": classifiers["mlp"], "cnn": classifiers["cnn"], "anomaly": anomaly,
+                    "cbow": cbow, "transfer": transfer}  # fmt: skip
+            out.file(args.summary).write_text(summary_markdown(labs), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ import pytest
 
 from dllabs.outputs import save_npz
 from dllabs.reports import classification_metrics
-from stages import evaluate, threshold_anomaly, train_autoencoder, train_cnn, train_mlp
+from dllabs.sources import write_text_eval
+from stages import (
+    evaluate,
+    pretrain_base,
+    threshold_anomaly,
+    train_autoencoder,
+    train_cbow,
+    train_cnn,
+    train_mlp,
+    train_transfer,
+)
 from tests.conftest import REPO
 
 TRAIN = ["--images", "data/processed/images.npz"]
@@ -21,9 +31,19 @@ EVALUATE = [
     "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
     "--mlp-report", "reports/mlp_architecture.md", "--cnn-report", "reports/cnn_architecture.md",
     "--series", "data/processed/series.npz", "--autoencoder-model", "models/autoencoder.keras",
+    "--autoencoder-summary", "models/autoencoder.json",
     "--threshold", "models/anomaly_threshold.json", "--anomaly-metrics", "metrics/anomaly.json",
+    "--cbow-model", "models/cbow", "--text-eval", "data/raw/text_eval",
+    "--cbow-metrics", "metrics/cbow.json", "--cbow-report", "reports/cbow_probes.md",
+    "--transfer-model", "models/transfer", "--transfer-metrics", "metrics/transfer.json",
+    "--summary", "reports/summary.md",
     "--plots", "plots/evaluate",
 ]  # fmt: skip
+PRETRAIN = ["--images", "data/processed/images.npz", "--model", "models/pretrain",
+            "--plots", "plots/pretrain"]  # fmt: skip
+TRANSFER = ["--images", "data/processed/images.npz", "--pretrained", "models/pretrain",
+            "--model", "models/transfer", "--plots", "plots/transfer"]  # fmt: skip
+CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
     "--series", "data/processed/series.npz", "--model", "models/autoencoder.keras",
     "--plots", "plots/autoencoder", "--summary", "models/autoencoder.json",
@@ -41,10 +61,10 @@ def tiny_images(path: Path) -> None:
     rng = np.random.default_rng(0)
     arrays = {}
     for split, n in (("train", 60), ("val", 15), ("test", 15)):
-        y = np.arange(n) % 3
-        x = rng.integers(0, 60, (n, 8, 8, 1)) + (y * 90)[:, None, None, None]
+        y = np.arange(n) % 4
+        x = rng.integers(0, 60, (n, 8, 8, 1)) + (y * 60)[:, None, None, None]
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y.astype(np.int64)
-    arrays["class_names"] = np.array(["circle", "square", "star"])
+    arrays["class_names"] = np.array(["circle", "square", "star", "moon"])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz(path, arrays)
 
@@ -68,14 +88,26 @@ def tiny_series(path: Path, features: int = 16) -> None:
 def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     workdir(**{"mlp.epochs": 2, "cnn.epochs": 2, "cnn.filters": [4, 8], "cnn.kernel_sizes": [3],
                "cnn.dense_units": [8], "mlp.hidden_units": [8], "autoencoder.epochs": 3,
-               "autoencoder.hidden_units": [8], "autoencoder.code_size": 2})  # fmt: skip
+               "autoencoder.hidden_units": [8], "autoencoder.code_size": 2, "cbow.epochs": 2,
+               "cbow.probe_words": ["king", "zebra"], "cbow.pca_words": 5,
+               "transfer.source_classes": ["circle", "square"],
+               "transfer.target_classes": ["star", "moon"], "transfer.target_train_size": 3,
+               "transfer.pretrain.epochs": 2, "transfer.feature_extraction.epochs": 2,
+               "transfer.fine_tune.epochs": 2, "transfer.fine_tune.unfreeze": 4,
+               "transfer.head.dense_units": [4]})  # fmt: skip
     tiny_images(Path("data/processed/images.npz"))
     tiny_series(Path("data/processed/series.npz"))
+    Path("data/processed/corpus.txt").write_text("king queen man woman\nman woman king\n" * 20)
+    Path("data/raw/text_eval").mkdir(parents=True)
+    write_text_eval(Path("data/raw/text_eval"))
+    train_cbow.main(CBOW)
     for stage, name in ((train_mlp, "mlp"), (train_cnn, "cnn")):
         stage.main([*TRAIN, "--model", f"models/{name}.keras", "--plots", f"plots/{name}",
                     "--summary", f"models/{name}.json"])  # fmt: skip
     train_autoencoder.main(AUTOENCODER)
     threshold_anomaly.main(THRESHOLD)
+    pretrain_base.main(PRETRAIN)
+    train_transfer.main(TRANSFER)
     evaluate.main(EVALUATE)
 
     anomaly = json.loads(Path("metrics/anomaly.json").read_text())
@@ -87,6 +119,27 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     assert {"fpr", "tpr"} <= set(roc["roc"][0])
     for png in ("anomaly_error_histogram.png", "anomaly_reconstructions.png"):
         assert Path("plots/evaluate", png).read_bytes()[:4] == b"\x89PNG"
+    cbow = json.loads(Path("metrics/cbow.json").read_text())
+    assert cbow["vocab_size"] == 4 and cbow["corpus_tokens"] == 140
+    assert cbow["wordsim353"]["oov"] > 0.9 and "spearman" in cbow["baseline"]["simlex999"]
+    probes = Path("reports/cbow_probes.md").read_text()
+    assert "**zebra**: not in the vocabulary" in probes and "**king**: " in probes
+    assert Path("plots/evaluate/cbow_pca.png").read_bytes()[:4] == b"\x89PNG"
+    transfer = json.loads(Path("metrics/transfer.json").read_text())
+    assert transfer["test_images"] == 7 and transfer["target_train_size"] == 3  # 4 star, 3 moon
+    budget = {"scratch": 4, "feature_extraction": 2, "fine_tune": 2}  # scratch: both phases' epochs
+    for phase, epochs in budget.items():
+        assert 0.0 <= transfer[phase]["accuracy"] <= 1.0 and transfer[phase]["epochs"] == epochs
+    fe, ft = transfer["feature_extraction"], transfer["fine_tune"]
+    assert ft["trainable_parameters"] > fe["trainable_parameters"]  # conv_2 unfrozen
+    assert ft["unfrozen_layers"] == 3  # conv_2, relu_2, pool_2; batch norm stays frozen
+    steps = Path("plots/transfer/transfer/plots/metrics/fine_tune/eval/accuracy.tsv").read_text()
+    assert [row.split("\t")[0] for row in steps.splitlines()[1:]] == ["2", "3"]
+    summary = Path("reports/summary.md").read_text()
+    for lab in ("1. Feedforward", "2. CNN", "3. Anomaly", "4. Word embeddings", "5. Transfer"):
+        assert f"| {lab}" in summary
+    assert f"ROC AUC {anomaly['test']['roc_auc']}" in summary and "| CPU |" in summary
+    assert anomaly["run"]["device"] == "CPU" and cbow["run"]["device"] == "CPU (gensim)"
     errors = np.load("models/autoencoder_errors.npz", allow_pickle=False)
     assert errors["error_train"].shape == (40,) and errors["error_val"].shape == (16,)
 
@@ -94,7 +147,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
         metrics = json.loads(Path(f"metrics/{name}.json").read_text())
         test = metrics["test"]
         assert 0.0 <= test["accuracy"] <= 1.0 and test["loss"] > 0
-        assert set(test["per_class"]) == {"circle", "square", "star"}
+        assert set(test["per_class"]) == {"circle", "square", "star", "moon"}
         assert sum(c["support"] for c in test["per_class"].values()) == 15
         assert metrics["model"]["epochs_trained"] == 2 and metrics["model"]["parameters"] > 0
         assert metrics["run"]["device"] == "CPU" and metrics["run"]["seconds_per_epoch"] > 0
@@ -112,7 +165,8 @@ def test_command_lines_match_dvc_yaml() -> None:
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, args in (("evaluate", EVALUATE), ("train_autoencoder", AUTOENCODER),
-                       ("threshold_anomaly", THRESHOLD)):  # fmt: skip
+                       ("threshold_anomaly", THRESHOLD), ("train_cbow", CBOW),
+                       ("pretrain_base", PRETRAIN), ("train_transfer", TRANSFER)):  # fmt: skip
         assert stages[name]["cmd"].split()[-len(args) :] == args
 
 

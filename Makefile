@@ -10,7 +10,7 @@ EXTRAS ?= dev
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lint install clean-venv
+.PHONY: repro test lint check-reproducible install clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest
+
+# Rebuild the pipeline, then fail if any committed metric changed (timings under run.* excepted).
+check-reproducible: $(STAMP)
+	dvc repro
+	python -m dllabs.drift HEAD --tolerance 0
 
 lint: $(STAMP)
 	ruff check .

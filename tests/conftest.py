@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,48 @@ def run_stage(module: str, *args: str, cwd: Path, env: dict[str, str] | None = N
         text=True,
         check=False,
     )
+
+
+def copy_repository(dest: Path) -> Path:
+    """The repository's files that git would track (what a fresh clone or a DVC queue sees)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in listed:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+QUICK_SECTIONS = ("mlp", "cnn", "autoencoder", "cbow", "transfer.pretrain",
+                  "transfer.feature_extraction", "transfer.fine_tune")  # fmt: skip
+
+
+def shrink_epochs(root: Path, epochs: int = 2) -> None:
+    """Set every training section's ``epochs`` in ``root/params.yaml``: quick pipeline runs."""
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for section in QUICK_SECTIONS:
+        set_key(params, f"{section}.epochs", epochs)
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+def sh(cmd: list[str] | str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the venv's ``bin`` first on PATH, as `make` does for DVC's workers."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False,
+        shell=isinstance(cmd, str), executable="/bin/bash" if isinstance(cmd, str) else None,
+    )  # fmt: skip
+    if check:
+        shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+        assert result.returncode == 0, f"{shown} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def commit_all(root: Path, message: str) -> None:
+    """``git add -A`` and commit, as a throwaway identity."""
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)

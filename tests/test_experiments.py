@@ -1,0 +1,88 @@
+"""The README's "Experiments" recipes, run as written on a temporary copy of the repository.
+
+The copy gets its own git repository and DVC cache, two-epoch params (committed, so queued
+experiments see them too), and one `dvc repro` as the baseline commit. Then the README's block
+runs as one bash script; the assertions check what it left: the named experiment and the queued
+optimizer sweep with their metrics, and a plots comparison holding every plot ID of dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, commit_all, copy_repository, sh, shrink_epochs
+
+DVC = [sys.executable, "-m", "dvc"]
+OPTIMIZERS = {"sgd", "adagrad", "adadelta", "rmsprop", "adam"}
+
+
+def readme_recipe() -> str:
+    """The first ```bash block under the README's "## Experiments" heading."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match, "README.md: no bash block under ## Experiments"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def ran_recipe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = copy_repository(tmp_path_factory.mktemp("experiments"))
+    shrink_epochs(root)
+    sh(["git", "init", "-q"], root)
+    commit_all(root, "copy")
+    sh([*DVC, "repro"], root)
+    commit_all(root, "baseline")
+    recipe = readme_recipe()
+    result = sh(f"set -euo pipefail\n{recipe}", root)
+    return root, result.stdout
+
+
+def experiments(root: Path) -> dict[str, dict]:
+    """Each experiment's name -> its params.yaml values, from `dvc exp show --json`."""
+    shown = json.loads(sh([*DVC, "exp", "show", "--json"], root).stdout)
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment["revs"]:
+                data = revision["data"]
+                found[revision["name"]] = {
+                    "params": data["params"]["params.yaml"]["data"],
+                    "metrics": data["metrics"],
+                }
+    return found
+
+
+def test_recipe_runs_the_named_experiment_and_the_optimizer_sweep(ran_recipe) -> None:
+    root, _ = ran_recipe
+    found = experiments(root)
+    adam = found["adam-lr1e-3"]["params"]["mlp"]
+    assert adam["optimizer"] == "adam" and adam["learning_rate"] == 0.001
+    swept = {name: e for name, e in found.items() if name != "adam-lr1e-3"}
+    assert {e["params"]["mlp"]["optimizer"] for e in swept.values()} == OPTIMIZERS
+    for experiment in found.values():  # every experiment finished and has test metrics
+        accuracy = experiment["metrics"]["metrics/mlp.json"]["data"]["test"]["accuracy"]
+        assert 0.0 <= accuracy <= 1.0
+    assert not re.search(r"\b(Queued|Running|Failed)\b", sh([*DVC, "queue", "status"], root).stdout)
+
+
+def test_recipe_shows_and_compares_experiments(ran_recipe) -> None:
+    root, out = ran_recipe
+    assert "adam-lr1e-3" in out and "metrics/mlp.json" in out  # exp show, then metrics diff
+    assert (root / "plots-diff" / "index.html").is_file()
+    other = sh("dvc exp list --name-only | grep -vx adam-lr1e-3 | head -n 1", root).stdout.strip()
+    shown = json.loads(sh([*DVC, "plots", "diff", "adam-lr1e-3", other, "--json"], root).stdout)
+    declared = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    ids = {next(iter(p)) if isinstance(p, dict) else p for p in declared}
+    revisions = {
+        plot: {rev for entry in entries for rev in entry["revisions"]}
+        for plot, entries in shown["data"].items()
+    }
+    missing = {plot for plot in ids if revisions.get(plot) != {"adam-lr1e-3", other}}
+    assert not missing, f"plot IDs not drawn for both experiments: {sorted(missing)}"

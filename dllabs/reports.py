@@ -150,11 +150,12 @@ PLOT_FILES = {
 }
 
 
-def summary_markdown(labs: dict[str, dict]) -> str:
+def summary_markdown(labs: dict[str, dict], architectures: dict[str, str]) -> str:
     """One Markdown page with every lab's headline test metrics, device and training time.
 
-    Meant to be read in a pull request: it links the architecture tables and the plot images
-    (``dvc plots show`` renders every curve; ``dvc plots diff`` compares them with a revision).
+    Meant to be read in a pull request, where relative links do not resolve: the architecture
+    tables (``architectures``: title -> table) are inlined as collapsed sections, and the plots
+    are named with the commands that render them.
     """
     mlp, cnn, anomaly, cbow, transfer = (
         labs[k] for k in ("mlp", "cnn", "anomaly", "cbow", "transfer")
@@ -199,9 +200,13 @@ def summary_markdown(labs: dict[str, dict]) -> str:
         "",
         "## Architectures",
         "",
-        "- [MLP](mlp_architecture.md) and [CNN](cnn_architecture.md): layer by layer, with output "
-        "shapes, activation sizes and parameters.",
+        "Layer by layer, with output shapes, activation sizes and parameters.",
         "",
+        *(
+            line
+            for title, table in architectures.items()
+            for line in (f"<details><summary>{title}</summary>", "", _body(table), "</details>", "")
+        ),
         "## Plots",
         "",
         "`dvc plots show` renders every training curve, confusion matrix and ROC/PR curve; "
@@ -212,6 +217,12 @@ def summary_markdown(labs: dict[str, dict]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _body(markdown: str) -> str:
+    """``markdown`` without its leading ``#`` title line, so it nests under another heading."""
+    lines = markdown.strip().splitlines()
+    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
 
 
 def _number(value: float | None) -> str:

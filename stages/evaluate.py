@@ -236,16 +236,19 @@ def main(argv: list[str] | None = None) -> None:
         with staged_outputs() as out:
             plots = out.dir(args.plots)
             classifiers: dict[str, dict] = {}
+            architectures: dict[str, str] = {}
             for name, section in (("mlp", params.mlp), ("cnn", params.cnn)):
+                report = out.file(getattr(args, f"{name}_report"))
                 metrics = evaluate_classifier(
                     name,
                     getattr(args, f"{name}_model"),
                     getattr(args, f"{name}_summary"),
                     data,
                     plots,
-                    out.file(getattr(args, f"{name}_report")),
+                    report,
                     section.batch_size,
                 )
+                architectures[f"{name.upper()} architecture"] = report.read_text(encoding="utf-8")
                 save_json(out.file(getattr(args, f"{name}_metrics")), metrics)
                 classifiers[name] = metrics
                 test = metrics["test"]
@@ -271,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"evaluate: transfer: test accuracy {scores}")
             labs = {"mlp": classifiers["mlp"], "cnn": classifiers["cnn"], "anomaly": anomaly,
                     "cbow": cbow, "transfer": transfer}  # fmt: skip
-            out.file(args.summary).write_text(summary_markdown(labs), encoding="utf-8")
+            summary = summary_markdown(labs, architectures)
+            out.file(args.summary).write_text(summary, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,9 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
         assert Path(f"plots/evaluate/{name}_misclassified.png").read_bytes()[:4] == b"\x89PNG"
         table = Path(f"reports/{name}_architecture.md").read_text()
         assert "| rescale | Rescaling |" in table and "Total parameters:" in table
+        # inlined for pull-request comments, where links to other files do not resolve
+        assert f"<summary>{name.upper()} architecture</summary>" in summary
+        assert table.splitlines()[2] in summary and f"# {name}\n" not in summary
 
 
 def test_command_lines_match_dvc_yaml() -> None:

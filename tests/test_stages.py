@@ -413,6 +413,33 @@ def test_data_stages_never_import_tensorflow(workdir) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_gensim_cbow_stage_never_imports_tensorflow(workdir, tmp_path) -> None:
+    """With the default engine, lab 4 trains on a tiny text without TensorFlow's import time."""
+    text = tmp_path / "tiny.txt"
+    text.write_text("The cat sat on the mat near the dog.\nA dog sat on a log by the cat.\n" * 20)
+    root = workdir(**{"data.text": "file", "data.text_path": str(text), "cbow.epochs": 2,
+                      "cbow.min_count": 1})  # fmt: skip
+    script = (
+        "import sys\n"
+        "from stages import download, tokenize, train_cbow\n"
+        f"download.main({DOWNLOAD_ARGS!r})\n"
+        f"tokenize.main({TOKENIZE_ARGS!r})\n"
+        "train_cbow.main(['--corpus', 'data/processed/corpus.txt', '--model', 'models/cbow',"
+        " '--plots', 'plots/cbow'])\n"
+        "heavy = {'tensorflow', 'keras', 'torch', 'jax'}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    training = json.loads((root / "models/cbow/training.json").read_text())
+    assert training["engine"] == "gensim" and training["vocab_size"] >= 5  # cat, sat, mat, dog, log
+
+
 def test_dvc_yaml_stage_commands_match_the_argument_lists() -> None:
     """The arguments these tests pass are the ones dvc.yaml passes."""
     import yaml

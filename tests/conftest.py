@@ -16,6 +16,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A corpus small enough for tests, in which words share contexts (king and queen, man and woman).
+TINY_CORPUS = [
+    ["the", "king", "rules", "the", "land"],
+    ["the", "queen", "rules", "the", "land"],
+    ["a", "man", "walks", "the", "dog"],
+    ["a", "woman", "walks", "the", "dog"],
+] * 25
+
+
 @pytest.fixture(scope="session")
 def default_params() -> dict[str, Any]:
     """params.yaml as committed (the offline defaults)."""

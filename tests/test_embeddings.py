@@ -12,13 +12,7 @@ from dllabs.embeddings import evaluate_vectors, probe_report, read_corpus, train
 from dllabs.errors import DataError, ParamsError
 from dllabs.params import CBOW, validate_params
 from dllabs.sources import write_text_eval
-
-CORPUS = [
-    ["the", "king", "rules", "the", "land"],
-    ["the", "queen", "rules", "the", "land"],
-    ["a", "man", "walks", "the", "dog"],
-    ["a", "woman", "walks", "the", "dog"],
-] * 25
+from tests.conftest import TINY_CORPUS as CORPUS
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ from dllabs.keras_cbow import (
     train_keras_cbow,
 )
 from dllabs.params import CBOW
-
-CORPUS = [
-    ["the", "king", "rules", "the", "land"],
-    ["the", "queen", "rules", "the", "land"],
-    ["a", "man", "walks", "the", "dog"],
-    ["a", "woman", "walks", "the", "dog"],
-] * 25
+from tests.conftest import TINY_CORPUS as CORPUS
 
 
 def make_cbow(default_params: dict, **changes: object) -> CBOW:

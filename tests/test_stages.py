@@ -392,25 +392,31 @@ def test_missing_byo_file_is_named(workdir, tmp_path, capsys) -> None:
     assert "data.text_path:" in err and "nope.txt is not a file" in err
 
 
-def test_data_stages_never_import_tensorflow(workdir) -> None:
-    """download, preprocess and tokenize must not pay TensorFlow's import time."""
-    root = workdir()
-    script = (
+def assert_runs_without_deep_learning_imports(root: Path, code: str) -> None:
+    """Run ``code`` in a fresh interpreter in ``root``; fail if it imported TensorFlow and co."""
+    import subprocess
+
+    check = (
         "import sys\n"
-        "from stages import download, preprocess, tokenize\n"
-        f"download.main({DOWNLOAD_ARGS!r})\n"
-        f"preprocess.main({PREPROCESS_ARGS!r})\n"
-        f"tokenize.main({TOKENIZE_ARGS!r})\n"
         "heavy = {'tensorflow', 'keras', 'torch', 'jax'}\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "assert not heavy, heavy\n"
     )
-    import subprocess
-
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True
+        [sys.executable, "-c", code + check], cwd=root, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_data_stages_never_import_tensorflow(workdir) -> None:
+    """download, preprocess and tokenize must not pay TensorFlow's import time."""
+    assert_runs_without_deep_learning_imports(
+        workdir(),
+        "from stages import download, preprocess, tokenize\n"
+        f"download.main({DOWNLOAD_ARGS!r})\n"
+        f"preprocess.main({PREPROCESS_ARGS!r})\n"
+        f"tokenize.main({TOKENIZE_ARGS!r})\n",
+    )
 
 
 def test_gensim_cbow_stage_never_imports_tensorflow(workdir, tmp_path) -> None:
@@ -419,23 +425,14 @@ def test_gensim_cbow_stage_never_imports_tensorflow(workdir, tmp_path) -> None:
     text.write_text("The cat sat on the mat near the dog.\nA dog sat on a log by the cat.\n" * 20)
     root = workdir(**{"data.text": "file", "data.text_path": str(text), "cbow.epochs": 2,
                       "cbow.min_count": 1})  # fmt: skip
-    script = (
-        "import sys\n"
+    assert_runs_without_deep_learning_imports(
+        root,
         "from stages import download, tokenize, train_cbow\n"
         f"download.main({DOWNLOAD_ARGS!r})\n"
         f"tokenize.main({TOKENIZE_ARGS!r})\n"
         "train_cbow.main(['--corpus', 'data/processed/corpus.txt', '--model', 'models/cbow',"
-        " '--plots', 'plots/cbow'])\n"
-        "heavy = {'tensorflow', 'keras', 'torch', 'jax'}\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
-        "assert not heavy, heavy\n"
+        " '--plots', 'plots/cbow'])\n",
     )
-    import subprocess
-
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
     training = json.loads((root / "models/cbow/training.json").read_text())
     assert training["engine"] == "gensim" and training["vocab_size"] >= 5  # cat, sat, mat, dog, log
 

@@ -24,6 +24,7 @@ from dllabs.transfer import (
     target_task,
     task,
 )
+from tests.loopback import LoopbackServer
 
 CPU = RunDevice("cpu", "CPU", False, keras.backend.backend())
 
@@ -191,6 +192,56 @@ def test_application_base_from_a_local_weights_file(tmp_path: Path) -> None:
         application_base("mobilenet_v2", [32, 32], str(wrong))
     with pytest.raises(ParamsError, match=r"transfer.weights = '.*nothing.h5': no such file"):
         application_base("mobilenet_v2", [32, 32], str(tmp_path / "nothing.h5"))
+
+
+# keras.applications' MobileNetV2 asks for its 224x224 no-top file whatever the input size.
+MOBILENET_NO_TOP = "/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@pytest.fixture
+def keras_weights_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Keras's ImageNet download, pointed at a loopback server and a fresh cache folder."""
+    from keras.src.applications import mobilenet_v2
+    from keras.src.backend import config
+
+    home = tmp_path / "keras_home"
+    home.mkdir()  # Keras falls back to /tmp/.keras when its home is not a writable folder
+    monkeypatch.setattr(config, "keras_home", lambda: str(home))
+    server = LoopbackServer()
+    monkeypatch.setattr(mobilenet_v2, "BASE_WEIGHT_PATH", f"{server.base}/")
+    try:
+        yield server, home
+    finally:
+        server.close()
+
+
+def test_imagenet_weights_are_downloaded_once_then_read_from_the_keras_cache(
+    keras_weights_origin, tmp_path: Path
+) -> None:
+    """``weights: imagenet`` goes through Keras's download and cache (here from 127.0.0.1)."""
+    server, home = keras_weights_origin
+    keras.utils.set_random_seed(0)
+    published = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    published.save(tmp_path / "published.h5")  # the legacy H5 layout Keras's files use
+    server.script(MOBILENET_NO_TOP, ("ok", (tmp_path / "published.h5").read_bytes()))
+    with pytest.warns(UserWarning, match="224"):  # Keras's note on the input size
+        base = application_base("mobilenet_v2", [32, 32], "imagenet")
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(published.get_weights(), base.get_weights(), strict=True)
+    )
+    assert (home / "models" / MOBILENET_NO_TOP.lstrip("/")).is_file()
+    application_base("mobilenet_v2", [32, 32], "imagenet")
+    assert server.hits == {MOBILENET_NO_TOP: 1}  # the second base came from the cache
+
+
+def test_unreachable_imagenet_weights_point_to_a_local_file(keras_weights_origin) -> None:
+    server, _ = keras_weights_origin  # nothing scripted: the server answers 404
+    with pytest.raises(DataError, match=r"ImageNet weights .* set transfer.weights to a local"):
+        application_base("mobilenet_v2", [32, 32], "imagenet")
+    assert server.hits == {MOBILENET_NO_TOP: 1}
 
 
 def test_input_below_the_base_minimum_is_refused() -> None:

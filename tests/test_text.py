@@ -151,3 +151,29 @@ def test_nltk_options_fail_clearly_without_nltk_data(
         split_sentences("One. Two.", "nltk")
     with pytest.raises(ParamsError, match=r"tokenize\.stopwords: 'nltk' needs NLTK's stopwords"):
         stopword_set("nltk")
+
+
+def test_nltk_options_use_installed_nltk_data(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """With NLTK's data in place (here a minimal copy the test writes), both options read it."""
+    import nltk
+    from nltk.corpus.reader import WordListCorpusReader
+    from nltk.corpus.util import LazyCorpusLoader
+
+    (tmp_path / "corpora/stopwords").mkdir(parents=True)
+    (tmp_path / "corpora/stopwords/english").write_text("the\nwhiskers\n", encoding="utf-8")
+    punkt = tmp_path / "tokenizers/punkt_tab/english"
+    punkt.mkdir(parents=True)
+    (punkt / "abbrev_types.txt").write_text("dr\n", encoding="utf-8")  # "Dr." ends no sentence
+    for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
+        (punkt / name).write_text("", encoding="utf-8")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    # fresh loaders, so neither this test nor another sees a copy cached by the other
+    fresh = LazyCorpusLoader("stopwords", WordListCorpusReader, r"(?!README|\.).*")
+    monkeypatch.setattr(nltk.corpus, "stopwords", fresh)
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
+    try:
+        assert stopword_set("nltk", ["extra"]) == {"the", "whiskers", "extra"}
+        text = "Dr. Smith saw the cat. It had whiskers."
+        assert split_sentences(text, "nltk") == ["Dr. Smith saw the cat.", "It had whiskers."]
+    finally:
+        nltk.tokenize._get_punkt_tokenizer.cache_clear()

@@ -133,21 +133,29 @@ def conv_blocks(x: keras.KerasTensor, params: CNN) -> keras.KerasTensor:
 
 
 def build_pipeline_base(input_shape: tuple[int, ...], params: CNN) -> keras.Model:
-    """The CNN's convolutional part as its own model: the base that transfer learning reuses."""
+    """The CNN's convolutional part as its own model: the base that transfer learning reuses.
+
+    It follows ``cnn.preset``: the conv blocks, or LeNet-5's C1-S4 layers.
+    """
     inputs = keras.Input(shape=input_shape, name="pixels")
+    if params.preset == "lenet5":
+        return keras.Model(inputs, lenet5_features(inputs, input_shape), name="pipeline_base")
     x = layers.Rescaling(PIXEL_SCALE, name="rescale")(inputs)
     return keras.Model(inputs, conv_blocks(x, params), name="pipeline_base")
 
 
 def build_pretrain_model(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> keras.Model:
-    """The CNN of lab 2 with its conv blocks as a nested ``pipeline_base`` model to transfer."""
+    """The CNN of lab 2 with its convolutional part as a nested ``pipeline_base`` to transfer."""
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = inputs
     for layer in augmentation(params.augment):
         x = layer(x)
     x = build_pipeline_base(input_shape, params)(x)
     x = layers.Flatten(name="flatten")(x)
-    outputs = dense_head(x, n_classes, params.dense_units, params.dropout)
+    if params.preset == "lenet5":
+        outputs = lenet5_head(x, n_classes)
+    else:
+        outputs = dense_head(x, n_classes, params.dense_units, params.dropout)
     return keras.Model(inputs, outputs, name="pretrain")
 
 
@@ -161,18 +169,27 @@ def build_lenet5(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> k
     x = inputs
     for layer in augmentation(params.augment):
         x = layer(x)
+    x = lenet5_features(x, input_shape)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, lenet5_head(x, n_classes), name="lenet5")
+
+
+def lenet5_features(x: keras.KerasTensor, input_shape: tuple[int, ...]) -> keras.KerasTensor:
+    """LeNet-5's feature extractor: (resize to 28x28), rescale, C1, S2, C3, S4."""
     if input_shape[0] < 28 or input_shape[1] < 28:
         x = layers.Resizing(28, 28, name="resize")(x)
     x = layers.Rescaling(PIXEL_SCALE, name="rescale")(x)
     x = layers.Conv2D(6, 5, padding="same", activation="tanh", name="c1")(x)
     x = layers.AveragePooling2D(2, name="s2")(x)
     x = layers.Conv2D(16, 5, padding="valid", activation="tanh", name="c3")(x)
-    x = layers.AveragePooling2D(2, name="s4")(x)
-    x = layers.Flatten(name="flatten")(x)
+    return layers.AveragePooling2D(2, name="s4")(x)
+
+
+def lenet5_head(x: keras.KerasTensor, n_classes: int) -> keras.KerasTensor:
+    """LeNet-5's classifier: F5 (120), F6 (84), then a float32 softmax."""
     x = layers.Dense(120, activation="tanh", name="f5")(x)
     x = layers.Dense(84, activation="tanh", name="f6")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
-    return keras.Model(inputs, outputs, name="lenet5")
+    return layers.Dense(n_classes, activation="softmax", dtype="float32", name="softmax")(x)
 
 
 def build_autoencoder(n_features: int, params: Autoencoder) -> keras.Model:

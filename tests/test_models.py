@@ -15,6 +15,8 @@ from dllabs.models import (
     augmentation,
     build_cnn,
     build_mlp,
+    build_pipeline_base,
+    build_pretrain_model,
 )
 from dllabs.params import CNN, MLP, validate_params
 
@@ -128,6 +130,19 @@ def test_lenet5_preset(cnn_params: dict) -> None:
     assert small.get_layer("s4").output.shape[1:] == (5, 5, 16)
     rgb = build_cnn((32, 32, 3), 10, CNN(**cnn_params))
     assert rgb.get_layer("c3").output.shape[1:] == (12, 12, 16)
+
+
+def test_pipeline_base_follows_the_cnn_preset(cnn_params: dict) -> None:
+    custom = build_pipeline_base((8, 8, 1), CNN(**cnn_params))
+    assert not any(layer.name in {"c1", "s4"} for layer in custom.layers)
+    cnn_params["preset"] = "lenet5"
+    base = build_pipeline_base((8, 8, 1), CNN(**cnn_params))
+    assert [layer.name for layer in base.layers][-4:] == ["c1", "s2", "c3", "s4"]
+    assert base.output_shape == (None, 5, 5, 16)
+    pretrain = build_pretrain_model((8, 8, 1), 5, CNN(**cnn_params))
+    names = [layer.name for layer in pretrain.layers]
+    assert names[-4:] == ["flatten", "f5", "f6", "softmax"]
+    assert pretrain.get_layer("pipeline_base").output_shape == (None, 5, 5, 16)
 
 
 def test_keras_round_trip_with_safe_mode(tmp_path, cnn_params: dict) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 IGNORED_PREFIXES = ("run.",)
@@ -37,13 +39,22 @@ def drifted(diff: dict[str, dict[str, dict[str, Any]]], tolerance: float) -> lis
     return changes
 
 
+def dvc_executable() -> str:
+    """The ``dvc`` beside this interpreter (the project's venv), else the one on ``PATH``."""
+    beside = Path(sys.executable).parent / "dvc"
+    return str(beside) if beside.is_file() else shutil.which("dvc") or "dvc"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dllabs.drift", description=__doc__)
     parser.add_argument("rev", nargs="?", default="HEAD", help="revision to compare with")
     parser.add_argument("--tolerance", type=float, default=0.0, help="largest change allowed")
     args = parser.parse_args(argv)
     result = subprocess.run(
-        ["dvc", "metrics", "diff", args.rev, "--json"], capture_output=True, text=True, check=False
+        [dvc_executable(), "metrics", "diff", args.rev, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         print(f"drift: error: dvc metrics diff failed: {result.stderr.strip()}", file=sys.stderr)

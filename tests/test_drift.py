@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dllabs.drift import drifted
+import sys
+from pathlib import Path
+
+import pytest
+
+from dllabs.drift import drifted, dvc_executable
 
 DIFF = {
     "metrics/cnn.json": {
@@ -34,3 +39,14 @@ def test_tolerance_admits_small_numeric_changes_only() -> None:
 def test_no_change_is_no_drift() -> None:
     same = {"metrics/mlp.json": {"test.accuracy": {"old": 0.97, "new": 0.97, "diff": 0.0}}}
     assert drifted(same, tolerance=0.0) == [] and drifted({}, tolerance=0.0) == []
+
+
+def test_dvc_beside_the_interpreter_comes_first(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Run as ``.venv/bin/python -m dllabs.drift`` without the venv on PATH, it still finds dvc."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert dvc_executable() == "dvc"  # nothing beside it, nothing on PATH: left to the shell
+    (bin_dir / "dvc").write_text("#!/bin/sh\n")
+    assert Path(dvc_executable()) == bin_dir / "dvc"

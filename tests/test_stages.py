@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import pickle
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -394,8 +395,6 @@ def test_missing_byo_file_is_named(workdir, tmp_path, capsys) -> None:
 
 def assert_runs_without_deep_learning_imports(root: Path, code: str) -> None:
     """Run ``code`` in a fresh interpreter in ``root``; fail if it imported TensorFlow and co."""
-    import subprocess
-
     check = (
         "import sys\n"
         "heavy = {'tensorflow', 'keras', 'torch', 'jax'}\n"

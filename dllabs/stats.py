@@ -1,0 +1,122 @@
+"""95% intervals for the headline metrics, so a number on 134-900 test items says how sure it is.
+
+- :func:`wilson` for proportions (accuracy, precision, recall): exact enough at small ``n`` and
+  never outside [0, 1], unlike the normal approximation, and not degenerate at 0 or 1.
+- :func:`bootstrap` for statistics without a closed form (F1, ROC/PR AUC, Spearman's rho): a
+  percentile interval over rows drawn with replacement, from a fixed seed so the interval is as
+  reproducible as the metric.
+- :func:`over_repeats` for a lab run several times (label draws, seeds): mean, sample standard
+  deviation and a t interval of the mean. Paired differences (fine-tune minus scratch on the same
+  draw) go through it too: pairing removes the draw's own difficulty.
+
+Every interval comes back as ``{"low", "high", "method"}`` and is stored beside the value it
+belongs to under ``ci95``; :func:`tolerance` turns one into the drift check's allowed change.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def interval(low: float, high: float, method: str) -> dict[str, Any]:
+    """One interval as stored in the metrics JSON (rounded as the metrics are)."""
+    return {"low": round(float(low), 6), "high": round(float(high), 6), "method": method}
+
+
+def wilson(successes: int, n: int) -> dict[str, Any]:
+    """Wilson score interval of a proportion ``successes / n``."""
+    if n <= 0:
+        raise ValueError("wilson: n must be positive")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson: successes = {successes} is outside 0..{n}")
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return interval(max(0.0, centre - half), min(1.0, centre + half), "wilson")
+
+
+def bootstrap(
+    statistic: Callable[..., float],
+    *columns: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """Percentile bootstrap interval of ``statistic(*columns)``, resampling rows together.
+
+    Resamples on which the statistic is undefined (say, an AUC drawn with one class only) are
+    skipped; the method string records how many resamples counted.
+    """
+    n = len(columns[0])
+    if n == 0 or any(len(c) != n for c in columns):
+        raise ValueError("bootstrap: the columns must be non-empty and of one length")
+    rng = np.random.default_rng(seed)
+    values = []
+    with warnings.catch_warnings():  # scikit-learn warns on one-class resamples, then returns nan
+        warnings.simplefilter("ignore")
+        for _ in range(resamples):
+            rows = rng.integers(0, n, size=n)
+            try:
+                value = float(statistic(*(c[rows] for c in columns)))
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                values.append(value)
+    if not values:
+        raise ValueError("bootstrap: the statistic is undefined on every resample")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return interval(low, high, f"bootstrap ({len(values)} resamples, seed {seed})")
+
+
+def t_quantile(df: int) -> float:
+    """Student's t 97.5th percentile with ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def over_repeats(values: Sequence[float]) -> tuple[float, float, dict[str, Any] | None]:
+    """Mean, sample standard deviation and the t interval of the mean (None for one value)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("over_repeats: no values")
+    mean = float(data.mean())
+    if data.size == 1:
+        return round(mean, 6), 0.0, None
+    std = float(data.std(ddof=1))
+    half = t_quantile(data.size - 1) * std / math.sqrt(data.size)
+    return (
+        round(mean, 6),
+        round(std, 6),
+        interval(mean - half, mean + half, f"t over {data.size} repeats"),
+    )
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 over ``n_classes`` (0 for a class never true nor predicted), as
+    scikit-learn's ``f1_score(average="macro", zero_division=0)`` with every label, but fast
+    enough to bootstrap.
+    """
+    cells = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    confusion = cells.reshape(n_classes, n_classes)
+    tp = np.diag(confusion).astype(float)
+    denominator = 2 * tp + (confusion.sum(axis=0) - tp) + (confusion.sum(axis=1) - tp)
+    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
+                                   where=denominator > 0)))  # fmt: skip
+
+
+def tolerance(value: float, ci95: dict[str, Any], n: int) -> float:
+    """The largest change of ``value`` that another platform's run may show: the interval's
+    half-width, and never less than one test item's worth (``1 / n``), since a perfect score's
+    bootstrap interval has no width at all.
+    """
+    half = max(ci95["high"] - value, value - ci95["low"], 0.0)
+    return max(half, 1.0 / n)

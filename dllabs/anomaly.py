@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dllabs.errors import DataError
+from dllabs.stats import bootstrap, wilson
 
 LOSSES = ("mae", "mse", "binary_crossentropy")
 
@@ -80,6 +81,7 @@ def detection_scores(is_anomaly: np.ndarray, errors: np.ndarray, threshold: floa
     precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
     both_classes = truth.any() and (~truth).any()
     return {
+        "n": len(truth),
         "precision": precision,
         "recall": recall,
         "f1": round(2 * precision * recall / (precision + recall), 6)
@@ -91,4 +93,32 @@ def detection_scores(is_anomaly: np.ndarray, errors: np.ndarray, threshold: floa
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         "normal_precision": ratio(tn, tn + fn),
         "normal_recall": ratio(tn, tn + fp),
+        "ci95": detection_intervals(truth, np.asarray(errors), threshold, both_classes),
     }
+
+
+def detection_intervals(
+    truth: np.ndarray, errors: np.ndarray, threshold: float, both_classes: bool
+) -> dict[str, dict]:
+    """95% intervals: Wilson for the proportions, a seeded bootstrap for F1 and the AUCs."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    flagged = errors >= threshold
+    tp, fp, fn = (int(np.sum(a & b)) for a, b in ((truth, flagged), (~truth, flagged),
+                                                   (truth, ~flagged)))  # fmt: skip
+    intervals = {"accuracy": wilson(int(np.sum(truth == flagged)), len(truth))}
+    if tp + fp:
+        intervals["precision"] = wilson(tp, tp + fp)
+    if tp + fn:
+        intervals["recall"] = wilson(tp, tp + fn)
+
+    def f1(t: np.ndarray, e: np.ndarray) -> float:
+        hit = e >= threshold
+        tp_ = np.sum(t & hit)
+        return 2 * tp_ / max(1, 2 * tp_ + np.sum(~t & hit) + np.sum(t & ~hit))
+
+    intervals["f1"] = bootstrap(f1, truth, errors)
+    if both_classes:
+        intervals["roc_auc"] = bootstrap(roc_auc_score, truth, errors)
+        intervals["pr_auc"] = bootstrap(average_precision_score, truth, errors)
+    return intervals

@@ -18,6 +18,7 @@ import numpy as np
 
 from dllabs.errors import DataError
 from dllabs.params import CBOW
+from dllabs.stats import bootstrap, wilson
 
 WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words.txt"
 
@@ -80,41 +81,71 @@ def train_cbow(
     return Word2Vec(sentences, callbacks=[EpochLoss()], **options)
 
 
-def evaluate_vectors(vectors: Any, eval_dir: str | Path) -> dict[str, dict[str, float]]:
-    """Word-similarity and analogy scores, each with its coverage (small corpora cover little)."""
+def evaluate_vectors(vectors: Any, eval_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Word-similarity and analogy scores, each with its coverage (small corpora cover little),
+    the number of items scored (``n``) and a 95% interval: a seeded bootstrap over word pairs for
+    Spearman's rho, Wilson for analogy accuracy.
+    """
+    from scipy.stats import spearmanr
+
     eval_dir = Path(eval_dir)
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, Any]] = {}
     for name, file in (("wordsim353", WORDSIM), ("simlex999", SIMLEX)):
-        try:
-            _, spearman, oov = vectors.evaluate_word_pairs(str(eval_dir / file))
-        except ValueError:  # fewer than two pairs in the vocabulary: no correlation exists
-            scores[name] = {"spearman": None, "oov": _pair_oov(vectors, eval_dir / file)}
+        gold, model, oov = word_pair_similarities(vectors, eval_dir / file)
+        entry: dict[str, Any] = {"n": len(gold), "oov": round(oov, 6)}
+        if len(gold) < 3:  # too few pairs in the vocabulary for a correlation
+            scores[name] = {**entry, "spearman": None}
             continue
-        correlation = spearman[0] if hasattr(spearman, "__getitem__") else spearman
-        scores[name] = {"spearman": _round(correlation), "oov": round(float(oov) / 100.0, 6)}
+
+        def rho(g: np.ndarray, m: np.ndarray) -> float:
+            return float(spearmanr(g, m)[0])
+
+        entry["spearman"] = _round(rho(gold, model))
+        entry["ci95"] = {"spearman": bootstrap(rho, gold, model)}
+        scores[name] = entry
     accuracy, sections = vectors.evaluate_word_analogies(str(eval_dir / ANALOGIES))
     total = next((s for s in sections if s["section"] == "Total accuracy"), sections[-1])
-    answered = len(total["correct"]) + len(total["incorrect"])
+    correct, answered = len(total["correct"]), len(total["correct"]) + len(total["incorrect"])
     questions = sum(
         1 for line in (eval_dir / ANALOGIES).read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith(":")
     )  # fmt: skip
     scores["analogy"] = {
+        "n": answered,
         "accuracy": _round(accuracy) if answered else 0.0,
         "coverage": round(answered / questions, 6) if questions else 0.0,
     }
+    if answered:
+        scores["analogy"]["ci95"] = {"accuracy": wilson(correct, answered)}
     return scores
 
 
-def _pair_oov(vectors: Any, path: Path) -> float:
-    """Share of word pairs with a word missing from the vocabulary (gensim's own rule)."""
-    known = {w.lower() for w in vectors.key_to_index}
-    pairs = [
-        line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]  # fmt: skip
-    missing = sum(1 for a, b in pairs if a.lower() not in known or b.lower() not in known)
-    return round(missing / len(pairs), 6) if pairs else 1.0
+def word_pair_similarities(vectors: Any, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Human scores and cosine similarities of the pairs in the vocabulary, and the share of
+    pairs out of it, by gensim's own rules (``evaluate_word_pairs``: tab-separated, ``#``
+    comments, case-insensitive, the most frequent spelling wins), so the rho matches gensim's.
+    """
+    known: dict[str, str] = {}
+    for key in reversed(vectors.index_to_key[:300000]):
+        known[key.upper()] = key
+    gold, model, oov = [], [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.upper().split("\t")
+        try:
+            a, b, score = parts[0], parts[1], float(parts[2])
+        except (IndexError, ValueError):
+            continue
+        if len(parts) != 3:
+            continue
+        if a not in known or b not in known:
+            oov += 1
+            continue
+        gold.append(score)
+        model.append(float(vectors.similarity(known[a], known[b])))
+    total = len(gold) + oov
+    return np.asarray(gold), np.asarray(model), (oov / total if total else 1.0)
 
 
 def _round(value: Any) -> float:

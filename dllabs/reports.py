@@ -6,11 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from dllabs.provenance import describe
+from dllabs.stats import bootstrap, macro_f1, wilson
+
 
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
 ) -> dict[str, object]:
-    """Accuracy, macro F1, and precision/recall/F1/support per class (by class name)."""
+    """Accuracy and macro F1 with their 95% intervals and the test-set size ``n``, and
+    precision/recall/F1/support per class (by class name).
+    """
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     labels = list(range(len(class_names)))
@@ -26,11 +31,17 @@ def classification_metrics(
         }
         for i, name in enumerate(class_names)
     }
+    n_classes = len(class_names)
     return {
+        "n": len(y_true),
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
         "macro_f1": round(
             float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 6
         ),
+        "ci95": {
+            "accuracy": wilson(int(np.sum(y_true == y_pred)), len(y_true)),
+            "macro_f1": bootstrap(lambda t, p: macro_f1(t, p, n_classes), y_true, y_pred),
+        },
         "per_class": per_class,
     }
 
@@ -150,6 +161,100 @@ PLOT_FILES = {
 }
 
 
+LAB_FILES = {"mlp": "mlp.json", "cnn": "cnn.json", "anomaly": "anomaly.json",
+             "cbow": "cbow.json", "transfer": "transfer.json"}  # fmt: skip
+TRANSFER_PHASE_NAMES = {"scratch": "from scratch", "feature_extraction": "feature extraction",
+                        "fine_tune": "fine-tuning"}  # fmt: skip
+
+
+def _interval(entry: dict, name: str) -> str:
+    """``0.952-0.990 (wilson)`` for ``entry["ci95"][name]``, or a dash."""
+    ci = entry.get("ci95", {}).get(name)
+    if not ci:
+        return "-"
+    method = ci["method"].split(" (")[0]
+    return f"{ci['low']:.4f} to {ci['high']:.4f} ({method})"
+
+
+def _row(lab: str, model: str, metric: str, entry: dict, name: str) -> str:
+    value = entry.get(name)
+    shown = "n/a" if value is None else f"{value:.4f}"
+    if f"{name}_std" in entry:
+        shown += f" ± {entry[f'{name}_std']:.4f}"
+    return f"| {lab} | {model} | {metric} | {shown} | {_interval(entry, name)} | {entry['n']} |"
+
+
+def _classifier_rows(lab: str, model: str, metrics: dict) -> list[str]:
+    return [_row(lab, model, "accuracy", metrics["test"], "accuracy"),
+            _row(lab, model, "macro F1", metrics["test"], "macro_f1")]  # fmt: skip
+
+
+def _anomaly_rows(anomaly: dict) -> list[str]:
+    model = f"autoencoder, threshold {anomaly['threshold']:.4g} ({anomaly['method']})"
+    metrics = (("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc"), ("F1", "f1"),
+               ("precision", "precision"), ("recall", "recall"))  # fmt: skip
+    return [_row("3. Anomaly detection", model, m, anomaly["test"], k) for m, k in metrics]
+
+
+def _cbow_rows(cbow: dict) -> list[str]:
+    rows = []
+    for model, vectors in ((f"CBOW ({cbow['engine']})", cbow),
+                           ("gensim defaults (baseline)", cbow["baseline"])):  # fmt: skip
+        for metric, key, name in (("WordSim-353 Spearman", "wordsim353", "spearman"),
+                                  ("SimLex-999 Spearman", "simlex999", "spearman"),
+                                  ("analogy accuracy", "analogy", "accuracy")):  # fmt: skip
+            rows.append(_row("4. Word embeddings", model, metric, vectors[key], name))
+    return rows
+
+
+def _transfer_rows(transfer: dict) -> list[str]:
+    lab = "5. Transfer learning"
+    if "not_applicable" in transfer:
+        return [f"| {lab} | - | not applicable | {transfer['not_applicable']} | - | - |"]
+    per = f"{transfer['target_train_size']} labels per class, {transfer['repeats']} draws"
+    rows = [_row(lab, f"{title} ({per})", "accuracy, mean ± std", transfer[phase], "accuracy")
+            for phase, title in TRANSFER_PHASE_NAMES.items()]  # fmt: skip
+    for key, entry in transfer["paired_differences"].items():
+        first, second = (TRANSFER_PHASE_NAMES[p] for p in key.split("_minus_"))
+        rows.append(_row(lab, f"{first} minus {second}", "paired accuracy difference, mean ± std",
+                         entry, "accuracy"))  # fmt: skip
+    return rows
+
+
+def results_table(labs: dict[str, dict]) -> str:
+    """Every lab's headline test metrics with their 95% interval and test-set size, one row each
+    (labs missing from ``labs`` are left out).
+
+    The same table opens ``reports/summary.md`` and the README (``python -m dllabs.readme``), so
+    the README's numbers are the committed metrics, never typed by hand.
+    """
+    builders = {
+        "mlp": lambda m: _classifier_rows("1. Feedforward network", "MLP", m),
+        "cnn": lambda m: _classifier_rows("2. CNN", "CNN", m),
+        "anomaly": _anomaly_rows,
+        "cbow": _cbow_rows,
+        "transfer": _transfer_rows,
+    }
+    rows = [
+        "| lab | model | metric | test value | 95% interval | n |",
+        "|---|---|---|---|---|---|",
+        *(row for lab, build in builders.items() if lab in labs for row in build(labs[lab])),
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def runs_table(labs: dict[str, dict]) -> str:
+    """Where and how long each lab trained, and on what platform (``run`` in each metrics file)."""
+    rows = ["| lab | device | training time | platform |", "|---|---|---|---|"]
+    for lab, metrics in labs.items():
+        run = metrics.get("run", {})
+        seconds = run.get("train_seconds")
+        time_ = "-" if seconds is None else f"{seconds:.1f} s"
+        platform = describe(run["platform"]) if run.get("platform") else "not recorded"
+        rows.append(f"| {lab} | {run.get('device', '-')} | {time_} | {platform} |")
+    return "\n".join(rows) + "\n"
+
+
 def summary_markdown(labs: dict[str, dict], architectures: dict[str, str]) -> str:
     """One Markdown page with every lab's headline test metrics, device and training time.
 
@@ -157,47 +262,21 @@ def summary_markdown(labs: dict[str, dict], architectures: dict[str, str]) -> st
     tables (``architectures``: title -> table) are inlined as collapsed sections, and the plots
     are named with the commands that render them.
     """
-    mlp, cnn, anomaly, cbow, transfer = (
-        labs[k] for k in ("mlp", "cnn", "anomaly", "cbow", "transfer")
-    )
-
-    def classifier(m: dict) -> str:
-        test, model = m["test"], m["model"]
-        size = f"{model['parameters']:,} parameters, {model['epochs_trained']} epochs"
-        return f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f} ({size})"
-
-    def run(m: dict) -> tuple[str, str]:
-        return m["run"]["device"], f"{m['run']['train_seconds']:.1f} s"
-
-    a = anomaly["test"]
-    ws, base = cbow["wordsim353"], cbow["baseline"]["wordsim353"]
-    rows = [
-        ("1. Feedforward network", "MLP", classifier(mlp), *run(mlp)),
-        ("2. CNN classifier", "CNN", classifier(cnn), *run(cnn)),
-        ("3. Anomaly detection", "autoencoder",
-         f"ROC AUC {a['roc_auc']}, PR AUC {a['pr_auc']}, F1 {a['f1']:.4f} at threshold "
-         f"{anomaly['threshold']:.4g} ({anomaly['method']})", *run(anomaly)),
-        ("4. Word embeddings", f"CBOW ({cbow['engine']})",
-         f"WordSim-353 Spearman {_number(ws['spearman'])} (OOV {ws['oov']:.0%}) vs gensim "
-         f"defaults {_number(base['spearman'])}; SimLex-999 "
-         f"{_number(cbow['simlex999']['spearman'])}; analogies {cbow['analogy']['accuracy']:.3f} "
-         f"on {cbow['analogy']['coverage']:.1%} covered", *run(cbow)),
-        ("5. Transfer learning", f"{transfer['base']} base",
-         f"accuracy: scratch {transfer['scratch']['accuracy']:.4f}, feature extraction "
-         f"{transfer['feature_extraction']['accuracy']:.4f}, fine-tuning "
-         f"{transfer['fine_tune']['accuracy']:.4f} ({transfer['target_train_size']} labels per "
-         "class)", *run(transfer)),
-    ]  # fmt: skip
     lines = [
         "# Lab results",
         "",
-        "Test-split metrics written by `evaluate` (`dvc metrics show` lists every number). Device "
-        "and training time are those of the run that produced them.",
+        "Test-split metrics written by `evaluate` (`dvc metrics show` lists every number), each "
+        "with its 95% interval and the number of test items `n`: Wilson for proportions, a "
+        "seeded bootstrap for F1, AUC and Spearman's rho, and for the transfer lab a t interval "
+        "over its draws of labelled images.",
         "",
-        "| lab | model | test metrics | device | training time |",
-        "|---|---|---|---|---|",
-        *(f"| {' | '.join(row)} |" for row in rows),
+        results_table(labs),
+        "## Runs",
         "",
+        "Device, training time and platform of the run that produced each number. Timings differ "
+        "between runs; on the same platform every other number reproduces exactly.",
+        "",
+        runs_table(labs),
         "## Architectures",
         "",
         "Layer by layer, with output shapes, activation sizes and parameters.",
@@ -223,7 +302,3 @@ def _body(markdown: str) -> str:
     """``markdown`` without its leading ``#`` title line, so it nests under another heading."""
     lines = markdown.strip().splitlines()
     return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

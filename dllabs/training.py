@@ -27,6 +27,7 @@ from dllabs.errors import ParamsError
 from dllabs.models import make_optimizer
 from dllabs.outputs import StagedOutputs, save_json, staged_outputs
 from dllabs.params import Base, Training
+from dllabs.provenance import platform_record
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
 
@@ -258,7 +259,7 @@ def fit_and_save(
     with nullcontext(outputs) if outputs is not None else staged_outputs() as out:
         result = fit(model, train, val, training, device, out.dir(paths.plots), **fit_options)
         model.save(out.file(paths.model))
-        save_json(out.file(paths.summary), result.to_json())
+        save_json(out.file(paths.summary), {**result.to_json(), "platform": platform_record()})
     return result
 
 

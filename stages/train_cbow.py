@@ -19,6 +19,7 @@ from dllabs.embeddings import read_corpus, train_cbow
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
+from dllabs.provenance import platform_record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 "engine": params.cbow.engine,
                 "device": device,
                 "train_seconds": round(seconds, 2),
+                "platform": platform_record(),
             })  # fmt: skip
         print(f"train_cbow: vocabulary {len(model.wv)}, baseline vocabulary {len(baseline.wv)}")
 

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
-from dllabs.embeddings import evaluate_vectors, probe_report, read_corpus, train_cbow
+from dllabs.embeddings import (
+    evaluate_vectors,
+    probe_report,
+    read_corpus,
+    train_cbow,
+    word_pair_similarities,
+)
 from dllabs.errors import DataError, ParamsError
 from dllabs.params import CBOW, validate_params
 from dllabs.sources import write_text_eval
@@ -66,9 +73,32 @@ def test_evaluation_with_high_oov(tmp_path: Path, cbow: CBOW) -> None:
     write_text_eval(tmp_path)
     scores = evaluate_vectors(train_cbow(CORPUS, cbow, seed=0).wv, tmp_path)
     assert scores["wordsim353"]["oov"] > 0.95 and scores["simlex999"]["oov"] > 0.95
-    assert -1.0 <= scores["wordsim353"]["spearman"] <= 1.0
+    for name in ("wordsim353", "simlex999"):
+        pairs = scores[name]
+        assert (pairs["spearman"] is None) == (pairs["n"] < 3)  # no correlation from 2 pairs
+        if pairs["spearman"] is not None:
+            assert -1.0 <= pairs["spearman"] <= 1.0
     assert 0.0 <= scores["analogy"]["coverage"] < 0.05
     assert 0.0 <= scores["analogy"]["accuracy"] <= 1.0
+
+
+def test_word_pair_scores_match_gensims_own_evaluation(tmp_path: Path, cbow: CBOW) -> None:
+    """The rho behind the bootstrap interval is the one gensim's evaluate_word_pairs gives."""
+    write_text_eval(tmp_path)
+    vectors = train_cbow(CORPUS * 4, cbow, seed=0).wv
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(
+        "# word1\tword2\tscore\nKing\tqueen\t8.0\nman\twoman\t7.5\nking\tdog\t1.0\n"
+        "queen\tland\t2.0\nman\tzebra\t3.0\nbroken line\ndog\tland\t1.5\n"
+    )
+    _, rho, oov = vectors.evaluate_word_pairs(str(pairs))
+    gold, model, share = word_pair_similarities(vectors, pairs)
+    assert len(gold) == 5 and share == pytest.approx(oov / 100)
+    assert spearmanr(gold, model)[0] == pytest.approx(rho[0], abs=1e-12)
+    scores = evaluate_vectors(vectors, tmp_path)
+    ci = scores["wordsim353"].get("ci95", {}).get("spearman")
+    if ci:
+        assert ci["low"] <= scores["wordsim353"]["spearman"] <= ci["high"]
 
 
 def test_cbow_needs_an_output_layer(default_params: dict) -> None:

@@ -268,9 +268,10 @@ class Transfer(Section):
     input_size: Annotated[
         list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=2, max_length=2)
     ]
-    source_classes: list[Label]
-    target_classes: Annotated[list[Label], Field(min_length=2)]
+    source_classes: Literal["auto"] | list[Label]
+    target_classes: Literal["auto"] | Annotated[list[Label], Field(min_length=2)]
     target_train_size: PositiveInt
+    repeats: Annotated[int, Field(ge=1, le=100)]
     pretrain: Training
     trainable_base_layers: Annotated[int, Field(ge=0)]
     head: Head
@@ -280,6 +281,8 @@ class Transfer(Section):
 
     @model_validator(mode="after")
     def _disjoint_classes(self) -> Transfer:
+        if self.source_classes == "auto" or self.target_classes == "auto":
+            return self  # resolved against the data's classes (dllabs.transfer.resolve_classes)
         source = {str(c) for c in self.source_classes}
         shared = sorted(source & {str(c) for c in self.target_classes})
         if shared:

@@ -119,12 +119,76 @@ def task(data: ImageSplits, classes: list[Label], key: str) -> Task:
     )
 
 
+class NotApplicable(Exception):
+    """The transfer lab cannot run on this data as configured (too few classes for ``auto``).
+
+    Not an error: the stages record why, and the rest of the pipeline completes.
+    """
+
+
+@dataclass(frozen=True)
+class TransferClasses:
+    """The resolved source (pretraining) and target class names."""
+
+    source: list[str]
+    target: list[str]
+
+
+def resolve_classes(class_names: list[str], params: Transfer) -> TransferClasses:
+    """``transfer.source_classes`` / ``target_classes`` as class names, ``auto`` resolved.
+
+    ``auto`` takes the first half of the data's classes as the source and the rest as the target,
+    so switching ``data.images`` to another dataset needs no other change. A ``keras.applications``
+    base was pretrained on ImageNet: its ``auto`` target is every class. The pipeline base needs at
+    least two source and two target classes; with ``auto`` and fewer than four classes in all,
+    :class:`NotApplicable` says so.
+    """
+    n, pipeline = len(class_names), params.base == "pipeline"
+
+    def indices(value: list[Label], key: str) -> list[int]:
+        return class_indices(class_names, list(value), key)
+
+    target = None
+    if params.target_classes != "auto":
+        target = indices(params.target_classes, "transfer.target_classes")
+    if not pipeline:
+        source: list[int] = []  # ImageNet was the source
+    elif params.source_classes == "auto":
+        source = [i for i in range(n) if i not in (target or [])][: n // 2]
+    else:
+        source = indices(params.source_classes, "transfer.source_classes")
+    if target is None:
+        target = [i for i in range(n) if i not in source]
+
+    automatic = "auto" in (params.source_classes, params.target_classes)
+    if automatic and (len(target) < 2 or (pipeline and len(source) < 2)):
+        need = "4 classes (2 to pretrain on, 2 to transfer to)" if pipeline else "2 classes"
+        raise NotApplicable(
+            f"transfer.base {params.base} needs at least {need}; the image data has {n} "
+            f"({', '.join(class_names)})"
+        )
+    shared = sorted(set(source) & set(target))
+    if shared:
+        raise ParamsError(
+            "transfer.source_classes and transfer.target_classes share "
+            f"{', '.join(class_names[i] for i in shared)}; the source task must be disjoint"
+        )
+    return TransferClasses([class_names[i] for i in source], [class_names[i] for i in target])
+
+
+def source_task(data: ImageSplits, params: Transfer) -> Task:
+    """The pipeline base's pretraining task: the source classes, every image."""
+    return task(data, resolve_classes(data.class_names, params).source, "transfer.source_classes")
+
+
 def target_task(data: ImageSplits, params: Transfer, seed: int) -> Task:
     """The target classes, with only ``target_train_size`` training images per class.
 
+    ``seed`` draws the labelled images (repeat ``r`` of the lab uses ``base.seed + r``).
     Validation and test rows are all kept: the small-label regime concerns training only.
     """
-    target = task(data, params.target_classes, "transfer.target_classes")
+    classes = resolve_classes(data.class_names, params).target
+    target = task(data, classes, "transfer.target_classes")
     if "train" not in target.splits:
         return target
     splits = dict(target.splits)

@@ -15,8 +15,13 @@ The only stage that reads the test split.
   with their coverage into ``metrics/cbow.json``, a probe report (``most_similar``,
   ``predict_output_word``) and a PCA plot of the most frequent words.
 - Transfer learning: test accuracy and macro F1 of the from-scratch baseline, the model after
-  feature extraction and after fine-tuning, on the target classes' whole test split, with their
-  trainable and frozen parameter counts and epochs, into ``metrics/transfer.json``.
+  feature extraction and after fine-tuning, on the target classes' whole test split, for every
+  draw of labelled images (mean, standard deviation, each draw, and paired differences), with
+  their trainable and frozen parameter counts and epochs, into ``metrics/transfer.json``.
+
+Every headline metric carries the number of test items it was computed on (``n``) and a 95%
+interval under ``ci95`` (:mod:`dllabs.stats`); ``run.platform`` records where the model trained
+(:mod:`dllabs.provenance`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dllabs.embeddings import evaluate_vectors, pca_plot, probe_report
 from dllabs.errors import DataError, stage_errors
 from dllabs.models import architecture_markdown
 from dllabs.outputs import load_json, load_npz, save_json, staged_outputs
-from dllabs.params import CBOW, Transfer, load_params
+from dllabs.params import CBOW, load_params
 from dllabs.reports import (
     classification_metrics,
     error_histogram,
@@ -41,8 +46,9 @@ from dllabs.reports import (
     reconstructions_figure,
     summary_markdown,
 )
+from dllabs.stats import bootstrap, over_repeats
 from dllabs.training import setup_run
-from dllabs.transfer import target_task
+from dllabs.transfer import task
 
 TRANSFER_PHASES = ("scratch", "feature_extraction", "fine_tune")
 
@@ -103,6 +109,7 @@ def evaluate_classifier(
             "train_seconds": round(training["train_seconds"], 2),
             "device": training["device"],
             "mixed_precision": training["mixed_precision"],
+            "platform": training.get("platform"),
         },
     }
 
@@ -152,8 +159,12 @@ def evaluate_anomaly(
 
 
 def run_info(training: dict) -> dict:
-    """Where and how long a model trained (timings differ between runs; nothing else does)."""
-    return {"device": training["device"], "train_seconds": round(training["train_seconds"], 2)}
+    """Where and how long a model trained (timings differ between runs), and the platform."""
+    return {
+        "device": training["device"],
+        "train_seconds": round(training["train_seconds"], 2),
+        "platform": training.get("platform"),
+    }
 
 
 def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:
@@ -179,36 +190,83 @@ def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, re
     }
 
 
-def evaluate_transfer(model_dir: Path, data: ImageSplits, params: Transfer, seed: int) -> dict:
-    """Test scores of the baseline and both transfer phases, side by side, with their budgets."""
+def evaluate_transfer(model_dir: Path, data: ImageSplits) -> dict:
+    """Test scores of the baseline and both transfer phases over every draw, side by side.
+
+    Each phase gets the mean, standard deviation and every draw of its accuracy and macro F1, with
+    a t interval of the mean (Wilson and bootstrap intervals when there is one draw). The
+    comparisons are paired: on each draw, one model's accuracy minus another's on the same images.
+    """
     training = load_json(model_dir / "summary.json")
-    x_test, y_test = target_task(data, params, seed)["test"]
+    if "not_applicable" in training:
+        return {"not_applicable": training["not_applicable"], "run": {"device": "none"}}
+    draws = training["repeats"]
+    scores: dict[str, list[dict]] = {phase: [] for phase in TRANSFER_PHASES}
+    hits: dict[str, list[np.ndarray]] = {phase: [] for phase in TRANSFER_PHASES}
+    x_test, y_test = task(data, training["classes"], "transfer.target_classes")["test"]
+    for r in range(len(draws)):
+        for phase in TRANSFER_PHASES:
+            model = load_model(model_dir / f"repeat_{r}" / f"{phase}.keras")
+            y_pred = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=1)
+            scores[phase].append(classification_metrics(y_test, y_pred, training["classes"]))
+            hits[phase].append(y_pred == y_test)
+    n = len(y_test)
     metrics: dict = {
         "base": training["base"],
         "weights": training["weights"],
-        "target_train_size": params.target_train_size,
-        "test_images": len(y_test),
+        "source_classes": ", ".join(training["source_classes"]) or "imagenet",
+        "target_classes": ", ".join(training["classes"]),
+        "target_train_size": training["target_train_size"],
+        "repeats": len(draws),
+        "test_images": n,
     }
     for phase in TRANSFER_PHASES:
-        model = load_model(model_dir / f"{phase}.keras")
-        y_pred = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=1)
-        scores = classification_metrics(y_test, y_pred, training["classes"])
-        run = training[phase]
-        metrics[phase] = {
-            "accuracy": scores["accuracy"],
-            "macro_f1": scores["macro_f1"],
-            "trainable_parameters": run["trainable_parameters"],
-            "frozen_parameters": run["frozen_parameters"],
-            "epochs": run["epochs_trained"],
-            "best_epoch": run["best_epoch"],
-        }
-    metrics["fine_tune"]["unfrozen_layers"] = len(training["fine_tune"]["unfrozen_layers"])
-    phases = [training[phase] for phase in TRANSFER_PHASES]
+        first = draws[0][phase]
+        entry: dict = {"n": n, "ci95": {}}
+        for name in ("accuracy", "macro_f1"):
+            values = [s[name] for s in scores[phase]]
+            entry[name], entry[f"{name}_std"], ci = over_repeats(values)
+            entry["ci95"][name] = ci or scores[phase][0]["ci95"][name]
+        entry["per_repeat"] = {
+            str(r): {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
+                     "epochs": d[phase]["epochs_trained"], "best_epoch": d[phase]["best_epoch"]}
+            for r, (s, d) in enumerate(zip(scores[phase], draws, strict=True))
+        }  # fmt: skip
+        validation = [d[phase]["val_accuracy"] for d in draws]
+        entry["validation_accuracy"] = round(float(np.mean(validation)), 6)
+        entry["trainable_parameters"] = first["trainable_parameters"]
+        entry["frozen_parameters"] = first["frozen_parameters"]
+        metrics[phase] = entry
+    metrics["fine_tune"]["unfrozen_layers"] = len(draws[0]["fine_tune"]["unfrozen_layers"])
+    metrics["paired_differences"] = {
+        f"{a}_minus_{b}": paired_difference(hits[a], hits[b])
+        for a, b in (("fine_tune", "scratch"), ("feature_extraction", "scratch"),
+                     ("fine_tune", "feature_extraction"))
+    }  # fmt: skip
     metrics["run"] = {
-        "device": phases[0]["device"],
-        "train_seconds": round(sum(p["train_seconds"] for p in phases), 2),
-    }
+        "device": draws[0]["scratch"]["device"],
+        "train_seconds": round(sum(d[p]["train_seconds"] for d in draws for p in TRANSFER_PHASES),
+                               2),
+        "platform": training.get("platform"),
+    }  # fmt: skip
     return metrics
+
+
+def paired_difference(a: list[np.ndarray], b: list[np.ndarray]) -> dict:
+    """Accuracy of ``a`` minus ``b`` on each draw (the same test images), with its interval:
+    a t interval over draws, or with one draw a paired bootstrap over the test images.
+    """
+    per_draw = [float(np.mean(x) - np.mean(y)) for x, y in zip(a, b, strict=True)]
+    mean, std, ci = over_repeats(per_draw)
+    if ci is None:
+        ci = bootstrap(lambda x, y: np.mean(x) - np.mean(y), a[0], b[0])
+    return {
+        "n": len(a[0]),
+        "accuracy": mean,
+        "accuracy_std": std,
+        "ci95": {"accuracy": ci},
+        "per_repeat": {str(r): round(d, 6) for r, d in enumerate(per_draw)},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,11 +325,14 @@ def main(argv: list[str] | None = None) -> None:
             ws, base = cbow["wordsim353"], cbow["baseline"]["wordsim353"]
             print(f"evaluate: cbow: WordSim-353 Spearman {ws['spearman']} (OOV {ws['oov']:.0%}), "
                   f"baseline {base['spearman']}")  # fmt: skip
-            transfer = evaluate_transfer(args.transfer_model, data, params.transfer,
-                                         params.base.seed)  # fmt: skip
+            transfer = evaluate_transfer(args.transfer_model, data)
             save_json(out.file(args.transfer_metrics), transfer)
-            scores = ", ".join(f"{p} {transfer[p]['accuracy']:.4f}" for p in TRANSFER_PHASES)
-            print(f"evaluate: transfer: test accuracy {scores}")
+            if "not_applicable" in transfer:
+                print(f"evaluate: transfer: not applicable: {transfer['not_applicable']}")
+            else:
+                scores = ", ".join(f"{p} {transfer[p]['accuracy']:.4f}" for p in TRANSFER_PHASES)
+                print(f"evaluate: transfer: mean test accuracy over {transfer['repeats']} draws: "
+                      f"{scores}")  # fmt: skip
             labs = {"mlp": classifiers["mlp"], "cnn": classifiers["cnn"], "anomaly": anomaly,
                     "cbow": cbow, "transfer": transfer}  # fmt: skip
             summary = summary_markdown(labs, architectures)

@@ -4,8 +4,8 @@ With ``transfer.base: pipeline`` (the offline default), train the CNN of lab 2 o
 classes only (``transfer.source_classes``) and save it; its convolutional part, a nested model
 named ``pipeline_base``, is what ``train_transfer`` freezes and fine-tunes on the disjoint target
 classes. Being its own DVC stage, the base is trained once: changing only head or fine-tuning params
-reruns ``train_transfer`` alone. With a ``keras.applications`` base this stage trains nothing and
-says so in its summary.
+reruns ``train_transfer`` alone. With a ``keras.applications`` base, or data with too few classes
+for ``auto`` source and target classes, this stage trains nothing and says why in its summary.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dllabs.models import build_pretrain_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.training import fit, open_live, setup_run
-from dllabs.transfer import task
+from dllabs.transfer import NotApplicable, source_task
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,15 +30,19 @@ def main(argv: list[str] | None = None) -> None:
             plots="output DVCLive folder",
         )  # fmt: skip
         transfer = params.transfer
-        if transfer.base != "pipeline":
+        data = ImageSplits.load(args.images, ("train", "val"))
+        skipped = f"transfer.base is {transfer.base}" if transfer.base != "pipeline" else ""
+        if not skipped:
+            try:
+                source = source_task(data, transfer)
+            except NotApplicable as reason:
+                skipped = f"not applicable: {reason}"
+        if skipped:
             with staged_outputs() as out:
                 open_live(out.dir(args.plots)).end()
-                skipped = {"skipped": f"transfer.base is {transfer.base}"}
-                save_json(out.dir(args.model) / "summary.json", skipped)
-            print(f"pretrain_base: nothing to train, transfer.base is {transfer.base}")
+                save_json(out.dir(args.model) / "summary.json", {"skipped": skipped})
+            print(f"pretrain_base: nothing to train, {skipped}")
             return
-        data = ImageSplits.load(args.images, ("train", "val"))
-        source = task(data, transfer.source_classes, "transfer.source_classes")
         device = setup_run(params.base)
         model = build_pretrain_model(data.input_shape, len(source.class_names), params.cnn)
         model.summary(print_fn=print, expand_nested=True)

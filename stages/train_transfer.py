@@ -12,7 +12,13 @@
 6. Baseline: the same architecture from random weights, on the same data, with the epochs of both
    phases as its budget.
 
-Saves the three models and a summary of epochs and parameter counts; ``evaluate`` tests them.
+With a few labels per class the result depends on which images were drawn, so steps 2-6 run
+``transfer.repeats`` times, draw ``r`` with seed ``base.seed + r``; all three models of a draw see
+the same images, so ``evaluate`` can report paired differences. Draw 0 logs the curves.
+
+Saves the models of every draw (``repeat_<r>/<phase>.keras``) and a summary of epochs and parameter
+counts; ``evaluate`` tests them. On data with too few classes for ``auto`` classes it trains nothing
+and records why.
 """
 
 from __future__ import annotations
@@ -25,15 +31,79 @@ from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
-from dllabs.params import load_params
-from dllabs.training import fit, open_live, setup_run
+from dllabs.params import Params, load_params
+from dllabs.provenance import platform_record
+from dllabs.training import RunDevice, fit, open_live, setup_run
 from dllabs.transfer import (
+    NotApplicable,
     build_transfer_model,
     load_base,
     parameter_counts,
+    resolve_classes,
     set_trainable_top,
     target_task,
 )
+
+
+def validation_accuracy(model: keras.Model, val: tuple) -> dict[str, float]:
+    """Accuracy on the target's validation split: what choosing a configuration may look at."""
+    _, accuracy = model.evaluate(*val, batch_size=256, verbose=0)
+    return {"val_accuracy": round(float(accuracy), 6)}
+
+
+def train_draw(
+    data: ImageSplits, params: Params, seed: int, pretrained: Path, folder: Path,
+    plots: Path | None, device: RunDevice,
+) -> dict:  # fmt: skip
+    """Steps 2-6 for one draw of labelled images; ``plots`` is None for draws that log nothing."""
+    t = params.transfer
+    target = target_task(data, t, seed)
+    train, val = target["train"], target["val"]
+    n_classes = len(target.class_names)
+    folder.mkdir(parents=True)
+    keras.utils.set_random_seed(seed)
+
+    base = load_base(t, pretrained, params.cnn, data.input_shape)
+    model = build_transfer_model(base, data.input_shape, n_classes, t)
+    set_trainable_top(base, t.trainable_base_layers, "transfer.trainable_base_layers")
+    counts = parameter_counts(model)
+    live = open_live(plots / "transfer") if plots else None
+    phase1 = fit(model, train, val, t.feature_extraction, device, live,
+                 live_prefix="feature_extraction")  # fmt: skip
+    model.save(folder / "feature_extraction.keras")
+    summary: dict = {
+        "seed": seed,
+        "train_images": len(train[1]),
+        "feature_extraction": {**counts, **phase1.to_json(), **validation_accuracy(model, val)},
+    }
+
+    unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
+    counts = parameter_counts(model)
+    phase2 = fit(model, train, val, t.fine_tune, device, live, live_prefix="fine_tune",
+                 initial_epoch=phase1.epochs_trained)  # fmt: skip
+    if live:
+        live.end()
+    model.save(folder / "fine_tune.keras")
+    summary["fine_tune"] = {**counts, **phase2.to_json(), **validation_accuracy(model, val),
+                            "unfrozen_layers": unfrozen}  # fmt: skip
+
+    keras.utils.set_random_seed(seed)
+    fresh = load_base(t, pretrained, params.cnn, data.input_shape, random=True)
+    scratch = build_transfer_model(
+        fresh, data.input_shape, n_classes, t, base_in_inference_mode=False
+    )
+    budget = t.feature_extraction.model_copy(
+        update={"epochs": t.feature_extraction.epochs + t.fine_tune.epochs}
+    )
+    baseline = fit(scratch, train, val, budget, device, plots / "scratch" if plots else None)
+    scratch.save(folder / "scratch.keras")
+    summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
+                          **validation_accuracy(scratch, val)}  # fmt: skip
+    print(
+        f"train_transfer: seed {seed}: epochs: feature extraction {phase1.epochs_trained}, "
+        f"fine-tune {phase2.epochs_trained}, scratch {baseline.epochs_trained}"
+    )
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,58 +112,42 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(
             argv, "train_transfer", __doc__,
             images="processed images (.npz)", pretrained="pretrain_base's output folder",
-            model="output folder: the three models and summary.json",
-            plots="output DVCLive folder (transfer/ and scratch/ runs)",
+            model="output folder: every draw's three models and summary.json",
+            plots="output DVCLive folder (transfer/ and scratch/ runs of draw 0)",
         )  # fmt: skip
         t = params.transfer
         data = ImageSplits.load(args.images, ("train", "val"))
-        target = target_task(data, t, params.base.seed)
-        train, val = target["train"], target["val"]
-        n_classes = len(target.class_names)
+        try:
+            classes = resolve_classes(data.class_names, t)
+        except NotApplicable as reason:
+            with staged_outputs() as out:
+                for live_dir in ("transfer", "scratch"):
+                    open_live(out.dir(args.plots) / live_dir).end()
+                save_json(out.dir(args.model) / "summary.json", {"not_applicable": str(reason)})
+            print(f"train_transfer: not applicable: {reason}")
+            return
         device = setup_run(params.base)
         pretrained = Path(args.pretrained) / "base.keras"
 
         with staged_outputs() as out:
             folder, plots = out.dir(args.model), out.dir(args.plots)
-            base = load_base(t, pretrained, params.cnn, data.input_shape)
-            model = build_transfer_model(base, data.input_shape, n_classes, t)
-            summary: dict = {"base": t.base, "weights": t.weights if t.base != "pipeline" else
-                             "pipeline", "classes": target.class_names,
-                             "train_images": len(train[1]), "val_images": len(val[1])}  # fmt: skip
-
-            set_trainable_top(base, t.trainable_base_layers, "transfer.trainable_base_layers")
-            counts = parameter_counts(model)
-            live = open_live(plots / "transfer")
-            phase1 = fit(model, train, val, t.feature_extraction, device, live,
-                         live_prefix="feature_extraction")  # fmt: skip
-            model.save(folder / "feature_extraction.keras")
-            summary["feature_extraction"] = {**counts, **phase1.to_json()}
-
-            unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
-            counts = parameter_counts(model)
-            phase2 = fit(model, train, val, t.fine_tune, device, live, live_prefix="fine_tune",
-                         initial_epoch=phase1.epochs_trained)  # fmt: skip
-            live.end()
-            model.save(folder / "fine_tune.keras")
-            summary["fine_tune"] = {**counts, **phase2.to_json(), "unfrozen_layers": unfrozen}
-
-            keras.utils.set_random_seed(params.base.seed)
-            fresh = load_base(t, pretrained, params.cnn, data.input_shape, random=True)
-            scratch = build_transfer_model(
-                fresh, data.input_shape, n_classes, t, base_in_inference_mode=False
-            )
-            budget = t.feature_extraction.model_copy(
-                update={"epochs": t.feature_extraction.epochs + t.fine_tune.epochs}
-            )
-            baseline = fit(scratch, train, val, budget, device, plots / "scratch")
-            scratch.save(folder / "scratch.keras")
-            summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json()}
-            save_json(folder / "summary.json", summary)
-        print(
-            f"train_transfer: {t.base} base, {len(train[1])} target images; epochs: feature "
-            f"extraction {phase1.epochs_trained}, fine-tune {phase2.epochs_trained}, scratch "
-            f"{baseline.epochs_trained}"
-        )
+            draws = [
+                train_draw(data, params, params.base.seed + r, pretrained,
+                           folder / f"repeat_{r}", plots if r == 0 else None, device)
+                for r in range(t.repeats)
+            ]  # fmt: skip
+            save_json(folder / "summary.json", {
+                "base": t.base,
+                "weights": t.weights if t.base != "pipeline" else "pipeline",
+                "source_classes": classes.source,
+                "classes": classes.target,
+                "target_train_size": t.target_train_size,
+                "val_images": len(target_task(data, t, params.base.seed)["val"][1]),
+                "repeats": draws,
+                "platform": platform_record(),
+            })  # fmt: skip
+        print(f"train_transfer: {t.base} base, {t.repeats} draws of {t.target_train_size} images "
+              f"per class, on {device.description}")  # fmt: skip
 
 
 if __name__ == "__main__":

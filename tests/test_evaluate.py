@@ -94,7 +94,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
                "transfer.target_classes": ["star", "moon"], "transfer.target_train_size": 3,
                "transfer.pretrain.epochs": 2, "transfer.feature_extraction.epochs": 2,
                "transfer.fine_tune.epochs": 2, "transfer.fine_tune.unfreeze": 4,
-               "transfer.head.dense_units": [4]})  # fmt: skip
+               "transfer.head.dense_units": [4], "transfer.repeats": 2})  # fmt: skip
     tiny_images(Path("data/processed/images.npz"))
     tiny_series(Path("data/processed/series.npz"))
     Path("data/processed/corpus.txt").write_text("king queen man woman\nman woman king\n" * 20)
@@ -127,18 +127,33 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     assert Path("plots/evaluate/cbow_pca.png").read_bytes()[:4] == b"\x89PNG"
     transfer = json.loads(Path("metrics/transfer.json").read_text())
     assert transfer["test_images"] == 7 and transfer["target_train_size"] == 3  # 4 star, 3 moon
+    assert transfer["repeats"] == 2 and transfer["target_classes"] == "star, moon"
     budget = {"scratch": 4, "feature_extraction": 2, "fine_tune": 2}  # scratch: both phases' epochs
     for phase, epochs in budget.items():
-        assert 0.0 <= transfer[phase]["accuracy"] <= 1.0 and transfer[phase]["epochs"] == epochs
+        entry = transfer[phase]
+        draws = [entry["per_repeat"][r]["accuracy"] for r in ("0", "1")]
+        assert entry["accuracy"] == pytest.approx(np.mean(draws), abs=1e-6)
+        assert entry["accuracy_std"] == pytest.approx(np.std(draws, ddof=1), abs=1e-6)
+        assert entry["n"] == 7 and entry["ci95"]["accuracy"]["method"] == "t over 2 repeats"
+        assert all(entry["per_repeat"][r]["epochs"] == epochs for r in ("0", "1"))
     fe, ft = transfer["feature_extraction"], transfer["fine_tune"]
+    difference = transfer["paired_differences"]["fine_tune_minus_scratch"]
+    for r in ("0", "1"):
+        paired = ft["per_repeat"][r]["accuracy"] - transfer["scratch"]["per_repeat"][r]["accuracy"]
+        assert difference["per_repeat"][r] == pytest.approx(paired, abs=1e-6)
     assert ft["trainable_parameters"] > fe["trainable_parameters"]  # conv_2 unfrozen
     assert ft["unfrozen_layers"] == 3  # conv_2, relu_2, pool_2; batch norm stays frozen
+    assert Path("models/transfer/repeat_1/fine_tune.keras").is_file()
     steps = Path("plots/transfer/transfer/plots/metrics/fine_tune/eval/accuracy.tsv").read_text()
     assert [row.split("\t")[0] for row in steps.splitlines()[1:]] == ["2", "3"]
     summary = Path("reports/summary.md").read_text()
     for lab in ("1. Feedforward", "2. CNN", "3. Anomaly", "4. Word embeddings", "5. Transfer"):
         assert f"| {lab}" in summary
-    assert f"ROC AUC {anomaly['test']['roc_auc']}" in summary and "| CPU |" in summary
+    assert f"| ROC AUC | {anomaly['test']['roc_auc']:.4f} | " in summary and "| CPU |" in summary
+    assert "paired accuracy difference" in summary
+    ci = anomaly["test"]["ci95"]
+    assert ci["recall"]["method"] == "wilson" and ci["roc_auc"]["method"].startswith("bootstrap")
+    assert anomaly["run"]["platform"]["cpu"]["isa"] and cbow["run"]["platform"]["versions"]
     assert anomaly["run"]["device"] == "CPU" and cbow["run"]["device"] == "CPU (gensim)"
     errors = np.load("models/autoencoder_errors.npz", allow_pickle=False)
     assert errors["error_train"].shape == (40,) and errors["error_val"].shape == (16,)
@@ -146,7 +161,10 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     for name in ("mlp", "cnn"):
         metrics = json.loads(Path(f"metrics/{name}.json").read_text())
         test = metrics["test"]
-        assert 0.0 <= test["accuracy"] <= 1.0 and test["loss"] > 0
+        assert 0.0 <= test["accuracy"] <= 1.0 and test["loss"] > 0 and test["n"] == 15
+        assert (
+            test["ci95"]["accuracy"]["low"] <= test["accuracy"] <= test["ci95"]["accuracy"]["high"]
+        )
         assert set(test["per_class"]) == {"circle", "square", "star", "moon"}
         assert sum(c["support"] for c in test["per_class"].values()) == 15
         assert metrics["model"]["epochs_trained"] == 2 and metrics["model"]["parameters"] > 0

@@ -14,12 +14,14 @@ from dllabs.errors import DataError, ParamsError
 from dllabs.params import CNN, Transfer, validate_params
 from dllabs.training import RunDevice, fit, open_live
 from dllabs.transfer import (
+    NotApplicable,
     application_base,
     build_transfer_model,
     cut_base,
     few_per_class,
     load_base,
     parameter_counts,
+    resolve_classes,
     set_trainable_top,
     target_task,
     task,
@@ -74,9 +76,57 @@ def test_class_errors_name_the_key(tiny, default_params: dict) -> None:
     with pytest.raises(DataError, match=r"target_train_size = 50 but target class 0 has only 8"):
         target_task(images(), params.model_copy(update={"target_train_size": 50}), seed=0)
     raw = copy.deepcopy(default_params)
+    raw["transfer"]["source_classes"] = [0, 1, 2, 3, 4]
     raw["transfer"]["target_classes"] = [4, 5]
     with pytest.raises(ParamsError, match=r"source_classes and transfer.target_classes share 4"):
         validate_params(raw)
+    overlapping = params.model_copy(update={"source_classes": [1, 2], "target_classes": "auto"})
+    assert resolve_classes(["0", "1", "2", "3"], overlapping).target == ["0", "3"]
+
+
+def test_auto_classes_take_the_first_and_second_half(tiny) -> None:
+    params, _ = tiny
+    assert params.source_classes == "auto" and params.target_classes == "auto"  # the defaults
+    digits = resolve_classes([str(i) for i in range(10)], params)
+    assert digits.source == ["0", "1", "2", "3", "4"]
+    assert digits.target == ["5", "6", "7", "8", "9"]
+    odd = resolve_classes(list("abcde"), params)
+    assert (odd.source, odd.target) == (["a", "b"], ["c", "d", "e"])
+    fixed_target = params.model_copy(update={"target_classes": ["a", "b"]})
+    picked = resolve_classes(list("abcdef"), fixed_target)  # the source avoids the target
+    assert (picked.source, picked.target) == (["c", "d", "e"], ["a", "b"])
+    imagenet = resolve_classes(["cat", "dog"], params.model_copy(update={"base": "vgg16"}))
+    assert (imagenet.source, imagenet.target) == ([], ["cat", "dog"])
+
+
+def test_auto_classes_on_too_few_classes_are_not_applicable(tiny) -> None:
+    params, _ = tiny
+    with pytest.raises(NotApplicable, match=r"needs at least 4 classes .*; the image data has 3"):
+        resolve_classes(["cat", "dog", "bird"], params)
+    with pytest.raises(NotApplicable, match=r"needs at least 2 classes"):
+        resolve_classes(["cat"], params.model_copy(update={"base": "vgg16"}))
+
+
+def test_stages_record_not_applicable_and_evaluate_reports_it(
+    tiny, workdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two classes of photos (cats and dogs): the pipeline base cannot apply; nothing fails."""
+    from dllabs.outputs import save_npz
+    from dllabs.reports import results_table
+    from stages import evaluate, pretrain_base, train_transfer
+
+    workdir()
+    data = images(n_classes=2)
+    arrays = {f"{k}_{s}": a for s, (x, y) in data.splits.items() for k, a in (("x", x), ("y", y))}
+    save_npz("images.npz", {**arrays, "class_names": np.array(["cat", "dog"])})
+    pretrain_base.main(["--images", "images.npz", "--model", "pre", "--plots", "pre_plots"])
+    train_transfer.main(["--images", "images.npz", "--pretrained", "pre", "--model", "tr",
+                         "--plots", "tr_plots"])  # fmt: skip
+    assert "not applicable" in (Path("pre") / "summary.json").read_text()
+    metrics = evaluate.evaluate_transfer(Path("tr"), ImageSplits.load("images.npz", ("test",)))
+    assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
+    labs = {"transfer": metrics}
+    assert "| 5. Transfer learning | - | not applicable |" in results_table(labs)
 
 
 def test_unknown_base_is_refused(default_params: dict) -> None:

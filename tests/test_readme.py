@@ -1,0 +1,33 @@
+"""The README's result tables are the committed metrics, never typed by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from dllabs import readme
+from tests.conftest import REPO
+
+
+def test_readme_results_match_the_committed_metrics(capsys) -> None:
+    """Fails after a `dvc repro` whose metrics were committed without `python -m dllabs.readme`."""
+    assert readme.main(["--check", "--root", str(REPO)]) == 0, capsys.readouterr().err
+
+
+def test_a_changed_metric_makes_the_readme_stale_until_rewritten(tmp_path: Path, capsys) -> None:
+    for name in ("README.md", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    mlp = tmp_path / "metrics" / "mlp.json"
+    metrics = json.loads(mlp.read_text())
+    metrics["test"]["accuracy"] = 0.123456
+    mlp.write_text(json.dumps(metrics))
+
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "differ from metrics/" in capsys.readouterr().err
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| 1. Feedforward network | MLP | accuracy | 0.1235 |" in text
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 0
+    assert text.count(readme.START) == text.count(readme.END) == 1

@@ -1,7 +1,12 @@
-"""Keep the README's result tables equal to the committed metrics.
+"""Keep the README's result tables equal to the committed metrics and reports.
 
-``python -m dllabs.readme`` rewrites the block between the two markers in ``README.md`` from the
-metrics files that ``dvc.yaml`` declares (the same tables that open ``reports/summary.md``);
+``python -m dllabs.readme`` rewrites, in ``README.md``:
+
+- the block between :data:`START` and :data:`END` from the metrics files that ``dvc.yaml``
+  declares (the same tables that open ``reports/summary.md``);
+- each ``<!-- include: reports/FILE.md -->`` ... ``<!-- /include -->`` block with that committed
+  report's body (its title line dropped), for reports such as the transfer sweeps.
+
 ``--check`` changes nothing and fails when the README is stale. Run it after committing a new
 ``dvc repro``; the test suite runs the check, so hand-typed numbers cannot go stale again.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from dllabs.reports import LAB_FILES, results_table, runs_table
 
 START = "<!-- results: written by `python -m dllabs.readme` from metrics/; do not edit by hand -->"
 END = "<!-- /results -->"
+INCLUDE = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /include -->)", re.S)
 
 
 def metrics_paths(dvc_yaml: Path) -> dict[str, Path]:
@@ -42,12 +49,19 @@ def render(root: Path) -> str:
     return "\n".join([START, "", results_table(labs), runs_table(labs), END])
 
 
-def updated(readme: str, block: str) -> str:
-    """``readme`` with its generated block replaced by ``block``."""
+def updated(readme: str, block: str, root: Path = Path(".")) -> str:
+    """``readme`` with its results block replaced by ``block`` and its includes refreshed."""
     start, end = readme.find(START), readme.find(END)
     if start < 0 or end < start:
         raise ValueError(f"README.md: the markers {START!r} and {END!r} are missing")
-    return readme[:start] + block + readme[end + len(END) :]
+    readme = readme[:start] + block + readme[end + len(END) :]
+
+    def include(match: re.Match[str]) -> str:
+        lines = (root / match["path"]).read_text(encoding="utf-8").strip().splitlines()
+        body = "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip()
+        return f"{match[1]}\n{body}\n\n{match[4]}"
+
+    return INCLUDE.sub(include, readme)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     readme_path = args.root / "README.md"
     readme = readme_path.read_text(encoding="utf-8")
     try:
-        new = updated(readme, render(args.root))
+        new = updated(readme, render(args.root), args.root)
     except (ValueError, OSError, KeyError) as error:
         print(f"readme: error: {error}", file=sys.stderr)
         return 2

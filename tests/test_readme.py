@@ -31,3 +31,14 @@ def test_a_changed_metric_makes_the_readme_stale_until_rewritten(tmp_path: Path,
     assert "| 1. Feedforward network | MLP | accuracy | 0.1235 |" in text
     assert readme.main(["--check", "--root", str(tmp_path)]) == 0
     assert text.count(readme.START) == text.count(readme.END) == 1
+
+
+def test_included_reports_are_copied_without_their_title(tmp_path: Path) -> None:
+    readme_text = (REPO / "README.md").read_text()
+    block = readme_text[readme_text.index(readme.START) : readme_text.index(readme.END)]
+    body = f"{block}{readme.END}\n\n<!-- include: reports/sweep.md -->\nstale\n<!-- /include -->\n"
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "sweep.md").write_text("# Sweep\n\n| size | scratch |\n|---|---|\n")
+    result = readme.updated(body, block + readme.END, tmp_path)
+    assert "<!-- include: reports/sweep.md -->\n\n| size | scratch |\n|---|---|\n\n<!--" in result
+    assert "stale" not in result and "# Sweep" not in result

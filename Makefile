@@ -17,8 +17,9 @@ UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 comma := ,
 UV_EXTRAS := $(foreach extra,$(subst $(comma), ,$(EXTRAS)),--extra $(extra))
 
-# The interpreter, resolved before the venv goes on PATH (else `python3` could name the venv's own).
-PYTHON_EXE := $(shell command -v $(PYTHON))
+# The interpreter's real path, resolved before the venv goes on PATH (else `python3` could name the
+# venv's own). Not a launcher such as a pyenv shim: uv would then recreate .venv/ on every sync.
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 
 # uv uses this interpreter and never downloads one.
 export UV_PYTHON := $(PYTHON_EXE)

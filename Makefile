@@ -7,15 +7,19 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+# The stamp holds the extras of the last install; they stay until asked for others.
 STAMP := $(VENV)/.installed
-# Extras to install, space- or comma-separated: `make install EXTRAS="dev gpu"` (or EXTRAS=dev,gpu).
-EXTRAS ?= dev
+INSTALLED_EXTRAS := $(strip $(shell cat $(STAMP) 2>/dev/null))
+# Extras to install, space- or comma-separated: `make install EXTRAS="dev gpu"` (or EXTRAS=dev,gpu)
+# once, and later set-ups keep them; `make install EXTRAS=dev` goes back.
+EXTRAS ?= $(or $(INSTALLED_EXTRAS),dev)
 
 TOOLS := .tools
 UV := $(CURDIR)/$(TOOLS)/bin/uv
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 comma := ,
-UV_EXTRAS := $(foreach extra,$(subst $(comma), ,$(EXTRAS)),--extra $(extra))
+EXTRAS_LIST := $(strip $(subst $(comma), ,$(EXTRAS)))
+UV_EXTRAS := $(foreach extra,$(EXTRAS_LIST),--extra $(extra))
 
 # The interpreter's real path, resolved before the venv goes on PATH (else `python3` could name the
 # venv's own). Not a launcher such as a pyenv shim: uv would then recreate .venv/ on every sync.
@@ -28,7 +32,7 @@ export UV_PYTHON_DOWNLOADS := never
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lint check-reproducible install clean-venv lock check-lock
+.PHONY: repro test lint check-reproducible install clean-venv lock check-lock FORCE
 
 # uv itself, at the pinned version, in its own git-ignored venv (not a global uv, whatever its version).
 $(UV_STAMP):
@@ -37,10 +41,16 @@ $(UV_STAMP):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	touch $(UV_STAMP)
 
-# --locked: fail, instead of re-locking, when pyproject.toml and uv.lock disagree.
+# --locked: fail, instead of re-locking, when pyproject.toml and uv.lock disagree. uv installs
+# exactly the locked set for these extras (and removes anything else), so other extras re-sync too.
+ifneq ($(EXTRAS_LIST),$(INSTALLED_EXTRAS))
+$(STAMP): FORCE
+endif
 $(STAMP): pyproject.toml uv.lock | $(UV_STAMP)
 	$(UV) sync --locked $(UV_EXTRAS)
-	touch $(STAMP)
+	echo '$(EXTRAS_LIST)' > $(STAMP)
+
+FORCE:
 
 install: $(STAMP)
 

@@ -1,22 +1,56 @@
 # Two commands do all set-up on a fresh machine: `make repro` and `make test`.
-# Both create .venv/ when it is missing (or older than pyproject.toml) and install the project into it.
+# Both create .venv/ when it is missing (or older than pyproject.toml or uv.lock) and install exactly the
+# locked set (uv.lock) into it, with the project itself editable. They need only `python3` and `make`:
+# uv, the locker, is bootstrapped into .tools/ at the pinned version below when it is missing.
 
 PYTHON ?= python3
+UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+# The stamp holds the extras of the last install; they stay until asked for others.
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev
+INSTALLED_EXTRAS := $(strip $(shell cat $(STAMP) 2>/dev/null))
+# Extras to install, space- or comma-separated: `make install EXTRAS="dev gpu"` (or EXTRAS=dev,gpu)
+# once, and later set-ups keep them; `make install EXTRAS=dev` goes back.
+EXTRAS ?= $(or $(INSTALLED_EXTRAS),dev)
+
+TOOLS := .tools
+UV := $(CURDIR)/$(TOOLS)/bin/uv
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
+comma := ,
+EXTRAS_LIST := $(strip $(subst $(comma), ,$(EXTRAS)))
+UV_EXTRAS := $(foreach extra,$(EXTRAS_LIST),--extra $(extra))
+
+# The interpreter's real path, resolved before the venv goes on PATH (else `python3` could name the
+# venv's own). Not a launcher such as a pyenv shim: uv would then recreate .venv/ on every sync.
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+
+# uv uses this interpreter and never downloads one.
+export UV_PYTHON := $(PYTHON_EXE)
+export UV_PYTHON_DOWNLOADS := never
 
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lint check-reproducible install clean-venv
+.PHONY: repro test lint check-reproducible install clean-venv lock check-lock FORCE
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+# uv itself, at the pinned version, in its own git-ignored venv (not a global uv, whatever its version).
+$(UV_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+# --locked: fail, instead of re-locking, when pyproject.toml and uv.lock disagree. uv installs
+# exactly the locked set for these extras (and removes anything else), so other extras re-sync too.
+ifneq ($(EXTRAS_LIST),$(INSTALLED_EXTRAS))
+$(STAMP): FORCE
+endif
+$(STAMP): pyproject.toml uv.lock | $(UV_STAMP)
+	$(UV) sync --locked $(UV_EXTRAS)
+	echo '$(EXTRAS_LIST)' > $(STAMP)
+
+FORCE:
 
 install: $(STAMP)
 
@@ -26,14 +60,23 @@ repro: $(STAMP)
 test: $(STAMP)
 	python -m pytest
 
-# Rebuild the pipeline, then fail if any committed metric changed (timings under run.* excepted).
+# Rebuild the pipeline and compare it with the committed metrics (see dllabs/drift.py).
 check-reproducible: $(STAMP)
+	python -m dllabs.drift --stale
 	dvc repro
-	python -m dllabs.drift HEAD --tolerance 0
+	python -m dllabs.drift HEAD
 
 lint: $(STAMP)
 	ruff check .
 	ruff format --check .
+
+# Re-resolve every dependency to the newest version pyproject.toml allows and rewrite uv.lock.
+lock: | $(UV_STAMP)
+	$(UV) lock --upgrade
+
+# Fail when pyproject.toml and uv.lock disagree; installs nothing.
+check-lock: | $(UV_STAMP)
+	$(UV) lock --check
 
 clean-venv:
 	rm -rf $(VENV)

@@ -214,7 +214,10 @@ def _transfer_rows(transfer: dict) -> list[str]:
     per = f"{transfer['target_train_size']} labels per class, {transfer['repeats']} draws"
     rows = [_row(lab, f"{title} ({per})", "accuracy, mean ± std", transfer[phase], "accuracy")
             for phase, title in TRANSFER_PHASE_NAMES.items()]  # fmt: skip
-    for key, entry in transfer["paired_differences"].items():
+    differences = transfer["paired_differences"]
+    for key in ("fine_tune_minus_scratch", "feature_extraction_minus_scratch",
+                "fine_tune_minus_feature_extraction"):  # fmt: skip
+        entry = differences[key]
         first, second = (TRANSFER_PHASE_NAMES[p] for p in key.split("_minus_"))
         rows.append(_row(lab, f"{first} minus {second}", "paired accuracy difference, mean ± std",
                          entry, "accuracy"))  # fmt: skip

@@ -83,8 +83,12 @@ def t_quantile(df: int) -> float:
     return float(t.ppf(0.975, df))
 
 
-def over_repeats(values: Sequence[float]) -> tuple[float, float, dict[str, Any] | None]:
-    """Mean, sample standard deviation and the t interval of the mean (None for one value)."""
+def over_repeats(
+    values: Sequence[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float, float, dict[str, Any] | None]:
+    """Mean, sample standard deviation and the t interval of the mean (None for one value),
+    the interval clipped to ``bounds`` (an accuracy's mean cannot pass 1).
+    """
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         raise ValueError("over_repeats: no values")
@@ -93,11 +97,8 @@ def over_repeats(values: Sequence[float]) -> tuple[float, float, dict[str, Any] 
         return round(mean, 6), 0.0, None
     std = float(data.std(ddof=1))
     half = t_quantile(data.size - 1) * std / math.sqrt(data.size)
-    return (
-        round(mean, 6),
-        round(std, 6),
-        interval(mean - half, mean + half, f"t over {data.size} repeats"),
-    )
+    low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
+    return round(mean, 6), round(std, 6), interval(low, high, f"t over {data.size} repeats")
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:

@@ -9,7 +9,8 @@ Run the sweep, then write its report::
 Each row is one experiment (the latest one per size; the workspace counts as one): scratch,
 feature extraction and fine-tuning as mean ± standard deviation over ``transfer.repeats`` draws,
 and the paired differences with their 95% t intervals. A difference is called only when its
-interval excludes zero; otherwise the row says the draws cannot tell the two apart.
+interval excludes zero and it is larger than one test image; otherwise the row says the draws
+cannot tell the two apart.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def by_size(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return dict(sorted(chosen.items()))
 
 
-def _verdict(low: float, high: float, first: str, second: str) -> str:
-    if low > 0:
-        return f"{first} ahead"
-    if high < 0:
-        return f"{second} ahead"
-    return "no clear difference"
+def _verdict(mean: float, low: float, high: float, n: int, first: str, second: str) -> str:
+    """Call a difference only when its interval excludes 0 and it exceeds one test image: with
+    few draws a constant one-image difference has a zero-width interval, which proves little.
+    """
+    if abs(mean) <= 1 / n + 1e-6 or low <= 0 <= high:
+        return "no clear difference"
+    return f"{first} ahead" if mean > 0 else f"{second} ahead"
 
 
 def report(rows: list[dict[str, Any]], title: str) -> str:
@@ -65,13 +67,15 @@ def report(rows: list[dict[str, Any]], title: str) -> str:
     if not sizes:
         raise ValueError(f"no experiment with {SIZE} and {METRICS} found; run the sweep first")
     any_row = next(iter(sizes.values()))
+    n = int(_get(any_row, "test_images"))
     lines = [
         f"# Transfer learning sweep: {title}",
         "",
-        f"Test accuracy on {int(_get(any_row, 'test_images'))} target test images, mean ± std over "
+        f"Test accuracy on {n} target test images, mean ± std over "
         f"{int(_get(any_row, 'repeats'))} draws of labelled images per size (the three models of "
         "a draw share its images). Differences are paired, per draw, with a 95% t interval over "
-        "the draws; a difference is called only when the interval excludes 0. Validation "
+        "the draws; a difference is called only when the interval excludes 0 and the difference "
+        "is more than one test image. Validation "
         "accuracy (the only thing used to choose settings) is in brackets.",
         "",
         "| labels per class | "
@@ -92,7 +96,7 @@ def report(rows: list[dict[str, Any]], title: str) -> str:
             low = _get(row, f"paired_differences.{key}.ci95.accuracy.low")
             high = _get(row, f"paired_differences.{key}.ci95.accuracy.high")
             cells.append(f"{mean:+.3f} ({low:+.3f} to {high:+.3f}): "
-                         f"{_verdict(low, high, first, second)}")  # fmt: skip
+                         f"{_verdict(mean, low, high, n, first, second)}")  # fmt: skip
         lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

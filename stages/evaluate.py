@@ -225,7 +225,7 @@ def evaluate_transfer(model_dir: Path, data: ImageSplits) -> dict:
         entry: dict = {"n": n, "ci95": {}}
         for name in ("accuracy", "macro_f1"):
             values = [s[name] for s in scores[phase]]
-            entry[name], entry[f"{name}_std"], ci = over_repeats(values)
+            entry[name], entry[f"{name}_std"], ci = over_repeats(values, bounds=(0.0, 1.0))
             entry["ci95"][name] = ci or scores[phase][0]["ci95"][name]
         entry["per_repeat"] = {
             str(r): {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
@@ -257,7 +257,7 @@ def paired_difference(a: list[np.ndarray], b: list[np.ndarray]) -> dict:
     a t interval over draws, or with one draw a paired bootstrap over the test images.
     """
     per_draw = [float(np.mean(x) - np.mean(y)) for x, y in zip(a, b, strict=True)]
-    mean, std, ci = over_repeats(per_draw)
+    mean, std, ci = over_repeats(per_draw, bounds=(-1.0, 1.0))
     if ci is None:
         ci = bootstrap(lambda x, y: np.mean(x) - np.mean(y), a[0], b[0])
     return {

@@ -65,6 +65,8 @@ def test_repeats_give_mean_std_and_a_t_interval() -> None:
     assert ci["high"] == pytest.approx(0.92 + half, abs=1e-6)
     assert ci["method"] == "t over 3 repeats"
     assert over_repeats([0.5]) == (0.5, 0.0, None)
+    _, _, clipped = over_repeats([0.97, 1.0, 1.0], bounds=(0.0, 1.0))
+    assert clipped["high"] == 1.0 and clipped["low"] < 0.97
 
 
 def test_tolerance_is_the_half_width_and_at_least_one_item() -> None:

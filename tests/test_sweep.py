@@ -49,6 +49,8 @@ def test_differences_are_called_only_outside_zero() -> None:
     assert "fine-tuning ahead" in lines["| 2"]
     assert "scratch ahead" in lines["| 10"]
     assert "no clear difference" in lines["| 50"]
+    one_image = report([experiment(25, "d", 0.978, 0.970, -0.007463, -0.007463)], "digits")
+    assert "scratch ahead" not in one_image  # a zero-width interval on one image proves little
     assert "134 target test images" in text and "3 draws" in text
     assert "0.950 ± 0.010 [0.950]" in lines["| 10"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dllabs.errors import DataError
-from dllabs.stats import bootstrap, wilson
+from dllabs.stats import average_precision, bootstrap, roc_auc, wilson
 
 LOSSES = ("mae", "mse", "binary_crossentropy")
 
@@ -101,8 +101,6 @@ def detection_intervals(
     truth: np.ndarray, errors: np.ndarray, threshold: float, both_classes: bool
 ) -> dict[str, dict]:
     """95% intervals: Wilson for the proportions, a seeded bootstrap for F1 and the AUCs."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     flagged = errors >= threshold
     tp, fp, fn = (int(np.sum(a & b)) for a, b in ((truth, flagged), (~truth, flagged),
                                                    (truth, ~flagged)))  # fmt: skip
@@ -119,6 +117,6 @@ def detection_intervals(
 
     intervals["f1"] = bootstrap(f1, truth, errors)
     if both_classes:
-        intervals["roc_auc"] = bootstrap(roc_auc_score, truth, errors)
-        intervals["pr_auc"] = bootstrap(average_precision_score, truth, errors)
+        intervals["roc_auc"] = bootstrap(roc_auc, truth, errors)
+        intervals["pr_auc"] = bootstrap(average_precision, truth, errors)
     return intervals

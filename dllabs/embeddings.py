@@ -18,7 +18,7 @@ import numpy as np
 
 from dllabs.errors import DataError
 from dllabs.params import CBOW
-from dllabs.stats import bootstrap, wilson
+from dllabs.stats import bootstrap, spearman, wilson
 
 WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words.txt"
 
@@ -97,11 +97,8 @@ def evaluate_vectors(vectors: Any, eval_dir: str | Path) -> dict[str, dict[str, 
             scores[name] = {**entry, "spearman": None}
             continue
 
-        def rho(g: np.ndarray, m: np.ndarray) -> float:
-            return float(spearmanr(g, m)[0])
-
-        entry["spearman"] = _round(rho(gold, model))
-        entry["ci95"] = {"spearman": bootstrap(rho, gold, model)}
+        entry["spearman"] = _round(float(spearmanr(gold, model)[0]))
+        entry["ci95"] = {"spearman": bootstrap(spearman, gold, model)}
         scores[name] = entry
     accuracy, sections = vectors.evaluate_word_analogies(str(eval_dir / ANALOGIES))
     total = next((s for s in sections if s["section"] == "Total accuracy"), sections[-1])

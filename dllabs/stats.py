@@ -114,6 +114,57 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
                                    where=denominator > 0)))  # fmt: skip
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy's ``rankdata``), without its
+    per-call overhead: the bootstrap ranks thousands of resamples.
+    """
+    values = np.asarray(values)
+    order = np.argsort(values, kind="mergesort")
+    starts = np.flatnonzero(np.r_[True, values[order][1:] != values[order][:-1]])
+    ends = np.r_[starts[1:], values.size]
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson's r of the average ranks), as ``scipy.stats.spearmanr``; nan
+    when either side is constant.
+    """
+    ra, rb = average_ranks(a) - (len(a) + 1) / 2, average_ranks(b) - (len(b) + 1) / 2
+    denominator = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / denominator if denominator else math.nan
+
+
+def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for the positive class ``truth`` (ties count one half), as
+    scikit-learn's ``roc_auc_score``, from the rank sum (Mann-Whitney U); nan with one class.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    positives = int(truth.sum())
+    negatives = truth.size - positives
+    if not positives or not negatives:
+        return math.nan
+    rank_sum = float(average_ranks(scores)[truth].sum())
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (PR AUC as a step sum over distinct thresholds), as scikit-learn's
+    ``average_precision_score``; nan without positives.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+    ranked, hits = np.asarray(scores)[order], truth[order]
+    last_of_threshold = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1]
+    true_positives = np.cumsum(hits)[last_of_threshold]
+    if not true_positives.size or true_positives[-1] == 0:
+        return math.nan
+    precision = true_positives / (last_of_threshold + 1)
+    recall_gain = np.diff(np.r_[0, true_positives]) / true_positives[-1]
+    return float(np.sum(recall_gain * precision))
+
+
 def tolerance(value: float, ci95: dict[str, Any], n: int) -> float:
     """The largest change of ``value`` that another platform's run may show: the interval's
     half-width, and never less than one test item's worth (``1 / n``), since a perfect score's

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from dllabs import stats
 from dllabs.stats import bootstrap, macro_f1, over_repeats, tolerance, wilson
 
 
@@ -72,3 +73,30 @@ def test_repeats_give_mean_std_and_a_t_interval() -> None:
 def test_tolerance_is_the_half_width_and_at_least_one_item() -> None:
     assert tolerance(0.9, {"low": 0.85, "high": 0.93}, 270) == pytest.approx(0.05)
     assert tolerance(1.0, {"low": 1.0, "high": 1.0}, 500) == pytest.approx(1 / 500)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_rank_statistics_match_scipy_and_scikit_learn(seed: int) -> None:
+    """The bootstrap's own AUC, average precision and Spearman agree with the libraries the
+    headline figures come from, ties included (integer scores tie often)."""
+    from scipy.stats import rankdata, spearmanr
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    scores = rng.integers(0, 6, n).astype(float) if seed % 2 else rng.normal(size=n)
+    other = rng.integers(0, 4, n).astype(float)
+    truth = rng.random(n) < 0.3
+    truth[:2] = [True, False]  # both classes
+    assert np.array_equal(stats.average_ranks(scores), rankdata(scores))
+    assert stats.roc_auc(truth, scores) == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
+    assert stats.average_precision(truth, scores) == pytest.approx(
+        average_precision_score(truth, scores), abs=1e-12
+    )
+    assert stats.spearman(scores, other) == pytest.approx(spearmanr(scores, other)[0], abs=1e-12)
+
+
+def test_fast_rank_statistics_are_undefined_where_the_libraries_are() -> None:
+    assert np.isnan(stats.roc_auc(np.array([True, True]), np.array([0.1, 0.2])))
+    assert np.isnan(stats.average_precision(np.array([False, False]), np.array([0.1, 0.2])))
+    assert np.isnan(stats.spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))

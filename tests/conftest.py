@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DVC = [sys.executable, "-m", "dvc"]
 
 
 # A corpus small enough for tests, in which words share contexts (king and queen, man and woman).
@@ -91,22 +95,67 @@ QUICK_SECTIONS = ("mlp", "cnn", "autoencoder", "cbow", "transfer.pretrain",
                   "transfer.feature_extraction", "transfer.fine_tune")  # fmt: skip
 
 
-def shrink_epochs(root: Path, epochs: int = 2) -> None:
-    """Set every training section's ``epochs`` in ``root/params.yaml``: quick pipeline runs."""
+def shrink_pipeline(root: Path) -> None:
+    """One epoch per training section and one transfer draw in ``root/params.yaml``: a quick
+    `dvc repro` that still runs every stage (the wiring, not the numbers, is under test)."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     for section in QUICK_SECTIONS:
-        set_key(params, f"{section}.epochs", epochs)
+        set_key(params, f"{section}.epochs", 1)
+    set_key(params, "transfer.repeats", 1)
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
 
 
-def sh(cmd: list[str] | str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with the venv's ``bin`` first on PATH, as `make` does for DVC's workers."""
+@pytest.fixture(scope="session")
+def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's tracked files with quick params, in a new git repository, after one
+    `dvc repro`, committed. The DVC integration tests each start from a copy of it, so the
+    pipeline is reproduced once per test run: under `make test`'s parallel workers the first one
+    to need it builds it while the others wait on a file lock.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's base folder, above each worker's own
+    root = shared / "reproduced-baseline"
+    with (shared / "reproduced-baseline.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".git").is_dir():
+            building = copy_repository(Path(tempfile.mkdtemp(dir=shared)))
+            shrink_pipeline(building)
+            sh(["git", "init", "-q"], building)
+            commit_all(building, "copy")
+            sh([*DVC, "repro"], building)
+            commit_all(building, "baseline")
+            building.rename(root)  # whole or not at all, should the build fail
+    return root
+
+
+def copy_of(baseline: Path, dest: Path) -> Path:
+    """A copy of a reproduced repository, its git history and DVC cache included."""
+    shutil.copytree(baseline, dest, symlinks=True, dirs_exist_ok=True)
+    return dest
+
+
+def sh(
+    cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command with the venv's ``bin`` first on PATH, as `make` does for DVC's workers.
+
+    Past ``timeout`` seconds the command and its children are killed and TimeoutExpired raised.
+    """
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False,
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         shell=isinstance(cmd, str), executable="/bin/bash" if isinstance(cmd, str) else None,
-    )  # fmt: skip
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    result = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
     if check:
         shown = cmd if isinstance(cmd, str) else " ".join(cmd)
         assert result.returncode == 0, f"{shown} failed:\n{result.stdout}\n{result.stderr}"

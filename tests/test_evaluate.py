@@ -93,7 +93,8 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
                "transfer.source_classes": ["circle", "square"],
                "transfer.target_classes": ["star", "moon"], "transfer.target_train_size": 3,
                "transfer.pretrain.epochs": 2, "transfer.feature_extraction.epochs": 2,
-               "transfer.fine_tune.epochs": 2, "transfer.fine_tune.unfreeze": 4,
+               "transfer.fine_tune.epochs": 2, "transfer.trainable_base_layers": 0,
+                   "transfer.fine_tune.unfreeze": 4,
                "transfer.head.dense_units": [4], "transfer.repeats": 2})  # fmt: skip
     tiny_images(Path("data/processed/images.npz"))
     tiny_series(Path("data/processed/series.npz"))

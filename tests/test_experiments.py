@@ -1,24 +1,26 @@
 """The README's "Experiments" recipes, run as written on a temporary copy of the repository.
 
-The copy gets its own git repository and DVC cache, two-epoch params (committed, so queued
-experiments see them too), and one `dvc repro` as the baseline commit. Then the README's block
-runs as one bash script; the assertions check what it left: the named experiment and the queued
-optimizer sweep with their metrics, and a plots comparison holding every plot ID of dvc.yaml.
+The copy (of the session's reproduced baseline) has its own git repository and DVC cache, quick
+params (committed, so queued experiments see them too) and the baseline commit. Then the README's
+block runs as one bash script, killed with the queue's workers if it runs past RECIPE_TIMEOUT;
+the assertions check what it left: the named experiment and the queued optimizer sweep with their
+metrics, and a plots comparison holding every plot ID of dvc.yaml.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, commit_all, copy_repository, sh, shrink_epochs
+from tests.conftest import DVC, REPO, copy_of, sh
 
-DVC = [sys.executable, "-m", "dvc"]
+# Six quick experiments take about 3 minutes on 2 cores; a stuck queue must not take CI's hour.
+RECIPE_TIMEOUT = 1200
 OPTIMIZERS = {"sgd", "adagrad", "adadelta", "rmsprop", "adam"}
 
 
@@ -32,15 +34,16 @@ def readme_recipe() -> str:
 
 
 @pytest.fixture(scope="module")
-def ran_recipe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    root = copy_repository(tmp_path_factory.mktemp("experiments"))
-    shrink_epochs(root)
-    sh(["git", "init", "-q"], root)
-    commit_all(root, "copy")
-    sh([*DVC, "repro"], root)
-    commit_all(root, "baseline")
-    recipe = readme_recipe()
-    result = sh(f"set -euo pipefail\n{recipe}", root)
+def ran_recipe(
+    reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    root = copy_of(reproduced_baseline, tmp_path_factory.mktemp("experiments"))
+    try:
+        result = sh(f"set -euo pipefail\n{readme_recipe()}", root, timeout=RECIPE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        status = sh([*DVC, "queue", "status"], root, check=False).stdout
+        sh([*DVC, "queue", "stop", "--kill"], root, check=False)
+        pytest.fail(f"the README's recipe ran past {RECIPE_TIMEOUT} s; the queue:\n{status}")
     return root, result.stdout
 
 

@@ -18,7 +18,8 @@ def test_readme_results_match_the_committed_metrics(capsys) -> None:
 def test_a_changed_metric_makes_the_readme_stale_until_rewritten(tmp_path: Path, capsys) -> None:
     for name in ("README.md", "dvc.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    for folder in ("metrics", "reports"):  # the results block, the included reports
+        shutil.copytree(REPO / folder, tmp_path / folder)
     mlp = tmp_path / "metrics" / "mlp.json"
     metrics = json.loads(mlp.read_text())
     metrics["test"]["accuracy"] = 0.123456

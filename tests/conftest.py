@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fcntl
 import os
@@ -141,25 +142,47 @@ def sh(
 ) -> subprocess.CompletedProcess:
     """Run a command with the venv's ``bin`` first on PATH, as `make` does for DVC's workers.
 
-    Past ``timeout`` seconds the command and its children are killed and TimeoutExpired raised.
+    Output goes through files, not pipes, and only the command itself is waited for: a DVC queue
+    worker it started lives on as a daemon holding the command's stdout, and waiting for the end
+    of a pipe would then wait for that worker. Past ``timeout`` seconds the command and its
+    children are killed and TimeoutExpired raised.
     """
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    with subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        shell=isinstance(cmd, str), executable="/bin/bash" if isinstance(cmd, str) else None,
-        start_new_session=True,
-    ) as process:  # fmt: skip
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True,
+            shell=isinstance(cmd, str), executable="/bin/bash" if isinstance(cmd, str) else None,
+            start_new_session=True,
+        )  # fmt: skip
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            process.wait()
             raise
-    result = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+        stdout.seek(0)
+        stderr.seek(0)
+        result = subprocess.CompletedProcess(cmd, process.returncode, stdout.read(), stderr.read())
     if check:
         shown = cmd if isinstance(cmd, str) else " ".join(cmd)
         assert result.returncode == 0, f"{shown} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def stop_queue_workers(root: Path) -> None:
+    """Stop the DVC queue workers of the repository at ``root``, for good.
+
+    `dvc queue stop` asks them through the queue's broker. A worker whose idle monitor died (a
+    race in kombu's file broker, seen in CI) neither exits by itself nor always hears the
+    request, and would outlive the tests: such a worker is killed by the pid it recorded.
+    """
+    sh([*DVC, "queue", "stop"], root, check=False, timeout=60)
+    for pid_file in (root / ".dvc" / "tmp" / "exps" / "celery").glob("*.pid"):
+        pid = pid_file.read_text().strip()
+        command = Path(f"/proc/{pid}/cmdline")  # Linux: only a live worker, never a reused pid
+        if pid.isdigit() and command.is_file() and b"queue-worker" in command.read_bytes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def commit_all(root: Path, message: str) -> None:

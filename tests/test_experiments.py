@@ -10,14 +10,16 @@ metrics, and a plots comparison holding every plot ID of dvc.yaml.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import DVC, REPO, copy_of, sh
+from tests.conftest import DVC, REPO, copy_of, sh, stop_queue_workers
 
 # Six quick experiments take about 3 minutes on 2 cores; a stuck queue must not take CI's hour.
 RECIPE_TIMEOUT = 1200
@@ -34,17 +36,17 @@ def readme_recipe() -> str:
 
 
 @pytest.fixture(scope="module")
-def ran_recipe(
-    reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, str]:
+def ran_recipe(reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFactory):
     root = copy_of(reproduced_baseline, tmp_path_factory.mktemp("experiments"))
     try:
-        result = sh(f"set -euo pipefail\n{readme_recipe()}", root, timeout=RECIPE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        status = sh([*DVC, "queue", "status"], root, check=False).stdout
-        sh([*DVC, "queue", "stop", "--kill"], root, check=False)
-        pytest.fail(f"the README's recipe ran past {RECIPE_TIMEOUT} s; the queue:\n{status}")
-    return root, result.stdout
+        try:
+            result = sh(f"set -euo pipefail\n{readme_recipe()}", root, timeout=RECIPE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            status = sh([*DVC, "queue", "status"], root, check=False, timeout=120).stdout
+            pytest.fail(f"the README's recipe ran past {RECIPE_TIMEOUT} s; the queue:\n{status}")
+        yield root, result.stdout
+    finally:
+        stop_queue_workers(root)
 
 
 def experiments(root: Path) -> dict[str, dict]:
@@ -89,3 +91,14 @@ def test_recipe_shows_and_compares_experiments(ran_recipe) -> None:
     }
     missing = {plot for plot in ids if revisions.get(plot) != {"adam-lr1e-3", other}}
     assert not missing, f"plot IDs not drawn for both experiments: {sorted(missing)}"
+
+
+def test_a_command_leaving_a_daemon_behind_returns_without_waiting_for_it(tmp_path: Path) -> None:
+    """`dvc queue start` leaves a worker holding its stdout; in CI a worker that never exited kept
+    the whole test run waiting on the pipe. ``sh`` waits for the command alone."""
+    result = sh("setsid sleep 120 & echo $!", tmp_path, timeout=30)  # raises if it waits 120 s
+    daemon = int(result.stdout.split()[-1])
+    try:
+        assert Path(f"/proc/{daemon}").exists()  # still running: the command did not wait for it
+    finally:
+        os.kill(daemon, signal.SIGKILL)

@@ -23,6 +23,16 @@ from dllabs.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_NAMES = ("train", "val", "test")
+# A split folder's usual names, matched in any case (``training_set``/``test_set``: Kaggle's).
+SPLIT_ALIASES = {
+    "train": ("train", "training", "training_set"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing", "test_set"),
+}
+LAYOUTS = (
+    "expected <folder>/<class>/<image>, or <folder>/<split>/<class>/<image> with splits "
+    + ", ".join("|".join(names) for names in SPLIT_ALIASES.values())
+)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -141,7 +151,9 @@ def read_image_folder(
     folder = Path(folder)
     found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
-        raise DataError(f"{folder}: no class sub-folders (expected {folder}/<class>/<image>)")
+        raise DataError(f"{folder}: no class sub-folders ({LAYOUTS})")
+    if class_names is None and len(found) < 2:
+        raise DataError(f"{folder}: one class folder ({found[0]}); a classifier needs two or more")
     names = class_names or found
     unknown = sorted(set(found) - set(names))
     if unknown:
@@ -155,6 +167,13 @@ def read_image_folder(
         class_dir = folder / name
         if not class_dir.is_dir():
             continue
+        if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in class_dir.iterdir()):
+            nested = sorted(p.name for p in class_dir.iterdir() if p.is_dir())
+            if nested:  # one level too deep: the classes would be read as one
+                raise DataError(
+                    f"{class_dir}: holds folders ({', '.join(nested[:5])}) and no images, "
+                    f"so it is not a class folder; {LAYOUTS}"
+                )
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(
@@ -174,13 +193,39 @@ def read_image_folder(
     return ImageSet(x=x, y=np.asarray(labels, dtype=np.int64), class_names=list(names))
 
 
-def folder_splits(folder: str | Path) -> list[str]:
-    """The ``train``/``val``/``test`` sub-folders present, or ``[]`` for a plain class folder."""
+def folder_splits(folder: str | Path) -> dict[str, Path]:
+    """The split sub-folders present, by split (``train``, ``val``, ``test``), recognised by their
+    usual names in any case; ``{}`` for a plain class folder.
+
+    A folder that mixes split folders with others, names one split twice, or has no training
+    split is refused: read as classes, its split folders would become classes of their own.
+    """
     folder = Path(folder)
-    present = [name for name in SPLIT_NAMES if (folder / name).is_dir()]
-    if present and "train" not in present:
-        raise DataError(f"{folder}: has {', '.join(present)}/ but no train/ sub-folder")
-    return present
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    splits: dict[str, Path] = {}
+    for path in subfolders:
+        split = next((s for s, names in SPLIT_ALIASES.items() if path.name.lower() in names), None)
+        if split is None:
+            continue
+        if split in splits:
+            raise DataError(
+                f"{folder}: {splits[split].name}/ and {path.name}/ are both a {split} split"
+            )
+        splits[split] = path
+    if not splits:
+        return {}
+    others = [p.name for p in subfolders if p not in splits.values()]
+    if others:
+        raise DataError(
+            f"{folder}: mixes split folders ({', '.join(p.name for p in splits.values())}) with "
+            f"other folders ({', '.join(others[:5])}); {LAYOUTS}"
+        )
+    if "train" not in splits:
+        raise DataError(
+            f"{folder}: has {', '.join(p.name + '/' for p in splits.values())} but no training "
+            f"split ({'/, '.join(SPLIT_ALIASES['train'])}/)"
+        )
+    return {split: splits[split] for split in SPLIT_NAMES if split in splits}
 
 
 @dataclass(frozen=True)

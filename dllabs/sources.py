@@ -171,10 +171,13 @@ def write_text_eval(dest: Path) -> Materialised:
 
 
 def copy_image_folder(dest: Path, folder: str | Path) -> Materialised:
-    """Copy a bring-your-own image folder (class folders, or train/val/test of class folders)."""
+    """Copy a bring-your-own image folder (class folders, or split folders of class folders),
+    its split layout checked first so that errors name the user's folder, not the copy.
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.images_dir: {folder} is not a folder")
+    folder_splits(folder)
     target = dest / "folder"
     shutil.copytree(folder, target, ignore=_keep_images_only)
     count = sum(1 for p in target.rglob("*") if p.is_file())
@@ -277,9 +280,9 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
         present = folder_splits(folder)
         if not present:
             return RawImages(source, read_image_folder(folder, size, color_mode), None, None)
-        train = read_image_folder(folder / "train", size, color_mode)
+        train = read_image_folder(present["train"], size, color_mode)
         others = {
-            name: read_image_folder(folder / name, size, color_mode, train.class_names)
+            name: read_image_folder(present[name], size, color_mode, train.class_names)
             for name in ("val", "test")
             if name in present
         }

@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
             save_json(out.file(args.series_summary), series_info)
         shapes = {split: s.x.shape for split, s in image_sets.items()}
         print(f"preprocess: images from {raw_images.source}: {shapes}")
+        for split, images in image_sets.items():
+            counts = np.bincount(images.y, minlength=len(images.class_names))
+            pairs = [f"{c}: {n}" for c, n in zip(images.class_names, counts, strict=True)]
+            more = f", ... ({len(pairs)} classes)" if len(pairs) > 20 else ""
+            print(f"preprocess: {split}: {int(counts.sum())} images: {', '.join(pairs[:20])}{more}")
         print(f"preprocess: series from {rows.source}: {series_info['splits']}")
 
 

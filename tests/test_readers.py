@@ -321,7 +321,7 @@ def make_class_folder(root: Path) -> Path:
     save_image(root / "cat" / "a.png", RED)
     save_image(root / "cat" / "b.bmp", RED, size=(30, 20))
     save_image(root / "dog" / "x.png", BLUE, size=(5, 5))
-    save_image(root / "ant" / "sub" / "deep.PNG", GREEN)  # nested and upper-case suffix
+    save_image(root / "ant" / "deep.PNG", GREEN)  # upper-case suffix
     (root / "dog" / "notes.txt").write_text("not an image", encoding="utf-8")
     (root / ".hidden").mkdir()
     return root
@@ -389,6 +389,7 @@ def test_read_image_folder_without_class_folders_is_refused(tmp_path: Path) -> N
 def test_read_image_folder_unreadable_image_is_named(tmp_path: Path) -> None:
     root = tmp_path / "images"
     save_image(root / "cat" / "a.png", RED)
+    save_image(root / "dog" / "c.png", BLUE)
     broken = root / "cat" / "b.png"
     broken.write_bytes(b"\x89PNG garbage, not really an image" * 3)
     with pytest.raises(DataError) as caught:
@@ -400,21 +401,85 @@ def test_read_image_folder_unreadable_image_is_named(tmp_path: Path) -> None:
 def test_folder_splits_detection(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     save_image(plain / "cat" / "a.png", RED)
-    assert folder_splits(plain) == []
+    assert folder_splits(plain) == {}
 
     split = tmp_path / "split"
     for name in ("test", "train"):
         save_image(split / name / "cat" / "a.png", RED)
     (split / "val.txt").write_text("a file, not a split folder", encoding="utf-8")
-    assert folder_splits(split) == ["train", "test"]
-
+    assert list(folder_splits(split).items()) == [("train", split / "train"),
+                                                  ("test", split / "test")]  # fmt: skip
     (split / "val").mkdir()
-    assert folder_splits(split) == ["train", "val", "test"]
+    assert list(folder_splits(split)) == ["train", "val", "test"]
 
     no_train = tmp_path / "no_train"
     save_image(no_train / "val" / "cat" / "a.png", RED)
-    with pytest.raises(DataError, match="train"):
+    with pytest.raises(DataError, match="no training split"):
         folder_splits(no_train)
+
+
+@pytest.mark.parametrize(
+    ("train", "val", "test"),
+    [("training_set", None, "test_set"), ("Training", "Valid", "TESTING"),
+     ("TRAIN", "validation", "Test")],
+)  # fmt: skip
+def test_split_folders_are_known_by_their_usual_names_in_any_case(
+    tmp_path: Path, train: str, val: str | None, test: str
+) -> None:
+    """Kaggle's training_set/test_set layout included: read as classes, the split folders would
+    have become two classes named after them."""
+    for name in (train, val, test):
+        if name:
+            save_image(tmp_path / name / "cat" / "a.png", RED)
+    expected = {"train": tmp_path / train, "test": tmp_path / test}
+    if val:
+        expected["val"] = tmp_path / val
+    assert folder_splits(tmp_path) == expected
+
+
+def test_ambiguous_split_layouts_are_refused(tmp_path: Path) -> None:
+    both = tmp_path / "both"
+    for name in ("train", "training_set", "test"):
+        save_image(both / name / "cat" / "a.png", RED)
+    with pytest.raises(DataError, match="train/ and training_set/ are both a train split"):
+        folder_splits(both)
+
+    mixed = tmp_path / "mixed"
+    for name in ("train", "test", "dog"):
+        save_image(mixed / name / "cat" / "a.png", RED)
+    with pytest.raises(DataError) as caught:
+        folder_splits(mixed)
+    message = str(caught.value)
+    assert "mixes split folders (test, train) with other folders (dog)" in message
+    assert "training_set" in message and "\n" not in message  # the accepted layouts, one line
+
+
+def test_a_class_folder_holding_folders_and_no_images_is_refused(tmp_path: Path) -> None:
+    """A folder one level too deep (``train/training_set/cats/``) would be read as one class."""
+    root = tmp_path / "train"
+    save_image(root / "training_set" / "cats" / "a.png", RED)
+    save_image(root / "training_set" / "dogs" / "b.png", BLUE)
+    save_image(root / "other" / "c.png", GREEN)
+    with pytest.raises(DataError) as caught:
+        read_image_folder(root, (3, 3), "rgb")
+    message = str(caught.value)
+    assert message.startswith(f"{root / 'training_set'}: holds folders (cats, dogs) and no images")
+    assert "<folder>/<split>/<class>/<image>" in message
+
+
+def test_a_class_folder_may_keep_images_in_sub_folders_beside_its_own(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    save_image(root / "cat" / "a.png", RED)
+    save_image(root / "cat" / "more" / "b.png", RED)
+    save_image(root / "dog" / "c.png", BLUE)
+    assert read_image_folder(root, (3, 3), "rgb").y.tolist() == [0, 0, 1]
+
+
+def test_fewer_than_two_classes_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    save_image(root / "cat" / "a.png", RED)
+    with pytest.raises(DataError, match=r"one class folder \(cat\); a classifier needs two"):
+        read_image_folder(root, (3, 3), "rgb")
 
 
 # --- labelled CSV ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
@@ -331,6 +332,42 @@ def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
     images = load("data/processed/images.npz")
     assert images["x_test"].shape == (7, 8, 8, 3)
     assert len(images["y_train"]) + len(images["y_val"]) == 20
+
+
+def test_kaggle_layout_reads_classes_not_split_folders(workdir, tmp_path, capsys) -> None:
+    folder = tmp_path / "cats_and_dogs"
+    make_image_folder(folder / "training_set", {"cats": 8, "dogs": 6})
+    make_image_folder(folder / "test_set", {"cats": 2, "dogs": 3})
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [8, 8]})
+    download.main(DOWNLOAD_ARGS)
+    preprocess.main(PREPROCESS_ARGS)
+    images = load("data/processed/images.npz")
+    assert images["class_names"].tolist() == ["cats", "dogs"]
+    assert np.bincount(images["y_test"]).tolist() == [2, 3]
+    out = capsys.readouterr().out
+    assert "preprocess: test: 5 images: cats: 2, dogs: 3" in out
+    assert re.search(r"preprocess: train: \d+ images: cats: \d+, dogs: \d+", out)
+
+
+def test_a_single_class_folder_is_refused(workdir, tmp_path, capsys) -> None:
+    folder = tmp_path / "cats"
+    make_image_folder(folder, {"cat": 5})
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
+    download.main(DOWNLOAD_ARGS)
+    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
+    assert "one class folder (cat); a classifier needs two or more" in err
+    assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
+
+
+def test_a_mixed_layout_is_refused_at_download_naming_the_users_folder(
+    workdir, tmp_path, capsys
+) -> None:
+    folder = tmp_path / "pets"
+    make_image_folder(folder / "train", {"cat": 2, "dog": 2})
+    make_image_folder(folder / "extra", {"cat": 2, "dog": 2})
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert f"{folder}: mixes split folders (train) with other folders (extra)" in err
 
 
 def test_empty_class_folder_names_the_folder(workdir, tmp_path, capsys) -> None:

@@ -2,7 +2,7 @@
 
 Stages raise :class:`LabError` with a message that names the param key or the file and what was
 expected. :func:`stage_errors` turns it into a single ``error: ...`` line on stderr and exit code 1,
-so users see the cause rather than a traceback.
+so users see the cause rather than a traceback; Ctrl-C gives one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -33,3 +33,6 @@ def stage_errors(stage: str) -> Iterator[None]:
         message = " ".join(str(exc).split())  # always one line
         print(f"{stage}: error: {message}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: staged outputs are already discarded
+        print(f"{stage}: interrupted; its outputs were left as they were", file=sys.stderr)
+        sys.exit(130)

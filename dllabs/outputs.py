@@ -3,8 +3,9 @@
 Two properties matter for a DVC pipeline:
 
 - **Atomic**: a stage that fails leaves no half-written output behind. :class:`StagedOutputs` hands
-  out temporary paths next to each final path and renames them into place only when the whole
-  stage body succeeded.
+  out temporary paths next to each final path and renames them into place, with the usual
+  permissions, only when the whole stage body succeeded. A run killed outright leaves its
+  temporaries; the next run of the stage removes them.
 - **Deterministic**: the same arrays give the same bytes, so DVC sees an unchanged hash and does not
   rerun downstream stages. ``numpy.savez`` stamps the current time into its zip entries;
   :func:`save_npz` writes fixed timestamps instead. JSON is written with sorted keys.
@@ -12,6 +13,7 @@ Two properties matter for a DVC pipeline:
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -40,6 +42,7 @@ class StagedOutputs:
         """A temporary file path that becomes ``final`` on commit."""
         final = Path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
         # Keep the real suffix last: some writers (Keras's model.save) insist on it.
         fd, tmp = tempfile.mkstemp(
             prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
@@ -52,6 +55,7 @@ class StagedOutputs:
         """An empty temporary directory that becomes ``final`` on commit."""
         final = Path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         self._pending.append((tmp, final))
         return tmp
@@ -62,6 +66,7 @@ class StagedOutputs:
                 shutil.rmtree(final)
             elif final.exists() or final.is_symlink():
                 final.unlink()
+            _usual_permissions(tmp)
             os.replace(tmp, final)
         self._pending.clear()
 
@@ -72,6 +77,26 @@ class StagedOutputs:
             else:
                 tmp.unlink(missing_ok=True)
         self._pending.clear()
+
+
+def _remove_leftovers(parent: Path, pattern: str) -> None:
+    """Remove the temporaries of this output that a killed run left behind (SIGKILL skips every
+    cleanup). DVC runs one stage at a time in a workspace, so none of them is still in use.
+    """
+    for leftover in parent.glob(pattern):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _usual_permissions(path: Path) -> None:
+    """Give a temporary the mode a plain ``open``/``mkdir`` would have: ``mkstemp`` and
+    ``mkdtemp`` make it private (0600/0700), unreadable to a team sharing the workspace or cache.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 @contextmanager

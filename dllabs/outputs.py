@@ -38,9 +38,15 @@ class StagedOutputs:
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
 
+    def _handed_out(self, final: Path) -> Path | None:
+        """The temporary already given for ``final``: asking twice gets the same one."""
+        return next((tmp for tmp, f in self._pending if f == final), None)
+
     def file(self, final: str | Path) -> Path:
         """A temporary file path that becomes ``final`` on commit."""
         final = Path(final)
+        if (tmp := self._handed_out(final)) is not None:
+            return tmp
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
         # Keep the real suffix last: some writers (Keras's model.save) insist on it.
@@ -52,8 +58,11 @@ class StagedOutputs:
         return Path(tmp)
 
     def dir(self, final: str | Path) -> Path:
-        """An empty temporary directory that becomes ``final`` on commit."""
+        """An empty temporary directory that becomes ``final`` on commit (the same one, with what
+        was written to it, when asked again)."""
         final = Path(final)
+        if (tmp := self._handed_out(final)) is not None:
+            return tmp
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))

@@ -74,3 +74,12 @@ def test_ctrl_c_prints_one_line_exits_130_and_writes_nothing(tmp_path: Path, cap
     assert caught.value.code == 130
     assert capsys.readouterr().err == "train_mlp: interrupted; its outputs were left as they were\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_asking_twice_for_one_output_gets_one_temporary(tmp_path: Path) -> None:
+    """A stage may fill one output folder in two steps; both parts must survive the commit."""
+    with staged_outputs() as out:
+        (out.dir(tmp_path / "plots") / "transfer").mkdir()
+        (out.dir(tmp_path / "plots") / "scratch").mkdir()
+        assert out.file(tmp_path / "m.json") == out.file(tmp_path / "m.json")
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["scratch", "transfer"]

@@ -322,26 +322,27 @@ def test_image_folder_is_resized_and_split(workdir, tmp_path) -> None:
     assert len(images["y_test"]) == 6 and np.bincount(images["y_test"]).tolist() == [3, 3]
 
 
-def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
-    folder = tmp_path / "pets"
-    make_image_folder(folder / "train", {"cat": 10, "dog": 10})
-    make_image_folder(folder / "test", {"cat": 3, "dog": 4})
+def split_folder_arrays(workdir, folder: Path, splits: dict[str, dict[str, int]]) -> dict:
+    """Make a folder of split folders of class folders, download and preprocess it at 8x8."""
+    for split, classes in splits.items():
+        make_image_folder(folder / split, classes)
     workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [8, 8]})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    return load("data/processed/images.npz")
+
+
+def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
+    splits = {"train": {"cat": 10, "dog": 10}, "test": {"cat": 3, "dog": 4}}
+    images = split_folder_arrays(workdir, tmp_path / "pets", splits)
     assert images["x_test"].shape == (7, 8, 8, 3)
     assert len(images["y_train"]) + len(images["y_val"]) == 20
 
 
 def test_kaggle_layout_reads_classes_not_split_folders(workdir, tmp_path, capsys) -> None:
-    folder = tmp_path / "cats_and_dogs"
-    make_image_folder(folder / "training_set", {"cats": 8, "dogs": 6})
-    make_image_folder(folder / "test_set", {"cats": 2, "dogs": 3})
-    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [8, 8]})
-    download.main(DOWNLOAD_ARGS)
-    preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    images = split_folder_arrays(workdir, tmp_path / "cats_and_dogs",
+                                 {"training_set": {"cats": 8, "dogs": 6},
+                                  "test_set": {"cats": 2, "dogs": 3}})  # fmt: skip
     assert images["class_names"].tolist() == ["cats", "dogs"]
     assert np.bincount(images["y_test"]).tolist() == [2, 3]
     out = capsys.readouterr().out

@@ -3,7 +3,8 @@
 - IDX (MNIST, Fashion-MNIST), gzip-compressed or not;
 - CIFAR-10's pickled batches, through an unpickler that admits only NumPy arrays and builtins;
 - tar archives, extracted only when no member escapes the target folder;
-- image folders (one sub-folder per class, or ``train/``, ``val/``, ``test/`` holding those);
+- image folders (one sub-folder per class, or split folders holding those: ``train/``,
+  ``training_set/``, ``val/``, ``test/`` and the other names in ``SPLIT_ALIASES``);
 - numeric CSV files with a label column, and UCR's whitespace-separated layout (label first);
 - UTF-8 text files.
 """

@@ -21,7 +21,7 @@ import yaml
 
 from tests.conftest import DVC, REPO, copy_of, sh, stop_queue_workers
 
-# Six quick experiments take about 3 minutes on 2 cores; a stuck queue must not take CI's hour.
+# Six quick experiments take 4-5 minutes on 2 cores; a stuck queue must not take CI's hour.
 RECIPE_TIMEOUT = 1200
 OPTIMIZERS = {"sgd", "adagrad", "adadelta", "rmsprop", "adam"}
 

@@ -13,6 +13,7 @@ Two properties matter for a DVC pipeline:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
@@ -37,6 +38,12 @@ class StagedOutputs:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._created: list[Path] = []  # parent folders made for outputs, removed on discard
+
+    def _make_parent(self, final: Path) -> None:
+        missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._created += missing
 
     def _handed_out(self, final: Path) -> Path | None:
         """The temporary already given for ``final``: asking twice gets the same one."""
@@ -47,7 +54,7 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(final)
         _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
         # Keep the real suffix last: some writers (Keras's model.save) insist on it.
         fd, tmp = tempfile.mkstemp(
@@ -63,7 +70,7 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(final)
         _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         self._pending.append((tmp, final))
@@ -78,6 +85,7 @@ class StagedOutputs:
             _usual_permissions(tmp)
             os.replace(tmp, final)
         self._pending.clear()
+        self._created.clear()
 
     def discard(self) -> None:
         for tmp, _ in self._pending:
@@ -86,6 +94,11 @@ class StagedOutputs:
             else:
                 tmp.unlink(missing_ok=True)
         self._pending.clear()
+        deepest_first = sorted(self._created, key=lambda folder: len(folder.parts), reverse=True)
+        for folder in deepest_first:  # a folder something else wrote to stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self._created.clear()
 
 
 def _remove_leftovers(parent: Path, pattern: str) -> None:

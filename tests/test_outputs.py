@@ -83,3 +83,19 @@ def test_asking_twice_for_one_output_gets_one_temporary(tmp_path: Path) -> None:
         (out.dir(tmp_path / "plots") / "scratch").mkdir()
         assert out.file(tmp_path / "m.json") == out.file(tmp_path / "m.json")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["scratch", "transfer"]
+
+
+def test_a_failed_stage_removes_the_folders_it_made_for_its_outputs(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "other.txt").write_text("someone else's")
+    with pytest.raises(RuntimeError), staged_outputs() as out:
+        out.file(tmp_path / "models" / "deep" / "m.keras").write_text("half")
+        out.dir(tmp_path / "models" / "deep" / "er" / "plots")
+        out.dir(tmp_path / "kept" / "plots")
+        out.file(tmp_path / "shared" / "new" / "x.json")
+        (tmp_path / "shared" / "new" / "stray.txt").write_text("not ours to delete")
+        raise RuntimeError("training failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "shared"]
+    assert list((tmp_path / "kept").iterdir()) == []
+    assert (tmp_path / "shared" / "new" / "stray.txt").is_file()

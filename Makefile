@@ -37,7 +37,7 @@ export PYTHONDONTWRITEBYTECODE :=
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lint check-reproducible install clean-venv lock check-lock FORCE
+.PHONY: repro params test lint check-reproducible install clean-venv lock check-lock FORCE
 
 # uv itself, at the pinned version, in its own git-ignored venv (not a global uv, whatever its version).
 $(UV_STAMP):
@@ -61,6 +61,11 @@ install: $(STAMP)
 
 repro: $(STAMP)
 	dvc repro
+
+# params.yaml from conf/ (conf/config.yaml and a dataset preset), as `dvc exp run` composes it, for
+# `dvc repro`: `make params` (the defaults) or `make params PRESET=photos`.
+params: $(STAMP)
+	python -m dllabs.presets $(if $(PRESET),dataset=$(PRESET))
 
 # Parallel on every core (at most 4; the DVC integration tests share one reproduced pipeline,
 # tests/conftest.py). `python -m pytest` alone runs serially.

@@ -1,7 +1,8 @@
 """The reproducibility check, in two parts (``make check-reproducible`` runs both).
 
-``python -m dllabs.drift --stale`` needs no training: it fails when the committed ``dvc.lock`` no
-longer matches the code and params, that is when a stage's command, a source file it depends on
+``python -m dllabs.drift --stale`` needs no training: it fails when ``params.yaml`` is not the
+composition of ``conf/`` (``dllabs.presets``), or when the committed ``dvc.lock`` no longer matches
+the code and params, that is when a stage's command, a source file it depends on
 (one that no stage produces) or one of its params changed but the results were not recomputed and
 committed, or when a committed metrics or report file (``cache: false``) differs from the hash
 that ``dvc.lock`` records for it.
@@ -55,7 +56,10 @@ def stale_entries(root: str | Path = ".") -> list[str]:
     lock_path = Path(root) / "dvc.lock"
     locked = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
     locked_stages = (locked or {}).get("stages", {})
-    lines: list[str] = []
+    from dllabs.presets import stale_params
+
+    params_reason = stale_params(Path(root) / "params.yaml", Path(root) / "conf")
+    lines: list[str] = [f"params.yaml: {params_reason}"] if params_reason else []
     with Repo(str(root)) as repo:
         stages = [s for s in repo.index.stages if s.name]  # pipeline stages only
         produced = {out.def_path for stage in stages for out in stage.outs}

@@ -32,6 +32,7 @@ PARAMS_FILE = "params.yaml"
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+ImageSize = Annotated[list[Annotated[int, Field(ge=4, le=1024)]], Field(min_length=2, max_length=2)]
 Label = int | str
 
 
@@ -74,11 +75,10 @@ class Split(Section):
 class Data(Section):
     """Which source each lab reads, and how bring-your-own sources are interpreted."""
 
+    preset: str  # the dataset preset composed into params.yaml (dllabs.presets); informational
     images: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder"]
     images_dir: str | None
-    image_size: Annotated[
-        list[Annotated[int, Field(ge=4, le=1024)]], Field(min_length=2, max_length=2)
-    ]
+    image_size: ImageSize
     color_mode: Literal["grayscale", "rgb"]
     anomaly: Literal["digits", "ecg5000", "csv"]
     csv_path: str | None
@@ -139,20 +139,6 @@ class Training(Section):
     reduce_lr_factor: Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "elu"]
-
-
-class MLP(Training):
-    """The feedforward network: flatten, dense layers, softmax."""
-
-    hidden_units: Annotated[list[PositiveInt], Field(min_length=1, max_length=20)]
-    activation: Activation
-    dropout: Rate
-    l1: Penalty
-    l2: Penalty
-    batch_norm: bool
-
-
 class Augment(Section):
     """Random training-time augmentation (inactive at inference)."""
 
@@ -160,6 +146,22 @@ class Augment(Section):
     rotation: Annotated[float, Field(ge=0.0, le=0.5)]
     zoom: Annotated[float, Field(ge=0.0, lt=1.0)]
     translation: Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "elu"]
+
+
+class MLP(Training):
+    """The feedforward network: (resize), flatten, dense layers, softmax."""
+
+    input_size: ImageSize | None
+    augment: Augment
+    hidden_units: Annotated[list[PositiveInt], Field(min_length=1, max_length=20)]
+    activation: Activation
+    dropout: Rate
+    l1: Penalty
+    l2: Penalty
+    batch_norm: bool
 
 
 class CNN(Training):
@@ -171,6 +173,7 @@ class CNN(Training):
     padding: Literal["same", "valid"] | list[Literal["same", "valid"]]
     batch_norm: bool
     pool_size: Annotated[int, Field(ge=1, le=8)]
+    pooling: Literal["avg", "max", "flatten"]
     dense_units: Annotated[list[PositiveInt], Field(max_length=10)]
     dropout: Rate
     augment: Augment

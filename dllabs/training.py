@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from dllabs.errors import ParamsError
+from dllabs.errors import LabError, ParamsError
 from dllabs.models import make_optimizer
 from dllabs.outputs import StagedOutputs, save_json, staged_outputs
 from dllabs.params import Base, Training
@@ -121,6 +121,62 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class TrainingDiverged(LabError):
+    """The loss became NaN or infinite, or grew far past what guessing scores."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop a run whose loss is not finite, or exceeds ``limit`` at the end of an epoch.
+
+    A learning rate too high for the input size sends the loss to NaN, or far above guessing's,
+    within an epoch; without this check such a run trains every epoch at chance and early stopping
+    (watching a loss that weight decay keeps nudging down) never fires. ``advice`` says which
+    param to change.
+    """
+
+    def __init__(self, limit: float | None, advice: str) -> None:
+        super().__init__()
+        self.limit = limit
+        self.advice = advice
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged in epoch {self._epoch}, batch {batch + 1} (loss {loss}); "
+                f"{self.advice}"
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1} (loss {loss}); {self.advice}"
+            )
+        if self.limit is not None and loss > self.limit:
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1} (training loss {loss:.4g}, above the "
+                f"{self.limit:.4g} allowed: {DIVERGENCE_FACTOR:g}x what guessing scores); "
+                f"{self.advice}"
+            )
+
+
+DIVERGENCE_FACTOR = 10.0
+
+
+def chance_loss(model: keras.Model, loss: Any) -> float | None:
+    """Cross-entropy of a uniform guess over the model's classes (ln K); None for other losses."""
+    if loss != "sparse_categorical_crossentropy":
+        return None
+    return float(np.log(model.output_shape[-1]))
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What a training run did, written next to the model for ``evaluate`` to report."""
@@ -152,12 +208,14 @@ def fit(
     verbose: int = 2,
     initial_epoch: int = 0,
     live_prefix: str = "",
+    params_key: str = "",
 ) -> FitResult:
     """Compile and train ``model``; validation loss drives early stopping and LR reduction.
 
     ``live_dir`` is a DVCLive folder (one run per model), or an open ``dvclive.Live`` that several
     training phases share: each phase then logs under ``live_prefix`` and steps run on from the
-    previous phase (pass ``initial_epoch``); the caller ends the run.
+    previous phase (pass ``initial_epoch``); the caller ends the run. A diverging run raises
+    :class:`TrainingDiverged` naming ``params_key`` (the params section of ``training``).
     """
     model.compile(
         optimizer=make_optimizer(training),
@@ -165,7 +223,11 @@ def fit(
         metrics=["accuracy"] if metrics is None else metrics,
     )
     timer = EpochTimer()
-    callbacks: list[keras.callbacks.Callback] = [timer, *(extra_callbacks or [])]
+    chance = chance_loss(model, loss)
+    key = f"{params_key}." if params_key else ""
+    advice = f"lower {key}learning_rate (now {training.learning_rate:g})"
+    guard = DivergenceGuard(chance * DIVERGENCE_FACTOR if chance else None, advice)
+    callbacks: list[keras.callbacks.Callback] = [timer, guard, *(extra_callbacks or [])]
     if training.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

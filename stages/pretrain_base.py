@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         with staged_outputs() as out:
             folder = out.dir(args.model)
             result = fit(model, source["train"], source["val"], transfer.pretrain, device,
-                         out.dir(args.plots))  # fmt: skip
+                         out.dir(args.plots), params_key="transfer.pretrain")  # fmt: skip
             model.save(folder / "base.keras")
             save_json(folder / "summary.json", {**result.to_json(), "classes": source.class_names})
         print(

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         with staged_outputs() as out:
             result = fit_and_save(
                 model, (x_train, x_train), (normal_val, normal_val), ae, device, args,
-                outputs=out, loss=ae.loss, metrics=[],
+                outputs=out, loss=ae.loss, metrics=[], params_key="autoencoder",
             )  # fmt: skip
             errors = {
                 split: reconstruction_errors(x, model.predict(x, verbose=0), ae.loss)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.models import build_cnn
+from dllabs.models import PixelStats, build_cnn
 from dllabs.params import load_params
 from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
 
@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(argv, "train_cnn", __doc__, **TRAINING_PATHS)
         data = ImageSplits.load(args.images, ("train", "val"))
         device = setup_run(params.base)
-        model = build_cnn(data.input_shape, data.n_classes, params.cnn)
+        stats = PixelStats.of(data["train"][0])
+        model = build_cnn(data.input_shape, data.n_classes, params.cnn, stats)
         model.summary(print_fn=print)
-        result = fit_and_save(model, data["train"], data["val"], params.cnn, device, args)
+        result = fit_and_save(
+            model, data["train"], data["val"], params.cnn, device, args, params_key="cnn"
+        )
         print(f"train_cnn: {result.epochs_trained} epochs on {result.device}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.models import build_mlp
+from dllabs.models import PixelStats, build_mlp
 from dllabs.params import load_params
 from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
 
@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(argv, "train_mlp", __doc__, **TRAINING_PATHS)
         data = ImageSplits.load(args.images, ("train", "val"))
         device = setup_run(params.base)
-        model = build_mlp(data.input_shape, data.n_classes, params.mlp)
+        stats = PixelStats.of(data["train"][0])
+        model = build_mlp(data.input_shape, data.n_classes, params.mlp, stats)
         model.summary(print_fn=print)
-        result = fit_and_save(model, data["train"], data["val"], params.mlp, device, args)
+        result = fit_and_save(
+            model, data["train"], data["val"], params.mlp, device, args, params_key="mlp"
+        )
         print(f"train_mlp: {result.epochs_trained} epochs on {result.device}")
 
 

@@ -69,7 +69,8 @@ def train_draw(
     counts = parameter_counts(model)
     live = open_live(plots / "transfer") if plots else None
     phase1 = fit(model, train, val, t.feature_extraction, device, live,
-                 live_prefix="feature_extraction")  # fmt: skip
+                 live_prefix="feature_extraction",
+                 params_key="transfer.feature_extraction")  # fmt: skip
     model.save(folder / "feature_extraction.keras")
     summary: dict = {
         "seed": seed,
@@ -80,7 +81,7 @@ def train_draw(
     unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
     counts = parameter_counts(model)
     phase2 = fit(model, train, val, t.fine_tune, device, live, live_prefix="fine_tune",
-                 initial_epoch=phase1.epochs_trained)  # fmt: skip
+                 initial_epoch=phase1.epochs_trained, params_key="transfer.fine_tune")  # fmt: skip
     if live:
         live.end()
     model.save(folder / "fine_tune.keras")
@@ -95,7 +96,8 @@ def train_draw(
     budget = t.feature_extraction.model_copy(
         update={"epochs": t.feature_extraction.epochs + t.fine_tune.epochs}
     )
-    baseline = fit(scratch, train, val, budget, device, plots / "scratch" if plots else None)
+    baseline = fit(scratch, train, val, budget, device, plots / "scratch" if plots else None,
+                   params_key="transfer.feature_extraction")  # fmt: skip
     scratch.save(folder / "scratch.keras")
     summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
                           **validation_accuracy(scratch, val)}  # fmt: skip

@@ -97,14 +97,18 @@ QUICK_SECTIONS = ("mlp", "cnn", "autoencoder", "cbow", "transfer.pretrain",
 
 
 def shrink_pipeline(root: Path) -> None:
-    """One epoch per training section and one transfer draw in ``root/params.yaml``: a quick
-    `dvc repro` that still runs every stage (the wiring, not the numbers, is under test)."""
-    path = root / "params.yaml"
+    """One epoch per training section and one transfer draw: a quick `dvc repro` that still runs
+    every stage (the wiring, not the numbers, is under test). Set in ``conf/config.yaml``, which
+    `dvc exp run` composes into ``params.yaml``, and in ``params.yaml`` for `dvc repro`."""
+    from dllabs.presets import compose_yaml
+
+    path = root / "conf" / "config.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     for section in QUICK_SECTIONS:
         set_key(params, f"{section}.epochs", 1)
     set_key(params, "transfer.repeats", 1)
-    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (root / "params.yaml").write_text(compose_yaml((), root / "conf"), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

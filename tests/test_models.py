@@ -10,6 +10,7 @@ import pytest
 
 from dllabs.errors import ParamsError
 from dllabs.models import (
+    PixelStats,
     architecture_markdown,
     architecture_table,
     augmentation,
@@ -35,7 +36,7 @@ def lenet_style(cnn_params: dict) -> CNN:
     """The lecture's example: conv 3x3/8 same, pool, conv 5x5/16 valid, pool, 120, 84, 10."""
     cnn_params.update(
         preset="custom", filters=[8, 16], kernel_sizes=[3, 5], padding=["same", "valid"],
-        batch_norm=False, pool_size=2, dense_units=[120, 84], dropout=0.0,
+        batch_norm=False, pool_size=2, pooling="flatten", dense_units=[120, 84], dropout=0.0,
         augment={"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0},
     )  # fmt: skip
     return CNN(**cnn_params)
@@ -178,3 +179,61 @@ def test_bad_cnn_params_are_clear_errors(cnn_params: dict, default_params: dict)
         ParamsError, match=r"mlp\.optimizer = 'adamw' is not allowed.*did you mean 'adam'"
     ):
         validate_params(params)
+
+
+def test_pixel_stats_are_per_channel_in_unit_scale() -> None:
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (5000, 3, 4, 3), dtype=np.uint8)  # more than one chunk
+    stats = PixelStats.of(images)
+    flat = images.reshape(-1, 3) / 255.0
+    assert np.allclose(stats.mean, flat.mean(axis=0)) and np.allclose(stats.variance, flat.var(0))
+    with pytest.raises(ValueError, match="no images"):
+        PixelStats.of(images[:0])
+
+
+def test_models_standardise_raw_pixels_with_the_training_statistics(
+    tmp_path, mlp_params: dict, cnn_params: dict
+) -> None:
+    """Inside the saved model, so it still takes raw uint8 pixels; a constant channel is safe."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(100, 200, (64, 8, 8, 2), dtype=np.uint8)
+    x[..., 1] = 50  # a constant channel: variance 0
+    stats = PixelStats.of(x)
+    mlp = build_mlp((8, 8, 2), 3, MLP(**mlp_params), stats)
+    standardised = keras.Model(mlp.input, mlp.get_layer("standardize").output).predict(x, verbose=0)
+    assert np.allclose(standardised[..., 0].mean(), 0.0, atol=1e-4)
+    assert np.allclose(standardised[..., 0].std(), 1.0, atol=1e-3)
+    assert np.allclose(standardised[..., 1], 0.0, atol=1e-6)
+    cnn = build_cnn((8, 8, 2), 3, CNN(**cnn_params), stats)
+    cnn.save(tmp_path / "cnn.keras")
+    loaded = keras.models.load_model(tmp_path / "cnn.keras", safe_mode=True)
+    assert np.allclose(loaded.predict(x, verbose=0), cnn.predict(x, verbose=0), atol=1e-6)
+    assert "standardize" in [layer.name for layer in loaded.layers]
+
+
+def test_initialisation_follows_the_activation(mlp_params: dict) -> None:
+    expected = {"relu": "HeNormal", "elu": "HeNormal", "tanh": "GlorotUniform",
+                "sigmoid": "GlorotUniform"}  # fmt: skip
+    for activation, initializer in expected.items():
+        model = build_mlp((4, 4, 1), 2, MLP(**{**mlp_params, "activation": activation}))
+        assert type(model.get_layer("dense_1").kernel_initializer).__name__ == initializer
+
+
+def test_mlp_input_size_resizes_inside_the_model(mlp_params: dict) -> None:
+    mlp_params.update(input_size=[16, 16], hidden_units=[8])
+    model = build_mlp((64, 64, 3), 2, MLP(**mlp_params))
+    assert model.input_shape == (None, 64, 64, 3)  # the saved model takes full-size images
+    assert model.get_layer("flatten").output.shape[1] == 16 * 16 * 3
+    assert model.get_layer("dense_1").count_params() == (16 * 16 * 3 + 1) * 8
+    same = build_mlp((16, 16, 3), 2, MLP(**mlp_params))
+    assert "resize" not in [layer.name for layer in same.layers]
+
+
+def test_global_pooling_keeps_the_head_the_same_size_for_any_image(cnn_params: dict) -> None:
+    heads = {}
+    for pooling in ("avg", "max", "flatten"):
+        for size in (32, 128):
+            model = build_cnn((size, size, 3), 2, CNN(**{**cnn_params, "pooling": pooling}))
+            heads[pooling, size] = model.get_layer("dense_1").count_params()
+    assert heads["avg", 32] == heads["avg", 128] == heads["max", 128]
+    assert heads["flatten", 128] == 16 * heads["flatten", 32] - 15 * 128  # 16x the inputs

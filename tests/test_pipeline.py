@@ -99,7 +99,7 @@ def test_param_changes_rebuild_their_stages_and_evaluate_only(
     this to one `evaluate`; which stage each param belongs to is the test above.
     """
     root = copy_of(reproduced_baseline, tmp_path)
-    edit_params(root, "mlp", "learning_rate", 0.01)
+    edit_params(root, "mlp", "learning_rate", 0.02)
     edit_params(root, "cbow", "window", 3)
     edit_params(root, "transfer.head", "dense_units", [16])
     out = sh([*DVC, "repro"], root).stdout

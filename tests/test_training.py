@@ -106,3 +106,54 @@ def test_setup_run_uses_the_device_list(monkeypatch: pytest.MonkeyPatch, base: B
     assert setup_run(Base(**{**base.model_dump(), "device": "auto"})).kind == "cpu"
     with pytest.raises(ParamsError, match=r"base\.device is 'gpu'"):
         setup_run(Base(**{**base.model_dump(), "device": "gpu"}))
+
+
+def test_a_diverging_run_stops_with_the_key_to_change(base: Base, mlp: MLP) -> None:
+    """Loss far above guessing's (ln 3 here) stops the run in its first epoch, naming the key."""
+    from dllabs.training import TrainingDiverged
+
+    wild = MLP(**{**mlp.model_dump(), "learning_rate": 10.0, "momentum": 0.9, "epochs": 50,
+                  "patience": 0, "reduce_lr_patience": 0})  # fmt: skip
+    device = setup_run(base)
+    model = build_mlp((4, 4, 1), 3, wild)
+    x, y = tiny_data()
+    with pytest.raises(TrainingDiverged, match=r"lower mlp\.learning_rate \(now 10\)") as caught:
+        fit(model, (x, y), (x, y), wild, device, None, verbose=0, params_key="mlp")
+    assert "epoch 1" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_guard_stops_a_nan_loss_at_once() -> None:
+    from dllabs.training import DivergenceGuard, TrainingDiverged
+
+    guard = DivergenceGuard(limit=None, advice="lower x.learning_rate")
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"loss": 1.0})
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, batch 5 \(loss nan\)"):
+        guard.on_train_batch_end(4, {"loss": float("nan")})
+    guard.on_epoch_end(0, {"loss": 1e9})  # no limit (a regression loss): only NaN stops it
+    with pytest.raises(TrainingDiverged, match=r"above the 6\.931 allowed"):
+        DivergenceGuard(limit=10 * np.log(2), advice="").on_epoch_end(0, {"loss": 7.0})
+    DivergenceGuard(limit=10 * np.log(2), advice="").on_epoch_end(0, {"loss": 6.9})
+
+
+def test_a_diverged_stage_exits_one_line_and_writes_nothing(
+    workdir, tmp_path: Path, default_params: dict
+) -> None:
+    from dllabs.outputs import save_npz
+    from tests.conftest import run_stage
+
+    x, y = tiny_data(90)
+    save_npz(tmp_path / "images.npz", {
+        "x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
+        "class_names": np.array(["a", "b", "c"]),
+    })  # fmt: skip
+    workdir(**{"mlp.learning_rate": 10.0, "mlp.momentum": 0.9, "mlp.epochs": 20,
+               "mlp.hidden_units": [8], "base.device": "cpu"})  # fmt: skip
+    done = run_stage("train_mlp", "--images", "images.npz", "--model", "m/mlp.keras",
+                     "--plots", "plots/mlp", "--summary", "m/mlp.json", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_mlp: error: training diverged in epoch")
+    assert "mlp.learning_rate" in last
+    assert not (tmp_path / "m").exists() and not (tmp_path / "plots").exists()
+    assert not list(tmp_path.glob(".*.tmp*"))

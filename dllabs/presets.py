@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dllabs.errors import ParamsError, stage_errors
 from dllabs.params import PARAMS_FILE, validate_params
 
@@ -52,8 +54,6 @@ def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = C
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> Any:
     """The composed params as a mapping, checked against the schema."""
-    import yaml
-
     raw = yaml.safe_load(compose_yaml(overrides, conf_dir))
     validate_params(raw, source=f"{conf_dir} + {' '.join(overrides) or 'defaults'}")
     return raw
@@ -86,8 +86,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with stage_errors("presets"):
         text = compose_yaml(args.overrides)
-        import yaml
-
         validate_params(yaml.safe_load(text), source=" ".join(args.overrides) or "conf/")
         args.output.write_text(text, encoding="utf-8")
         print(f"presets: wrote {args.output} ({' '.join(args.overrides) or 'defaults'})")

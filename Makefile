@@ -59,8 +59,10 @@ FORCE:
 
 install: $(STAMP)
 
+# --keep-going: a lab that fails leaves the other labs trained and scored (each has its own
+# evaluation stage); the failure is reported at the end and the exit status is still non-zero.
 repro: $(STAMP)
-	dvc repro
+	dvc repro --keep-going
 
 # params.yaml from conf/ (conf/config.yaml and a dataset preset), as `dvc exp run` composes it, for
 # `dvc repro`: `make params` (the defaults) or `make params PRESET=photos`.

@@ -2,7 +2,7 @@
 
 Why: oneDNN (TensorFlow) and OpenBLAS (gensim's BLAS, through SciPy) pick their kernels by CPU at
 run time, so a fresh clone on another x86-64 generation can move committed metrics. This script
-reruns every training stage (and ``evaluate``) of a scratch copy of the pipeline under several
+reruns every training and evaluation stage of a scratch copy of the pipeline under several
 environment settings, one after the other, and compares each run's metrics (``run.*`` timings
 ignored) and model weights with the ``native`` run and with the setting's non-emulated twin.
 Capping oneDNN and OpenBLAS *below* this CPU's ISA stands in for "another CPU generation": a lab
@@ -134,25 +134,25 @@ class Lab:
 
 LABS: dict[str, Lab] = {
     "mlp": Lab(
-        ("train_mlp",), "metrics/mlp.json", ("models/mlp.keras",),
+        ("train_mlp", "evaluate_classifier@mlp"), "metrics/mlp.json", ("models/mlp.keras",),
         (("metrics/mlp.json", "run.train_seconds"),),
     ),
     "cnn": Lab(
-        ("train_cnn",), "metrics/cnn.json", ("models/cnn.keras",),
+        ("train_cnn", "evaluate_classifier@cnn"), "metrics/cnn.json", ("models/cnn.keras",),
         (("metrics/cnn.json", "run.train_seconds"),),
     ),
     "autoencoder": Lab(
-        ("train_autoencoder", "threshold_anomaly"), "metrics/anomaly.json",
+        ("train_autoencoder", "threshold_anomaly", "evaluate_anomaly"), "metrics/anomaly.json",
         ("models/autoencoder.keras", "models/autoencoder_errors.npz"),
         (("metrics/anomaly.json", "run.train_seconds"),),
     ),
     "cbow": Lab(
-        ("train_cbow",), "metrics/cbow.json",
+        ("train_cbow", "evaluate_cbow"), "metrics/cbow.json",
         ("models/cbow/vectors.kv", "models/cbow/word2vec.model"),
         (("metrics/cbow.json", "run.train_seconds"),),
     ),
     "transfer": Lab(
-        ("pretrain_base", "train_transfer"), "metrics/transfer.json",
+        ("pretrain_base", "train_transfer", "evaluate_transfer"), "metrics/transfer.json",
         ("models/pretrain/base.keras", "models/transfer/feature_extraction.keras",
          "models/transfer/fine_tune.keras", "models/transfer/scratch.keras"),
         (("models/pretrain/summary.json", "train_seconds"),
@@ -235,7 +235,14 @@ def stage_commands(repo: Path) -> dict[str, str]:
     for entry in spec.get("vars", []):
         variables |= entry
     fill = lambda cmd: re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], cmd)  # noqa: E731
-    return {name: fill(stage["cmd"]) for name, stage in spec["stages"].items()}
+    commands = {}
+    for name, stage in spec["stages"].items():
+        for item in stage.get("foreach", [None]):  # a foreach stage runs once per item
+            cmd = stage.get("do", stage)["cmd"]
+            commands[name if item is None else f"{name}@{item}"] = fill(
+                cmd.replace("${item}", item or "")
+            )
+    return commands
 
 
 def setting_env(setting: Setting, python: str) -> dict[str, str]:
@@ -341,7 +348,7 @@ def run_setting(name: str, round_: int, repo: Path, python: str, commands: dict[
     """Run a setting's stages in ``repo`` and read back what they wrote."""
     setting = SETTINGS[name]
     labs = setting.labs or tuple(LABS)
-    stages = [stage for lab in labs for stage in LABS[lab].stages] + ["evaluate"]
+    stages = [stage for lab in labs for stage in LABS[lab].stages]
     run = Run(name, round_, probe(setting, python))
     env = setting_env(setting, python)
     for stage in stages:

@@ -168,12 +168,15 @@ def git_show(rev: str, path: str) -> dict[str, Any] | None:
 
 
 def declared_metrics(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
-    """The metrics files every stage of ``dvc.yaml`` declares."""
+    """The metrics files every stage of ``dvc.yaml`` declares (a ``foreach`` stage's once per
+    item, with ``${item}`` filled in)."""
     stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
     return [
-        next(iter(entry)) if isinstance(entry, dict) else entry
+        path.replace("${item}", str(item))
         for stage in stages.values()
-        for entry in stage.get("metrics", [])
+        for item in stage.get("foreach", [None])
+        for entry in stage.get("do", stage).get("metrics", [])
+        for path in [next(iter(entry)) if isinstance(entry, dict) else entry]
     ]
 
 

@@ -19,8 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-
+from dllabs.drift import declared_metrics
 from dllabs.reports import LAB_FILES, results_table, runs_table
 
 START = "<!-- results: written by `python -m dllabs.readme` from metrics/; do not edit by hand -->"
@@ -30,13 +29,7 @@ INCLUDE = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /
 
 def metrics_paths(dvc_yaml: Path) -> dict[str, Path]:
     """Each lab's metrics file, as ``dvc.yaml`` declares it (the only place the paths live)."""
-    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
-    declared = [
-        next(iter(entry)) if isinstance(entry, dict) else entry
-        for stage in stages.values()
-        for entry in stage.get("metrics", [])
-    ]
-    by_name = {Path(path).name: dvc_yaml.parent / path for path in declared}
+    by_name = {Path(path).name: dvc_yaml.parent / path for path in declared_metrics(dvc_yaml)}
     return {lab: by_name[name] for lab, name in LAB_FILES.items()}
 
 

@@ -152,12 +152,12 @@ def reconstructions_figure(
     plt.close(fig)
 
 
-PLOT_FILES = {
-    "MLP misclassified test images": "mlp_misclassified.png",
-    "CNN misclassified test images": "cnn_misclassified.png",
-    "Anomaly: reconstruction errors and threshold": "anomaly_error_histogram.png",
-    "Anomaly: inputs and reconstructions": "anomaly_reconstructions.png",
-    "CBOW: PCA of frequent words": "cbow_pca.png",
+PLOT_FILES = {  # under plots/evaluate/, one folder per lab's evaluation stage
+    "MLP misclassified test images": "mlp/misclassified.png",
+    "CNN misclassified test images": "cnn/misclassified.png",
+    "Anomaly: reconstruction errors and threshold": "anomaly/error_histogram.png",
+    "Anomaly: inputs and reconstructions": "anomaly/reconstructions.png",
+    "CBOW: PCA of frequent words": "cbow/pca.png",
 }
 
 
@@ -268,10 +268,10 @@ def summary_markdown(labs: dict[str, dict], architectures: dict[str, str]) -> st
     lines = [
         "# Lab results",
         "",
-        "Test-split metrics written by `evaluate` (`dvc metrics show` lists every number), each "
-        "with its 95% interval and the number of test items `n`: Wilson for proportions, a "
-        "seeded bootstrap for F1, AUC and Spearman's rho, and for the transfer lab a t interval "
-        "over its draws of labelled images.",
+        "Test-split metrics written by each lab's evaluation stage (`dvc metrics show` lists every "
+        "number), each with its 95% interval and the number of test items `n`: Wilson for "
+        "proportions, a seeded bootstrap for F1, AUC and Spearman's rho, and for the transfer lab "
+        "a t interval over its draws of labelled images.",
         "",
         results_table(labs),
         "## Runs",

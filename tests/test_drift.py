@@ -92,6 +92,19 @@ def committed_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def test_declared_metrics_expand_foreach_stages(tmp_path: Path) -> None:
+    """A ``foreach`` stage declares one metrics file per item; each is checked (and tabulated)."""
+    stages = {
+        "per_lab": {"foreach": ["mlp", "cnn"],
+                    "do": {"cmd": "true", "metrics": [{"metrics/${item}.json": {"cache": False}}]}},
+        "single": {"cmd": "true", "metrics": ["metrics/cbow.json"]},
+    }  # fmt: skip
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    assert drift.declared_metrics(tmp_path / "dvc.yaml") == [
+        "metrics/mlp.json", "metrics/cnn.json", "metrics/cbow.json"
+    ]  # fmt: skip
+
+
 def test_a_run_on_another_cpu_passes_within_tolerance(committed_metrics: Path, capsys) -> None:
     new = changed(accuracy=0.9741)
     new["run"]["platform"] = AVX512

@@ -13,6 +13,10 @@ from dllabs.reports import classification_metrics
 from dllabs.sources import write_text_eval
 from stages import (
     evaluate,
+    evaluate_anomaly,
+    evaluate_cbow,
+    evaluate_classifier,
+    evaluate_transfer,
     pretrain_base,
     threshold_anomaly,
     train_autoencoder,
@@ -24,20 +28,29 @@ from stages import (
 from tests.conftest import REPO
 
 TRAIN = ["--images", "data/processed/images.npz"]
+CLASSIFIER = {  # evaluate_classifier@mlp and @cnn
+    lab: ["--lab", lab, "--images", "data/processed/images.npz", "--model", f"models/{lab}.keras",
+          "--summary", f"models/{lab}.json", "--metrics", f"metrics/{lab}.json",
+          "--report", f"reports/{lab}_architecture.md", "--plots", f"plots/evaluate/{lab}"]
+    for lab in ("mlp", "cnn")
+}  # fmt: skip
+EVALUATE_ANOMALY = [
+    "--series", "data/processed/series.npz", "--model", "models/autoencoder.keras",
+    "--summary", "models/autoencoder.json", "--threshold", "models/anomaly_threshold.json",
+    "--metrics", "metrics/anomaly.json", "--plots", "plots/evaluate/anomaly",
+]  # fmt: skip
+EVALUATE_CBOW = [
+    "--model", "models/cbow", "--text-eval", "data/raw/text_eval", "--metrics", "metrics/cbow.json",
+    "--report", "reports/cbow_probes.md", "--plots", "plots/evaluate/cbow",
+]  # fmt: skip
+EVALUATE_TRANSFER = ["--images", "data/processed/images.npz", "--model", "models/transfer",
+                     "--metrics", "metrics/transfer.json"]  # fmt: skip
 EVALUATE = [
-    "--images", "data/processed/images.npz",
-    "--mlp-model", "models/mlp.keras", "--mlp-summary", "models/mlp.json",
-    "--cnn-model", "models/cnn.keras", "--cnn-summary", "models/cnn.json",
     "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
+    "--anomaly-metrics", "metrics/anomaly.json", "--cbow-metrics", "metrics/cbow.json",
+    "--transfer-metrics", "metrics/transfer.json",
     "--mlp-report", "reports/mlp_architecture.md", "--cnn-report", "reports/cnn_architecture.md",
-    "--series", "data/processed/series.npz", "--autoencoder-model", "models/autoencoder.keras",
-    "--autoencoder-summary", "models/autoencoder.json",
-    "--threshold", "models/anomaly_threshold.json", "--anomaly-metrics", "metrics/anomaly.json",
-    "--cbow-model", "models/cbow", "--text-eval", "data/raw/text_eval",
-    "--cbow-metrics", "metrics/cbow.json", "--cbow-report", "reports/cbow_probes.md",
-    "--transfer-model", "models/transfer", "--transfer-metrics", "metrics/transfer.json",
     "--summary", "reports/summary.md",
-    "--plots", "plots/evaluate",
 ]  # fmt: skip
 PRETRAIN = ["--images", "data/processed/images.npz", "--model", "models/pretrain",
             "--plots", "plots/pretrain"]  # fmt: skip
@@ -109,6 +122,11 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     threshold_anomaly.main(THRESHOLD)
     pretrain_base.main(PRETRAIN)
     train_transfer.main(TRANSFER)
+    for lab in ("mlp", "cnn"):
+        evaluate_classifier.main(CLASSIFIER[lab])
+    evaluate_anomaly.main(EVALUATE_ANOMALY)
+    evaluate_cbow.main(EVALUATE_CBOW)
+    evaluate_transfer.main(EVALUATE_TRANSFER)
     evaluate.main(EVALUATE)
 
     anomaly = json.loads(Path("metrics/anomaly.json").read_text())
@@ -118,14 +136,14 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
                                     "normal_precision", "normal_recall"}  # fmt: skip
     roc = json.loads(Path("plots/evaluate/anomaly/plots/sklearn/roc.json").read_text())
     assert {"fpr", "tpr"} <= set(roc["roc"][0])
-    for png in ("anomaly_error_histogram.png", "anomaly_reconstructions.png"):
-        assert Path("plots/evaluate", png).read_bytes()[:4] == b"\x89PNG"
+    for png in ("error_histogram.png", "reconstructions.png"):
+        assert Path("plots/evaluate/anomaly", png).read_bytes()[:4] == b"\x89PNG"
     cbow = json.loads(Path("metrics/cbow.json").read_text())
     assert cbow["vocab_size"] == 4 and cbow["corpus_tokens"] == 140
     assert cbow["wordsim353"]["oov"] > 0.9 and "spearman" in cbow["baseline"]["simlex999"]
     probes = Path("reports/cbow_probes.md").read_text()
     assert "**zebra**: not in the vocabulary" in probes and "**king**: " in probes
-    assert Path("plots/evaluate/cbow_pca.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path("plots/evaluate/cbow/pca.png").read_bytes()[:4] == b"\x89PNG"
     transfer = json.loads(Path("metrics/transfer.json").read_text())
     assert transfer["test_images"] == 7 and transfer["target_train_size"] == 3  # 4 star, 3 moon
     assert transfer["repeats"] == 2 and transfer["target_classes"] == "star, moon"
@@ -174,7 +192,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
             Path(f"plots/evaluate/{name}/plots/sklearn/confusion_matrix.json").read_text()
         )
         assert len(confusion) == 15 and {"actual", "predicted"} <= set(confusion[0])
-        assert Path(f"plots/evaluate/{name}_misclassified.png").read_bytes()[:4] == b"\x89PNG"
+        assert Path(f"plots/evaluate/{name}/misclassified.png").read_bytes()[:4] == b"\x89PNG"
         table = Path(f"reports/{name}_architecture.md").read_text()
         assert "| rescale | Rescaling |" in table and "Total parameters:" in table
         # inlined for pull-request comments, where links to other files do not resolve
@@ -186,19 +204,35 @@ def test_command_lines_match_dvc_yaml() -> None:
     import yaml
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, args in (("evaluate", EVALUATE), ("train_autoencoder", AUTOENCODER),
-                       ("threshold_anomaly", THRESHOLD), ("train_cbow", CBOW),
-                       ("pretrain_base", PRETRAIN), ("train_transfer", TRANSFER)):  # fmt: skip
+    for name, args in (("evaluate", EVALUATE), ("evaluate_anomaly", EVALUATE_ANOMALY),
+                       ("evaluate_cbow", EVALUATE_CBOW), ("evaluate_transfer", EVALUATE_TRANSFER),
+                       ("train_autoencoder", AUTOENCODER), ("threshold_anomaly", THRESHOLD),
+                       ("train_cbow", CBOW), ("pretrain_base", PRETRAIN),
+                       ("train_transfer", TRANSFER)):  # fmt: skip
         assert stages[name]["cmd"].split()[-len(args) :] == args
+    classifier = stages["evaluate_classifier"]
+    assert classifier["foreach"] == list(CLASSIFIER)
+    for lab, args in CLASSIFIER.items():
+        cmd = classifier["do"]["cmd"].replace("${item}", lab).split()
+        assert cmd[-len(args) :] == args
 
 
-def test_evaluate_without_models_names_the_missing_file(workdir, capsys) -> None:
+def test_evaluating_a_lab_without_its_model_names_the_missing_file(workdir, capsys) -> None:
     workdir()
     tiny_images(Path("data/processed/images.npz"))
     with pytest.raises(SystemExit):
-        evaluate.main(EVALUATE)
+        evaluate_classifier.main(CLASSIFIER["mlp"])
     assert "models/mlp.keras: not found" in capsys.readouterr().err
-    assert not Path("metrics").exists() or not any(Path("metrics").iterdir())
+    assert not Path("metrics").exists() and not Path("plots").exists()
+
+
+def test_summary_without_a_labs_metrics_names_the_missing_file(workdir, capsys) -> None:
+    """The summary runs last; a lab whose evaluation did not run is named, nothing is written."""
+    workdir()
+    with pytest.raises(SystemExit):
+        evaluate.main(EVALUATE)
+    assert "metrics/mlp.json: not found" in capsys.readouterr().err
+    assert not Path("reports").exists()
 
 
 def test_training_stage_refuses_bad_params_before_loading_data(workdir, capsys) -> None:

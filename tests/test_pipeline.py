@@ -46,7 +46,7 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
         ("data", "normal_label", 3, {"preprocess"}),
         ("mlp", "optimizer", "adam", {"train_mlp"}),
         ("cnn", "dropout", 0.1, {"train_cnn", "pretrain_base"}),  # the base is lab 2's CNN
-        ("cnn", "batch_size", 32, {"train_cnn", "evaluate"}),
+        ("cnn", "batch_size", 32, {"train_cnn", "evaluate_classifier@cnn"}),
         ("transfer.head", "dropout", 0.1, {"train_transfer"}),  # the base is not retrained
         ("transfer.fine_tune", "learning_rate", 0.001, {"train_transfer"}),
         ("transfer.pretrain", "learning_rate", 0.001, {"pretrain_base"}),
@@ -56,7 +56,8 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
         ("autoencoder", "code_size", 4, {"train_autoencoder"}),
         ("anomaly", "k", 2.0, {"threshold_anomaly"}),
         ("cbow", "window", 3, {"train_cbow"}),
-        ("cbow", "probe_words", ["fire"], {"evaluate"}),
+        ("cbow", "probe_words", ["fire"], {"evaluate_cbow"}),
+        ("autoencoder", "loss", "mse", {"train_autoencoder", "evaluate_anomaly"}),
         (
             "base",
             "seed",
@@ -69,7 +70,10 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
                 "train_cbow",
                 "pretrain_base",
                 "train_transfer",
-                "evaluate",
+                "evaluate_classifier@mlp",
+                "evaluate_classifier@cnn",
+                "evaluate_anomaly",
+                "evaluate_transfer",
             },
         ),
     ],
@@ -87,23 +91,44 @@ def test_changing_a_param_reruns_only_its_stages(
     assert stale_stages(repo_copy) == set()
 
 
-def test_param_changes_rebuild_their_stages_and_evaluate_only(
+def test_param_changes_rebuild_their_labs_and_the_summary_only(
     reproduced_baseline: Path, tmp_path: Path
 ) -> None:
     """What `dvc repro` runs, downstream stages included, after an MLP, a CBOW and a transfer-head
-    param change: their training stages and `evaluate`, never the data stages, the other labs or
-    the pretrained base.
+    param change: those labs' training and evaluation stages and the summary, never the data
+    stages, the other labs (the CNN, the anomaly detector) or the pretrained base.
 
     A real run: `dvc repro --dry` runs nothing, so it cannot see that a stage's outputs will change
     and lists only the stages whose own dependencies changed. One run for the three changes keeps
-    this to one `evaluate`; which stage each param belongs to is the test above.
+    this to one summary; which stage each param belongs to is the test above.
     """
     root = copy_of(reproduced_baseline, tmp_path)
+    untouched = {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in ("cnn", "anomaly")}
     edit_params(root, "mlp", "learning_rate", 0.02)
     edit_params(root, "cbow", "window", 3)
     edit_params(root, "transfer.head", "dense_units", [16])
     out = sh([*DVC, "repro"], root).stdout
-    assert set(re.findall(r"Running stage '(\w+)'", out)) == {
-        "train_mlp", "train_cbow", "train_transfer", "evaluate"
+    assert set(re.findall(r"Running stage '([\w@]+)'", out)) == {
+        "train_mlp", "evaluate_classifier@mlp", "train_cbow", "evaluate_cbow",
+        "train_transfer", "evaluate_transfer", "evaluate",
     }  # fmt: skip
     assert stale_stages(root) == set()
+    assert {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in untouched} == untouched
+
+
+def test_a_failing_lab_leaves_the_others_evaluated(
+    reproduced_baseline: Path, tmp_path: Path
+) -> None:
+    """`dvc repro --keep-going` with the CBOW lab broken and the MLP changed: the MLP is retrained
+    and scored, the CBOW stage fails with its one-line reason, and only the summary (which needs
+    every lab) is skipped."""
+    root = copy_of(reproduced_baseline, tmp_path)
+    mlp_before = (root / "metrics/mlp.json").read_text()
+    edit_params(root, "mlp", "learning_rate", 0.02)
+    edit_params(root, "cbow", "min_count", 100000)
+    result = sh([*DVC, "repro", "--keep-going"], root, check=False)
+    assert result.returncode != 0
+    assert "train_cbow: error: no word occurs 100000 times in the corpus" in result.stderr
+    assert (root / "metrics/mlp.json").read_text() != mlp_before
+    # DVC removed train_cbow's outputs before running it, so the CBOW evaluation waits as well
+    assert stale_stages(root) == {"train_cbow", "evaluate_cbow", "evaluate"}

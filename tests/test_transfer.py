@@ -113,7 +113,7 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     """Two classes of photos (cats and dogs): the pipeline base cannot apply; nothing fails."""
     from dllabs.outputs import save_npz
     from dllabs.reports import results_table
-    from stages import evaluate, pretrain_base, train_transfer
+    from stages import evaluate_transfer, pretrain_base, train_transfer
 
     workdir()
     data = images(n_classes=2)
@@ -123,7 +123,9 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     train_transfer.main(["--images", "images.npz", "--pretrained", "pre", "--model", "tr",
                          "--plots", "tr_plots"])  # fmt: skip
     assert "not applicable" in (Path("pre") / "summary.json").read_text()
-    metrics = evaluate.evaluate_transfer(Path("tr"), ImageSplits.load("images.npz", ("test",)))
+    metrics = evaluate_transfer.evaluate_transfer(
+        Path("tr"), ImageSplits.load("images.npz", ("test",))
+    )
     assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
     labs = {"transfer": metrics}
     assert "| 5. Transfer learning | - | not applicable |" in results_table(labs)

@@ -1,0 +1,63 @@
+"""Stage ``evaluate_cbow``: lab 4 (the CBOW word vectors and gensim's default baseline).
+
+Score both sets of vectors on gensim's bundled WordSim-353, SimLex-999 and Google analogy files
+(with how many pairs were out of vocabulary), write a probe report (``most_similar`` and
+``predict_output_word``, the lab's two questions) and a PCA plot of the most frequent words.
+Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dllabs.cli import parse_paths
+from dllabs.embeddings import evaluate_vectors, pca_plot, probe_report
+from dllabs.errors import DataError, stage_errors
+from dllabs.evaluation import run_info
+from dllabs.outputs import load_json, save_json, staged_outputs
+from dllabs.params import CBOW, load_params
+
+
+def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:
+    """Similarity and analogy scores of the CBOW vectors and the baseline, probes and PCA plot."""
+    from gensim.models import KeyedVectors, Word2Vec
+
+    if not (model_dir / "word2vec.model").is_file():
+        raise DataError(f"{model_dir}: no word2vec.model; run train_cbow (dvc repro)")
+    model = Word2Vec.load(str(model_dir / "word2vec.model"))
+    baseline = KeyedVectors.load(str(model_dir / "baseline.kv"))
+    training = load_json(model_dir / "training.json")
+    report.write_text(probe_report(model, params.probe_words, params.probe_contexts), "utf-8")
+    pca_plot(model.wv, params.pca_words, plots / "pca.png",
+             f"CBOW vectors of the {params.pca_words} most frequent words (PCA)")  # fmt: skip
+    return {
+        "engine": training["engine"],
+        "run": run_info(training),
+        "vocab_size": training["vocab_size"],
+        "corpus_tokens": training["corpus_tokens"],
+        "final_loss": training["final_loss"],
+        **evaluate_vectors(model.wv, eval_dir),
+        "baseline": {"vocab_size": len(baseline), **evaluate_vectors(baseline, eval_dir)},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    with stage_errors("evaluate_cbow"):
+        params = load_params()
+        args = parse_paths(
+            argv, "evaluate_cbow", __doc__,
+            model="CBOW model folder", text_eval="word-similarity and analogy sets folder",
+            metrics="output metrics (.json)", report="output probe report (.md)",
+            plots="output plots folder",
+        )  # fmt: skip
+        with staged_outputs() as out:
+            metrics = evaluate_cbow(args.model, args.text_eval, params.cbow, out.dir(args.plots),
+                                    out.file(args.report))  # fmt: skip
+            save_json(out.file(args.metrics), metrics)
+        ws, base = metrics["wordsim353"], metrics["baseline"]["wordsim353"]
+        print(f"evaluate_cbow: WordSim-353 Spearman {ws['spearman']} (OOV {ws['oov']:.0%}), "
+              f"baseline {base['spearman']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

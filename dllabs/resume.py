@@ -21,6 +21,9 @@ one, so a kill at any moment leaves the previous epoch's checkpoint whole:
   (DVCLive's own ``resume=True`` reads an existing DVCLive folder, but a stage writes its folder
   afresh in a temporary, ``dllabs.outputs``, and DVC deletes the old one before the run.)
 
+Measured cost per epoch, on this project's 2-core machine: 10 ms for the default MLP and CNN
+(1-2 MB); 1.3 s for a ResNet50 base trained with Adam (410 MB).
+
 The data order needs nothing saved: with a seed set, Keras 3 on TensorFlow draws ``fit``'s
 shuffle inside a dataset function whose random op starts again at every epoch's iterator, so every
 epoch, resumed or not, sees the training rows in the same seeded order (measured).

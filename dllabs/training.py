@@ -5,8 +5,9 @@ determinism), picks the device (``base.device``: a GPU when TensorFlow sees one,
 on so queued experiments can share it) and turns on mixed precision where it pays off.
 :func:`fit` compiles and trains a model with early stopping (best weights restored), an optional
 ReduceLROnPlateau, a per-epoch timer and DVCLive curves (one ``Live`` per model, ``dvcyaml=False``
-so ``dvc.yaml`` stays hand-written). Stages save the result atomically through
-``dllabs.outputs.staged_outputs``.
+so ``dvc.yaml`` stays hand-written). Given a ``dllabs.resume.Checkpoint`` it keeps the run's state
+at every epoch's end, and a killed run continues where it stopped. Stages save the result
+atomically through ``dllabs.outputs.staged_outputs``.
 
 TensorFlow-specific calls live here and only here, behind a backend check.
 """
@@ -28,6 +29,7 @@ from dllabs.models import make_optimizer
 from dllabs.outputs import StagedOutputs, save_json, staged_outputs
 from dllabs.params import Base, Training
 from dllabs.provenance import platform_record
+from dllabs.resume import Checkpoint, KeepCheckpoint, fingerprint
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
 
@@ -108,6 +110,8 @@ def setup_run(base: Base) -> RunDevice:
 
 class EpochTimer(keras.callbacks.Callback):
     """Wall-clock seconds of every epoch (training and validation)."""
+
+    resume_state = ("seconds",)  # a resumed run reports the epochs before the interruption too
 
     def __init__(self) -> None:
         super().__init__()
@@ -209,6 +213,7 @@ def fit(
     initial_epoch: int = 0,
     live_prefix: str = "",
     params_key: str = "",
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
     """Compile and train ``model``; validation loss drives early stopping and LR reduction.
 
@@ -216,6 +221,9 @@ def fit(
     training phases share: each phase then logs under ``live_prefix`` and steps run on from the
     previous phase (pass ``initial_epoch``); the caller ends the run. A diverging run raises
     :class:`TrainingDiverged` naming ``params_key`` (the params section of ``training``).
+    With a ``checkpoint`` (from ``dllabs.resume.resumable``), the state is saved at every epoch's
+    end, and a checkpoint left by a killed run of the same training is resumed: its epochs' logs
+    go to DVCLive again and training continues after its last epoch.
     """
     model.compile(
         optimizer=make_optimizer(training),
@@ -243,20 +251,31 @@ def fit(
                 min_lr=training.learning_rate * 1e-3,
             )
         )
-    if live_dir is not None:
-        callbacks.append(dvclive_callback(live_dir, live_prefix))
+    live = dvclive_callback(live_dir, live_prefix) if live_dir is not None else None
+    if live is not None:
+        callbacks.append(live)
+    end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []
+    if checkpoint is not None:
+        identity = {"training": training.model_dump(mode="json"), "initial_epoch": initial_epoch,
+                    "loss": loss, "metrics": metrics, "device": asdict(device)}  # fmt: skip
+        keeper = KeepCheckpoint(checkpoint, fingerprint(model, (*train, *val), identity), callbacks)
+        callbacks.append(keeper)  # last: it saves and restores the other callbacks' state
+        first_epoch = keeper.restore(model, initial_epoch, end_epoch)
+        earlier_logs = list(keeper.logs)
+        for epoch, logs in enumerate(earlier_logs if live is not None else [], initial_epoch):
+            live.on_epoch_end(epoch, dict(logs))  # the curves before the interruption
     history = model.fit(
         train[0],
         train[1],
         validation_data=val,
-        initial_epoch=initial_epoch,
-        epochs=initial_epoch + training.epochs,
+        initial_epoch=first_epoch,
+        epochs=end_epoch,
         batch_size=training.batch_size,
         shuffle=True,
         callbacks=callbacks,
         verbose=verbose,
     )
-    val_losses = history.history["val_loss"]
+    val_losses = [logs["val_loss"] for logs in earlier_logs] + history.history.get("val_loss", [])
     best = int(np.argmin(val_losses))
     return FitResult(
         epochs_trained=len(val_losses),

@@ -16,6 +16,7 @@ from dllabs.errors import stage_errors
 from dllabs.models import build_pretrain_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
+from dllabs.resume import resumable
 from dllabs.training import fit, open_live, setup_run
 from dllabs.transfer import NotApplicable, source_task
 
@@ -46,10 +47,11 @@ def main(argv: list[str] | None = None) -> None:
         device = setup_run(params.base)
         model = build_pretrain_model(data.input_shape, len(source.class_names), params.cnn)
         model.summary(print_fn=print, expand_nested=True)
-        with staged_outputs() as out:
+        with resumable(args.model, "pretrain_base") as checkpoint, staged_outputs() as out:
             folder = out.dir(args.model)
             result = fit(model, source["train"], source["val"], transfer.pretrain, device,
-                         out.dir(args.plots), params_key="transfer.pretrain")  # fmt: skip
+                         out.dir(args.plots), params_key="transfer.pretrain",
+                         checkpoint=checkpoint)  # fmt: skip
             model.save(folder / "base.keras")
             save_json(folder / "summary.json", {**result.to_json(), "classes": source.class_names})
         print(

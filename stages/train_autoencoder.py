@@ -17,6 +17,7 @@ from dllabs.errors import ParamsError, stage_errors
 from dllabs.models import build_autoencoder
 from dllabs.outputs import load_npz, save_npz, staged_outputs
 from dllabs.params import Autoencoder, load_params
+from dllabs.resume import resumable
 from dllabs.training import fit_and_save, setup_run
 
 
@@ -52,10 +53,11 @@ def main(argv: list[str] | None = None) -> None:
         device = setup_run(params.base)
         model = build_autoencoder(x_train.shape[1], ae)
         model.summary(print_fn=print)
-        with staged_outputs() as out:
+        with resumable(args.model, "train_autoencoder") as checkpoint, staged_outputs() as out:
             result = fit_and_save(
                 model, (x_train, x_train), (normal_val, normal_val), ae, device, args,
                 outputs=out, loss=ae.loss, metrics=[], params_key="autoencoder",
+                checkpoint=checkpoint,
             )  # fmt: skip
             errors = {
                 split: reconstruction_errors(x, model.predict(x, verbose=0), ae.loss)

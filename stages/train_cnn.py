@@ -13,6 +13,7 @@ from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models import PixelStats, build_cnn
 from dllabs.params import load_params
+from dllabs.resume import resumable
 from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
 
 
@@ -25,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
         stats = PixelStats.of(data["train"][0])
         model = build_cnn(data.input_shape, data.n_classes, params.cnn, stats)
         model.summary(print_fn=print)
-        result = fit_and_save(
-            model, data["train"], data["val"], params.cnn, device, args, params_key="cnn"
-        )
+        with resumable(args.model, "train_cnn") as checkpoint:
+            result = fit_and_save(model, data["train"], data["val"], params.cnn, device, args,
+                                  params_key="cnn", checkpoint=checkpoint)  # fmt: skip
         print(f"train_cnn: {result.epochs_trained} epochs on {result.device}")
 
 

@@ -14,6 +14,7 @@ from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models import PixelStats, build_mlp
 from dllabs.params import load_params
+from dllabs.resume import resumable
 from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
 
 
@@ -26,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
         stats = PixelStats.of(data["train"][0])
         model = build_mlp(data.input_shape, data.n_classes, params.mlp, stats)
         model.summary(print_fn=print)
-        result = fit_and_save(
-            model, data["train"], data["val"], params.mlp, device, args, params_key="mlp"
-        )
+        with resumable(args.model, "train_mlp") as checkpoint:
+            result = fit_and_save(model, data["train"], data["val"], params.mlp, device, args,
+                                  params_key="mlp", checkpoint=checkpoint)  # fmt: skip
         print(f"train_mlp: {result.epochs_trained} epochs on {result.device}")
 
 

@@ -18,7 +18,8 @@ the same images, so ``evaluate`` can report paired differences. Draw 0 logs the 
 
 Saves the models of every draw (``repeat_<r>/<phase>.keras``) and a summary of epochs and parameter
 counts; ``evaluate`` tests them. On data with too few classes for ``auto`` classes it trains nothing
-and records why.
+and records why. Each phase of each draw keeps its own checkpoint (``dllabs.resume``): a killed run
+reruns nothing that had finished and continues the phase it was in from its last epoch.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import Params, load_params
 from dllabs.provenance import platform_record
+from dllabs.resume import Checkpoint, resumable
 from dllabs.training import RunDevice, fit, open_live, setup_run
 from dllabs.transfer import (
     NotApplicable,
@@ -53,9 +55,12 @@ def validation_accuracy(model: keras.Model, val: tuple) -> dict[str, float]:
 
 def train_draw(
     data: ImageSplits, params: Params, seed: int, pretrained: Path, folder: Path,
-    plots: Path | None, device: RunDevice,
+    plots: Path | None, device: RunDevice, checkpoint: Checkpoint,
 ) -> dict:  # fmt: skip
-    """Steps 2-6 for one draw of labelled images; ``plots`` is None for draws that log nothing."""
+    """Steps 2-6 for one draw of labelled images; ``plots`` is None for draws that log nothing.
+
+    Each of the three trainings keeps its own part of the draw's ``checkpoint``.
+    """
     t = params.transfer
     target = target_task(data, t, seed)
     train, val = target["train"], target["val"]
@@ -69,8 +74,8 @@ def train_draw(
     counts = parameter_counts(model)
     live = open_live(plots / "transfer") if plots else None
     phase1 = fit(model, train, val, t.feature_extraction, device, live,
-                 live_prefix="feature_extraction",
-                 params_key="transfer.feature_extraction")  # fmt: skip
+                 live_prefix="feature_extraction", params_key="transfer.feature_extraction",
+                 checkpoint=checkpoint.part("feature_extraction"))  # fmt: skip
     model.save(folder / "feature_extraction.keras")
     summary: dict = {
         "seed": seed,
@@ -81,7 +86,8 @@ def train_draw(
     unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
     counts = parameter_counts(model)
     phase2 = fit(model, train, val, t.fine_tune, device, live, live_prefix="fine_tune",
-                 initial_epoch=phase1.epochs_trained, params_key="transfer.fine_tune")  # fmt: skip
+                 initial_epoch=phase1.epochs_trained, params_key="transfer.fine_tune",
+                 checkpoint=checkpoint.part("fine_tune"))  # fmt: skip
     if live:
         live.end()
     model.save(folder / "fine_tune.keras")
@@ -97,7 +103,8 @@ def train_draw(
         update={"epochs": t.feature_extraction.epochs + t.fine_tune.epochs}
     )
     baseline = fit(scratch, train, val, budget, device, plots / "scratch" if plots else None,
-                   params_key="transfer.feature_extraction")  # fmt: skip
+                   params_key="transfer.feature_extraction",
+                   checkpoint=checkpoint.part("scratch"))  # fmt: skip
     scratch.save(folder / "scratch.keras")
     summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
                           **validation_accuracy(scratch, val)}  # fmt: skip
@@ -131,11 +138,11 @@ def main(argv: list[str] | None = None) -> None:
         device = setup_run(params.base)
         pretrained = Path(args.pretrained) / "base.keras"
 
-        with staged_outputs() as out:
+        with resumable(args.model, "train_transfer") as checkpoint, staged_outputs() as out:
             folder, plots = out.dir(args.model), out.dir(args.plots)
             draws = [
-                train_draw(data, params, params.base.seed + r, pretrained,
-                           folder / f"repeat_{r}", plots if r == 0 else None, device)
+                train_draw(data, params, params.base.seed + r, pretrained, folder / f"repeat_{r}",
+                           plots if r == 0 else None, device, checkpoint.part(f"repeat_{r}"))
                 for r in range(t.repeats)
             ]  # fmt: skip
             save_json(folder / "summary.json", {

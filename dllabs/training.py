@@ -30,6 +30,8 @@ from dllabs.params import Base, Training
 from dllabs.provenance import platform_record
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
+# What fit trains on: (x, y) arrays, or a dataset that batches and orders them itself.
+Batches = tuple[np.ndarray, np.ndarray] | keras.utils.PyDataset
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,8 @@ class FitResult:
 
 def fit(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: Batches,
+    val: Batches,
     training: Training,
     device: RunDevice,
     live_dir: str | Path | Any | None,
@@ -216,6 +218,8 @@ def fit(
     training phases share: each phase then logs under ``live_prefix`` and steps run on from the
     previous phase (pass ``initial_epoch``); the caller ends the run. A diverging run raises
     :class:`TrainingDiverged` naming ``params_key`` (the params section of ``training``).
+    ``train`` and ``val`` are ``(x, y)`` arrays, which Keras batches and shuffles, or datasets
+    (:class:`~dllabs.datasets.ImageBatches`) that fix their own batches and order.
     """
     model.compile(
         optimizer=make_optimizer(training),
@@ -245,14 +249,16 @@ def fit(
         )
     if live_dir is not None:
         callbacks.append(dvclive_callback(live_dir, live_prefix))
+    dataset = isinstance(train, keras.utils.PyDataset)
     history = model.fit(
-        train[0],
-        train[1],
+        train if dataset else train[0],
+        None if dataset else train[1],
         validation_data=val,
         initial_epoch=initial_epoch,
         epochs=initial_epoch + training.epochs,
-        batch_size=training.batch_size,
-        shuffle=True,
+        batch_size=None if dataset else training.batch_size,
+        steps_per_epoch=getattr(train, "steps_per_epoch", None) if dataset else None,
+        shuffle=not dataset,
         callbacks=callbacks,
         verbose=verbose,
     )
@@ -304,8 +310,8 @@ def dvclive_callback(live_dir: str | Path | Any, prefix: str = "") -> keras.call
 
 def fit_and_save(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: Batches,
+    val: Batches,
     training: Training,
     device: RunDevice,
     paths: Any,
@@ -326,7 +332,7 @@ def fit_and_save(
 
 
 TRAINING_PATHS = {
-    "images": "processed images (.npz)",
+    "images": "processed images (folder of .npy arrays)",
     "model": "output model (.keras)",
     "plots": "output DVCLive folder",
     "summary": "output run summary (.json)",

@@ -33,7 +33,7 @@ import numpy as np
 
 from dllabs.anomaly import detection_scores, reconstruction_errors
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.embeddings import evaluate_vectors, pca_plot, probe_report
 from dllabs.errors import DataError, stage_errors
 from dllabs.models import architecture_markdown
@@ -79,9 +79,9 @@ def evaluate_classifier(
 
     model = load_model(model_path)
     training = load_json(summary_path)
-    x_test, y_test = data["test"]
-    loss, _ = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)
-    y_pred = np.argmax(model.predict(x_test, batch_size=batch_size, verbose=0), axis=1)
+    x_test, y_test = data["test"]  # on disk when large: predicted a batch at a time
+    loss, _ = model.evaluate(ImageBatches(x_test, y_test, batch_size), verbose=0)
+    y_pred = np.argmax(model.predict(ImageBatches(x_test, None, batch_size), verbose=0), axis=1)
 
     live = Live(dir=str(plots / name), dvcyaml=False, save_dvc_exp=False, report=None)
     labels = [data.class_names[i] for i in y_test]
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "evaluate", __doc__,
-            images="processed images (.npz), test split",
+            images="processed images (folder of .npy arrays), test split",
             mlp_model="MLP model (.keras)", mlp_summary="MLP run summary (.json)",
             cnn_model="CNN model (.keras)", cnn_summary="CNN run summary (.json)",
             mlp_metrics="output metrics (.json)", cnn_metrics="output metrics (.json)",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dllabs.arrays import save_arrays
 from dllabs.outputs import save_npz
 from dllabs.reports import classification_metrics
 from dllabs.sources import write_text_eval
@@ -23,9 +24,9 @@ from stages import (
 )
 from tests.conftest import REPO
 
-TRAIN = ["--images", "data/processed/images.npz"]
+TRAIN = ["--images", "data/processed/images"]
 EVALUATE = [
-    "--images", "data/processed/images.npz",
+    "--images", "data/processed/images",
     "--mlp-model", "models/mlp.keras", "--mlp-summary", "models/mlp.json",
     "--cnn-model", "models/cnn.keras", "--cnn-summary", "models/cnn.json",
     "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
@@ -39,9 +40,9 @@ EVALUATE = [
     "--summary", "reports/summary.md",
     "--plots", "plots/evaluate",
 ]  # fmt: skip
-PRETRAIN = ["--images", "data/processed/images.npz", "--model", "models/pretrain",
+PRETRAIN = ["--images", "data/processed/images", "--model", "models/pretrain",
             "--plots", "plots/pretrain"]  # fmt: skip
-TRANSFER = ["--images", "data/processed/images.npz", "--pretrained", "models/pretrain",
+TRANSFER = ["--images", "data/processed/images", "--pretrained", "models/pretrain",
             "--model", "models/transfer", "--plots", "plots/transfer"]  # fmt: skip
 CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
@@ -65,8 +66,7 @@ def tiny_images(path: Path) -> None:
         x = rng.integers(0, 60, (n, 8, 8, 1)) + (y * 60)[:, None, None, None]
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y.astype(np.int64)
     arrays["class_names"] = np.array(["circle", "square", "star", "moon"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(path, arrays)
+    save_arrays(path, arrays)
 
 
 def tiny_series(path: Path, features: int = 16) -> None:
@@ -96,7 +96,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
                "transfer.fine_tune.epochs": 2, "transfer.trainable_base_layers": 0,
                    "transfer.fine_tune.unfreeze": 4,
                "transfer.head.dense_units": [4], "transfer.repeats": 2})  # fmt: skip
-    tiny_images(Path("data/processed/images.npz"))
+    tiny_images(Path("data/processed/images"))
     tiny_series(Path("data/processed/series.npz"))
     Path("data/processed/corpus.txt").write_text("king queen man woman\nman woman king\n" * 20)
     Path("data/raw/text_eval").mkdir(parents=True)
@@ -194,7 +194,7 @@ def test_command_lines_match_dvc_yaml() -> None:
 
 def test_evaluate_without_models_names_the_missing_file(workdir, capsys) -> None:
     workdir()
-    tiny_images(Path("data/processed/images.npz"))
+    tiny_images(Path("data/processed/images"))
     with pytest.raises(SystemExit):
         evaluate.main(EVALUATE)
     assert "models/mlp.keras: not found" in capsys.readouterr().err

@@ -7,7 +7,7 @@ epoch (graph tracing) is left out; the median and the fastest of the remaining e
 reported (the fastest is the least disturbed by other work on a shared machine).
 
     python benchmarks/fit_overhead.py                     # synthetic MNIST-sized data (28x28x1)
-    python benchmarks/fit_overhead.py --images data/processed/images.npz
+    python benchmarks/fit_overhead.py --images data/processed/images
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, help="processed images .npz (default: synthetic)")
+    parser.add_argument("--images", type=Path, help="processed images folder (default: synthetic)")
     parser.add_argument("--n", type=int, default=6000, help="synthetic training images")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2, help="alternating helper/bare rounds")
@@ -38,7 +38,7 @@ def main() -> None:
     params = load_params()
     cnn = params.cnn.model_copy(update={"epochs": args.epochs})
     if args.images:
-        data = ImageSplits.load(args.images, ("train", "val"))
+        data = ImageSplits.load(args.images, ("train", "val"), in_memory=True)
         (x, y), val, n_classes = data["train"], data["val"], data.n_classes
     else:
         rng = np.random.default_rng(0)

@@ -16,13 +16,15 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
+from dllabs.arrays import NpyRows
 from dllabs.errors import ParamsError
 from dllabs.params import CNN, MLP, Augment, Autoencoder, Training
 
 PIXEL_SCALE = 1.0 / 255.0
 BN_MOMENTUM = 0.9
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
-PIXEL_CHUNK = 2048
+PIXEL_CHUNK = 2048  # images summed at once, up to:
+PIXEL_CHUNK_VALUES = 1 << 22  # pixel values: 32 MB as float64, whatever the image size
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,14 @@ class PixelStats:
     variance: tuple[float, ...]
 
     @classmethod
-    def of(cls, images: np.ndarray) -> PixelStats:
-        """Statistics of uint8 NHWC ``images``, summed in float64 a chunk at a time."""
+    def of(cls, images: np.ndarray | NpyRows) -> PixelStats:
+        """Statistics of uint8 NHWC ``images``, summed in float64 a chunk of rows at a time, so
+        images on disk (:class:`~dllabs.arrays.NpyRows`) are read once and never held whole."""
         channels = images.shape[-1]
+        rows = min(PIXEL_CHUNK, max(1, PIXEL_CHUNK_VALUES // int(np.prod(images.shape[1:]))))
         total, squares, count = np.zeros(channels), np.zeros(channels), 0
-        for start in range(0, len(images), PIXEL_CHUNK):
-            chunk = images[start : start + PIXEL_CHUNK].reshape(-1, channels) * PIXEL_SCALE
+        for start in range(0, len(images), rows):
+            chunk = images[start : start + rows].reshape(-1, channels) * PIXEL_SCALE
             total += chunk.sum(axis=0)
             squares += np.square(chunk).sum(axis=0)
             count += len(chunk)

@@ -128,27 +128,81 @@ def safe_extract_tar(archive: str | Path, target: str | Path) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ImageSet:
-    """Images as uint8 ``(n, height, width, channels)`` with integer labels and class names."""
+class ImageFiles:
+    """Image files listed and labelled but not yet decoded: ``preprocess`` decodes them a block at
+    a time while writing, so a folder larger than memory never sits in memory whole.
 
-    x: np.ndarray
+    Quacks like the uint8 ``(n, height, width, channels)`` array it decodes to where the split
+    needs it: ``len``, ``shape``, ``dtype`` and ``take(rows, axis=0)``.
+    """
+
+    paths: tuple[Path, ...]
+    size: tuple[int, int]  # (height, width)
+    color_mode: str
+
+    dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        channels = 1 if self.color_mode == "grayscale" else 3
+        return (len(self.paths), *self.size, channels)
+
+    def take(self, rows: np.ndarray, axis: int = 0) -> ImageFiles:
+        """The files at ``rows``, in that order (``axis`` 0 only, as ``ndarray.take`` is used)."""
+        if axis != 0:
+            raise ValueError("image files are taken along the first axis only")
+        return ImageFiles(tuple(self.paths[int(i)] for i in rows), self.size, self.color_mode)
+
+    def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Files ``start:stop`` decoded and resized, as uint8 ``(k, height, width, channels)``."""
+        files = self.paths[start:stop]
+        out = np.empty((len(files), *self.shape[1:]), dtype=np.uint8)
+        for i, file in enumerate(files):
+            out[i] = decode_image(file, self.size, self.color_mode)
+        return out
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 ``(n, height, width, channels)`` with integer labels and class names;
+    ``x`` is :class:`ImageFiles` where the images are still files to decode."""
+
+    x: np.ndarray | ImageFiles
     y: np.ndarray
     class_names: list[str]
 
 
-def read_image_folder(
+def decode_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
+    """One image file as uint8 ``(height, width, channels)``: converted to ``L`` (grayscale) or
+    ``RGB``, resized bilinearly to ``size`` (height, width)."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode = "L" if color_mode == "grayscale" else "RGB"
+    height, width = size
+    try:
+        with Image.open(file) as image:
+            pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(pixels, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{file}: unreadable image ({exc})") from None
+    return array[..., np.newaxis] if array.ndim == 2 else array
+
+
+def list_image_folder(
     folder: str | Path,
     size: tuple[int, int],
     color_mode: str,
     class_names: list[str] | None = None,
 ) -> ImageSet:
-    """Read ``folder/<class>/<image>`` files, resized to ``size`` (height, width).
+    """List ``folder/<class>/<image>`` files with their labels, decoding nothing yet.
 
-    ``class_names`` fixes the label order (for a ``val/`` or ``test/`` folder that must use the
-    training folder's classes); by default it is the sorted sub-folder names.
+    Every layout rule is checked here, before any image is decoded. ``class_names`` fixes the
+    label order (for a ``val/`` or ``test/`` folder that must use the training folder's classes);
+    by default it is the sorted sub-folder names. Files are in class order, sorted within a class.
     """
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(folder)
     found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
@@ -161,9 +215,8 @@ def read_image_folder(
         raise DataError(
             f"{folder}: class folder(s) {', '.join(unknown)} not in the training classes"
         )
-    mode = "L" if color_mode == "grayscale" else "RGB"
-    height, width = size
-    images, labels = [], []
+    paths: list[Path] = []
+    labels: list[int] = []
     for label, name in enumerate(names):
         class_dir = folder / name
         if not class_dir.is_dir():
@@ -180,18 +233,23 @@ def read_image_folder(
             raise DataError(
                 f"{class_dir}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})"
             )
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                    images.append(np.asarray(pixels, dtype=np.uint8))
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                raise DataError(f"{file}: unreadable image ({exc})") from None
-            labels.append(label)
-    x = np.stack(images)
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
+        paths += files
+        labels += [label] * len(files)
+    x = ImageFiles(tuple(paths), (int(size[0]), int(size[1])), color_mode)
     return ImageSet(x=x, y=np.asarray(labels, dtype=np.int64), class_names=list(names))
+
+
+def read_image_folder(
+    folder: str | Path,
+    size: tuple[int, int],
+    color_mode: str,
+    class_names: list[str] | None = None,
+) -> ImageSet:
+    """Read ``folder/<class>/<image>`` files into memory, resized to ``size`` (height, width):
+    :func:`list_image_folder`, then every file decoded."""
+    listed = list_image_folder(folder, size, color_mode, class_names)
+    assert isinstance(listed.x, ImageFiles)
+    return ImageSet(listed.x.decode(), listed.y, listed.class_names)
 
 
 def folder_splits(folder: str | Path) -> dict[str, Path]:
@@ -342,10 +400,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
+    "ImageFiles",
     "ImageSet",
     "LabelledRows",
     "canonical_label",
+    "decode_image",
     "folder_splits",
+    "list_image_folder",
     "read_cifar_batch",
     "read_idx",
     "read_image_folder",

@@ -30,9 +30,9 @@ from dllabs.readers import (
     ImageSet,
     LabelledRows,
     folder_splits,
+    list_image_folder,
     read_cifar_batch,
     read_idx,
-    read_image_folder,
     read_labelled_csv,
     read_text,
     safe_extract_tar,
@@ -241,6 +241,8 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     """Load the image source in ``raw_dir`` as uint8 NHWC arrays on a 0..255 scale.
 
     ``size`` and ``color_mode`` apply to image folders only; the named datasets keep their own.
+    An image folder is listed, not decoded (its sets hold :class:`~dllabs.readers.ImageFiles`):
+    it may not fit in memory, so ``preprocess`` decodes it a block at a time as it writes.
     """
     raw_dir = Path(raw_dir)
     source = read_manifest(raw_dir)["source"]
@@ -279,10 +281,10 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
         folder = raw_dir / "folder"
         present = folder_splits(folder)
         if not present:
-            return RawImages(source, read_image_folder(folder, size, color_mode), None, None)
-        train = read_image_folder(present["train"], size, color_mode)
+            return RawImages(source, list_image_folder(folder, size, color_mode), None, None)
+        train = list_image_folder(present["train"], size, color_mode)
         others = {
-            name: read_image_folder(present[name], size, color_mode, train.class_names)
+            name: list_image_folder(present[name], size, color_mode, train.class_names)
             for name in ("val", "test")
             if name in present
         }

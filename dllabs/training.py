@@ -32,6 +32,8 @@ from dllabs.provenance import platform_record
 from dllabs.resume import Checkpoint, KeepCheckpoint, fingerprint
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
+# What fit trains on: (x, y) arrays, or a dataset that batches and orders them itself.
+Batches = tuple[np.ndarray, np.ndarray] | keras.utils.PyDataset
 
 
 @dataclass(frozen=True)
@@ -199,10 +201,27 @@ class FitResult:
         return asdict(self)
 
 
+def batch_arrays(*batches: Batches) -> list[Any]:
+    """The arrays behind ``fit``'s inputs, for a checkpoint's fingerprint: ``(x, y)`` tuples as
+    they are, and a dataset's ``x`` and ``y`` (on disk or in memory, hashed a block at a time)."""
+    arrays: list[Any] = []
+    for b in batches:
+        arrays += [a for a in (b.x, b.y) if a is not None] if hasattr(b, "x") else list(b)
+    return arrays
+
+
+def describe_batches(batches: Batches) -> dict[str, Any] | str:
+    """How a dataset orders its batches (part of what a checkpoint must match); arrays: Keras."""
+    if not isinstance(batches, keras.utils.PyDataset):
+        return "arrays"
+    keys = ("batch_size", "shuffle", "seed")
+    return {"type": type(batches).__name__, **{k: getattr(batches, k, None) for k in keys}}
+
+
 def fit(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: Batches,
+    val: Batches,
     training: Training,
     device: RunDevice,
     live_dir: str | Path | Any | None,
@@ -221,6 +240,8 @@ def fit(
     training phases share: each phase then logs under ``live_prefix`` and steps run on from the
     previous phase (pass ``initial_epoch``); the caller ends the run. A diverging run raises
     :class:`TrainingDiverged` naming ``params_key`` (the params section of ``training``).
+    ``train`` and ``val`` are ``(x, y)`` arrays, which Keras batches and shuffles, or datasets
+    (:class:`~dllabs.datasets.ImageBatches`) that fix their own batches and order.
     With a ``checkpoint`` (from ``dllabs.resume.resumable``), the state is saved at every epoch's
     end, and a checkpoint left by a killed run of the same training is resumed: its epochs' logs
     go to DVCLive again and training continues after its last epoch.
@@ -254,24 +275,31 @@ def fit(
     live = dvclive_callback(live_dir, live_prefix) if live_dir is not None else None
     if live is not None:
         callbacks.append(live)
+    dataset = isinstance(train, keras.utils.PyDataset)
     end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []
     if checkpoint is not None:
         identity = {"training": training.model_dump(mode="json"), "initial_epoch": initial_epoch,
-                    "loss": loss, "metrics": metrics, "device": asdict(device)}  # fmt: skip
-        keeper = KeepCheckpoint(checkpoint, fingerprint(model, (*train, *val), identity), callbacks)
+                    "loss": loss, "metrics": metrics, "device": asdict(device),
+                    "batches": [describe_batches(b) for b in (train, val)]}  # fmt: skip
+        keeper = KeepCheckpoint(
+            checkpoint, fingerprint(model, batch_arrays(train, val), identity), callbacks
+        )
         callbacks.append(keeper)  # last: it saves and restores the other callbacks' state
         first_epoch = keeper.restore(model, initial_epoch, end_epoch)
         earlier_logs = list(keeper.logs)
         for epoch, logs in enumerate(earlier_logs if live is not None else [], initial_epoch):
             live.on_epoch_end(epoch, dict(logs))  # the curves before the interruption
+    if dataset and hasattr(train, "from_epoch"):
+        train = train.from_epoch(first_epoch)  # a resumed run's batches are those it would have had
     history = model.fit(
-        train[0],
-        train[1],
+        train if dataset else train[0],
+        None if dataset else train[1],
         validation_data=val,
         initial_epoch=first_epoch,
         epochs=end_epoch,
-        batch_size=training.batch_size,
-        shuffle=True,
+        batch_size=None if dataset else training.batch_size,
+        steps_per_epoch=getattr(train, "steps_per_epoch", None) if dataset else None,
+        shuffle=not dataset,
         callbacks=callbacks,
         verbose=verbose,
     )
@@ -323,8 +351,8 @@ def dvclive_callback(live_dir: str | Path | Any, prefix: str = "") -> keras.call
 
 def fit_and_save(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: Batches,
+    val: Batches,
     training: Training,
     device: RunDevice,
     paths: Any,
@@ -345,7 +373,7 @@ def fit_and_save(
 
 
 TRAINING_PATHS = {
-    "images": "processed images (.npz)",
+    "images": "processed images (folder of .npy arrays)",
     "model": "output model (.keras)",
     "plots": "output DVCLive folder",
     "summary": "output run summary (.json)",

@@ -111,7 +111,12 @@ class Task:
 
 
 def task(data: ImageSplits, classes: list[Label], key: str) -> Task:
-    """The rows of ``classes`` in every loaded split, relabelled."""
+    """The rows of ``classes`` in every loaded split, relabelled, in memory.
+
+    Splits left on disk (:class:`~dllabs.arrays.NpyRows`) are read here, only the chosen classes'
+    rows: the transfer lab trains on a subset (few labels per target class, or the source
+    classes) and keeps it in memory, so it is bounded by that subset, not by the folder.
+    """
     indices = class_indices(data.class_names, classes, key)
     return Task(
         {split: restrict(*data[split], indices) for split in data.splits},

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation import load_model
 from dllabs.models import architecture_markdown
@@ -39,9 +39,9 @@ def evaluate_classifier(
     """Test metrics, confusion matrix, misclassified grid and architecture table of one model."""
     model = load_model(model_path)
     training = load_json(summary_path)
-    x_test, y_test = data["test"]
-    loss, _ = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)
-    y_pred = np.argmax(model.predict(x_test, batch_size=batch_size, verbose=0), axis=1)
+    x_test, y_test = data["test"]  # on disk when large: predicted a batch at a time
+    loss, _ = model.evaluate(ImageBatches(x_test, y_test, batch_size), verbose=0)
+    y_pred = np.argmax(model.predict(ImageBatches(x_test, None, batch_size), verbose=0), axis=1)
 
     live = open_live(plots)
     labels = [data.class_names[i] for i in y_test]
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "evaluate_classifier", __doc__, choices={"lab": LABS},
-            images="processed images, test split", model="the lab's model (.keras)",
+            images="processed images (folder of .npy arrays), test split",
+            model="the lab's model (.keras)",
             summary="its run summary (.json)", metrics="output metrics (.json)",
             report="output architecture table (.md)", plots="output plots folder",
         )  # fmt: skip

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "evaluate_transfer", __doc__,
-            images="processed images, test split", model="train_transfer's output folder",
+            images="processed images (folder of .npy arrays), test split",
+            model="train_transfer's output folder",
             metrics="output metrics (.json)",
         )  # fmt: skip
         setup_run(params.base)

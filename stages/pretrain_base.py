@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "pretrain_base", __doc__,
-            images="processed images (.npz)",
+            images="processed images (folder of .npy arrays)",
             model="output folder: base.keras (the whole source-task CNN) and summary.json",
             plots="output DVCLive folder",
         )  # fmt: skip

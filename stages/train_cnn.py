@@ -1,6 +1,7 @@
 """Stage ``train_cnn`` (lab 2: a CNN image classifier).
 
-Load the training and validation images; define a convolutional network (conv -> batch norm ->
+Load the training and validation images (from disk a batch at a time when they do not fit
+in memory: :mod:`dllabs.datasets`); define a convolutional network (conv -> batch norm ->
 ReLU -> max-pool blocks, a dense head with dropout, random augmentation active only while
 training; or the classic LeNet-5); train it with validation loss driving early stopping; save the
 model, its training curves (DVCLive) and a summary of the run. The test split is not read here.
@@ -9,7 +10,7 @@ model, its training curves (DVCLive) and a summary of the run. The test split is
 from __future__ import annotations
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models import PixelStats, build_cnn
 from dllabs.params import load_params
@@ -26,8 +27,11 @@ def main(argv: list[str] | None = None) -> None:
         stats = PixelStats.of(data["train"][0])
         model = build_cnn(data.input_shape, data.n_classes, params.cnn, stats)
         model.summary(print_fn=print)
+        batch, seed = params.cnn.batch_size, params.base.seed
+        train = ImageBatches(*data["train"], batch, shuffle=True, seed=seed)
+        val = ImageBatches(*data["val"], batch)
         with resumable(args.model, "train_cnn") as checkpoint:
-            result = fit_and_save(model, data["train"], data["val"], params.cnn, device, args,
+            result = fit_and_save(model, train, val, params.cnn, device, args,
                                   params_key="cnn", checkpoint=checkpoint)  # fmt: skip
         print(f"train_cnn: {result.epochs_trained} epochs on {result.device}")
 

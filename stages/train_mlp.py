@@ -1,6 +1,7 @@
 """Stage ``train_mlp`` (lab 1: a feedforward network trained with SGD).
 
-Load the training and validation images; build a multilayer perceptron (flatten, dense hidden
+Load the training and validation images (from disk a batch at a time when they do not fit
+in memory: :mod:`dllabs.datasets`); build a multilayer perceptron (flatten, dense hidden
 layers with the chosen activation, dropout, L1/L2 penalties, optional batch norm, softmax); train
 it with the chosen optimizer (SGD with momentum by default) while validation loss drives early
 stopping; save the model, its training curves (DVCLive) and a summary of the run.
@@ -10,7 +11,7 @@ The test split is not read here.
 from __future__ import annotations
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models import PixelStats, build_mlp
 from dllabs.params import load_params
@@ -27,8 +28,11 @@ def main(argv: list[str] | None = None) -> None:
         stats = PixelStats.of(data["train"][0])
         model = build_mlp(data.input_shape, data.n_classes, params.mlp, stats)
         model.summary(print_fn=print)
+        batch, seed = params.mlp.batch_size, params.base.seed
+        train = ImageBatches(*data["train"], batch, shuffle=True, seed=seed)
+        val = ImageBatches(*data["val"], batch)
         with resumable(args.model, "train_mlp") as checkpoint:
-            result = fit_and_save(model, data["train"], data["val"], params.mlp, device, args,
+            result = fit_and_save(model, train, val, params.mlp, device, args,
                                   params_key="mlp", checkpoint=checkpoint)  # fmt: skip
         print(f"train_mlp: {result.epochs_trained} epochs on {result.device}")
 

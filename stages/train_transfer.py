@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "train_transfer", __doc__,
-            images="processed images (.npz)", pretrained="pretrain_base's output folder",
+            images="processed images (folder of .npy arrays)",
+            pretrained="pretrain_base's output folder",
             model="output folder: every draw's three models and summary.json",
             plots="output DVCLive folder (transfer/ and scratch/ runs of draw 0)",
         )  # fmt: skip

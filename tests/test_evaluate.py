@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dllabs.arrays import save_arrays
 from dllabs.outputs import save_npz
 from dllabs.reports import classification_metrics
 from dllabs.sources import write_text_eval
@@ -27,9 +28,9 @@ from stages import (
 )
 from tests.conftest import REPO
 
-TRAIN = ["--images", "data/processed/images.npz"]
+TRAIN = ["--images", "data/processed/images"]
 CLASSIFIER = {  # evaluate_classifier@mlp and @cnn
-    lab: ["--lab", lab, "--images", "data/processed/images.npz", "--model", f"models/{lab}.keras",
+    lab: ["--lab", lab, "--images", "data/processed/images", "--model", f"models/{lab}.keras",
           "--summary", f"models/{lab}.json", "--metrics", f"metrics/{lab}.json",
           "--report", f"reports/{lab}_architecture.md", "--plots", f"plots/evaluate/{lab}"]
     for lab in ("mlp", "cnn")
@@ -43,7 +44,7 @@ EVALUATE_CBOW = [
     "--model", "models/cbow", "--text-eval", "data/raw/text_eval", "--metrics", "metrics/cbow.json",
     "--report", "reports/cbow_probes.md", "--plots", "plots/evaluate/cbow",
 ]  # fmt: skip
-EVALUATE_TRANSFER = ["--images", "data/processed/images.npz", "--model", "models/transfer",
+EVALUATE_TRANSFER = ["--images", "data/processed/images", "--model", "models/transfer",
                      "--metrics", "metrics/transfer.json"]  # fmt: skip
 EVALUATE = [
     "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
@@ -52,9 +53,9 @@ EVALUATE = [
     "--mlp-report", "reports/mlp_architecture.md", "--cnn-report", "reports/cnn_architecture.md",
     "--summary", "reports/summary.md",
 ]  # fmt: skip
-PRETRAIN = ["--images", "data/processed/images.npz", "--model", "models/pretrain",
+PRETRAIN = ["--images", "data/processed/images", "--model", "models/pretrain",
             "--plots", "plots/pretrain"]  # fmt: skip
-TRANSFER = ["--images", "data/processed/images.npz", "--pretrained", "models/pretrain",
+TRANSFER = ["--images", "data/processed/images", "--pretrained", "models/pretrain",
             "--model", "models/transfer", "--plots", "plots/transfer"]  # fmt: skip
 CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
@@ -78,8 +79,7 @@ def tiny_images(path: Path) -> None:
         x = rng.integers(0, 60, (n, 8, 8, 1)) + (y * 60)[:, None, None, None]
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y.astype(np.int64)
     arrays["class_names"] = np.array(["circle", "square", "star", "moon"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(path, arrays)
+    save_arrays(path, arrays)
 
 
 def tiny_series(path: Path, features: int = 16) -> None:
@@ -109,7 +109,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
                "transfer.fine_tune.epochs": 2, "transfer.trainable_base_layers": 0,
                    "transfer.fine_tune.unfreeze": 4,
                "transfer.head.dense_units": [4], "transfer.repeats": 2})  # fmt: skip
-    tiny_images(Path("data/processed/images.npz"))
+    tiny_images(Path("data/processed/images"))
     tiny_series(Path("data/processed/series.npz"))
     Path("data/processed/corpus.txt").write_text("king queen man woman\nman woman king\n" * 20)
     Path("data/raw/text_eval").mkdir(parents=True)
@@ -219,7 +219,7 @@ def test_command_lines_match_dvc_yaml() -> None:
 
 def test_evaluating_a_lab_without_its_model_names_the_missing_file(workdir, capsys) -> None:
     workdir()
-    tiny_images(Path("data/processed/images.npz"))
+    tiny_images(Path("data/processed/images"))
     with pytest.raises(SystemExit):
         evaluate_classifier.main(CLASSIFIER["mlp"])
     assert "models/mlp.keras: not found" in capsys.readouterr().err

@@ -21,9 +21,9 @@ import keras
 import numpy as np
 import pytest
 
+from dllabs.arrays import save_arrays
 from dllabs.errors import LabError
 from dllabs.models import build_mlp
-from dllabs.outputs import save_npz
 from dllabs.params import MLP, Base
 from dllabs.resume import Checkpoint, TrainingState, resumable
 from dllabs.training import fit, setup_run
@@ -50,8 +50,8 @@ def overlapping_images(path: Path) -> None:
     rng = np.random.default_rng(0)
     y = np.arange(120) % 3
     x = (rng.integers(0, 160, (120, 4, 4, 1)) + y[:, None, None, None] * 20).astype(np.uint8)
-    save_npz(path, {"x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
-                    "class_names": np.array(["a", "b", "c"])})  # fmt: skip
+    save_arrays(path, {"x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
+                       "class_names": np.array(["a", "b", "c"])})  # fmt: skip
 
 
 MLP_PARAMS = {"mlp.hidden_units": [32], "mlp.dropout": 0.3, "mlp.learning_rate": 0.01,
@@ -60,7 +60,7 @@ MLP_PARAMS = {"mlp.hidden_units": [32], "mlp.dropout": 0.3, "mlp.learning_rate":
 
 
 def mlp_args(folder: str) -> list[str]:
-    return ["--images", "images.npz", "--model", f"{folder}/mlp.keras",
+    return ["--images", "images", "--model", f"{folder}/mlp.keras",
             "--plots", f"{folder}/plots", "--summary", f"{folder}/mlp.json"]  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def without_timings(summary: dict) -> dict:
 
 def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> None:
     root = workdir(**MLP_PARAMS)
-    overlapping_images(root / "images.npz")
+    overlapping_images(root / "images")
     done = run_stage("train_mlp", *mlp_args("ref"), cwd=root)
     assert done.returncode == 0, done.stderr
     assert not (root / "ref" / ".resume").exists()  # a clean finish leaves no checkpoint
@@ -144,11 +144,11 @@ def test_a_killed_transfer_run_continues_its_phase_and_retrains_no_finished_one(
     root = workdir(**TRANSFER_PARAMS)
     data = transfer_images()
     arrays = {f"{k}_{s}": a for s, (x, y) in data.splits.items() for k, a in (("x", x), ("y", y))}
-    save_npz(root / "images.npz", {**arrays, "class_names": np.array(data.class_names)})
-    pretrain_base.main(["--images", "images.npz", "--model", "pre", "--plots", "pre_plots"])
+    save_arrays(root / "images", {**arrays, "class_names": np.array(data.class_names)})
+    pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
 
     def args(folder: str) -> list[str]:
-        return ["--images", "images.npz", "--pretrained", "pre",
+        return ["--images", "images", "--pretrained", "pre",
                 "--model", f"{folder}/transfer", "--plots", f"{folder}/plots"]  # fmt: skip
 
     done = run_stage("train_transfer", *args("ref"), cwd=root)

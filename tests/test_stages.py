@@ -29,7 +29,7 @@ DOWNLOAD_ARGS = [
 ]  # fmt: skip
 PREPROCESS_ARGS = [
     "--raw-images", "data/raw/images", "--raw-anomaly", "data/raw/anomaly",
-    "--images", "data/processed/images.npz", "--images-summary", "data/processed/images.json",
+    "--images", "data/processed/images", "--images-summary", "data/processed/images.json",
     "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
 ]  # fmt: skip
 TOKENIZE_ARGS = [
@@ -57,6 +57,9 @@ def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 def load(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, or of a folder of ``.npy`` files (processed images)."""
+    if Path(path).is_dir():
+        return {f.stem: np.load(f, allow_pickle=False) for f in sorted(Path(path).glob("*.npy"))}
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
@@ -73,7 +76,7 @@ def test_defaults_run_offline_end_to_end(workdir) -> None:
             assert info["sha256"] == file_hash(Path(f"data/raw/{folder}") / name)
     assert {p.name for p in Path("data/raw/text_eval").iterdir()} >= set(sources.TEXT_EVAL_FILES)
 
-    images = load("data/processed/images.npz")
+    images = load("data/processed/images")
     assert images["x_train"].dtype == np.uint8 and images["x_train"].shape[1:] == (8, 8, 1)
     assert images["x_train"].max() == 255  # digits' 0..16 mapped onto 0..255
     assert len(images["y_train"]) + len(images["y_val"]) + len(images["y_test"]) == 1797
@@ -99,8 +102,10 @@ def test_defaults_run_offline_end_to_end(workdir) -> None:
 def test_outputs_are_byte_for_byte_reproducible(workdir) -> None:
     workdir()
     run_all()
-    paths = ["data/raw/images/digits.npz", "data/processed/images.npz", "data/processed/series.npz",
+    paths = ["data/raw/images/digits.npz", "data/processed/series.npz",
              "data/processed/corpus.txt", "data/processed/images.json"]  # fmt: skip
+    paths += sorted(str(f) for f in Path("data/processed/images").iterdir())
+    assert len(paths) == 4 + 7  # x_ and y_ of three splits, and the class names
     first = {p: file_hash(p) for p in paths}
     run_all()
     assert {p: file_hash(p) for p in paths} == first
@@ -250,7 +255,7 @@ def test_fashion_mnist_layout_is_read_with_its_official_test_split(
     workdir(**{"data.images": "fashion_mnist", "data.split.val_fraction": 0.2})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    images = load("data/processed/images")
     assert np.array_equal(images["x_test"][..., 0], x_test)  # the official test split, untouched
     assert len(images["y_val"]) == 20 and len(images["y_train"]) == 80
     assert images["class_names"][0] == "T-shirt/top"
@@ -270,7 +275,7 @@ def test_mnist_npz_layout(workdir, tmp_path, monkeypatch) -> None:
     workdir(**{"data.images": "mnist"})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    images = load("data/processed/images")
     assert images["x_train"].shape[1:] == (28, 28, 1) and len(images["y_test"]) == 20
 
 
@@ -293,7 +298,7 @@ def test_cifar10_tarball_is_extracted_and_read_as_rgb(workdir, tmp_path, monkeyp
     workdir(**{"data.images": "cifar10"})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    images = load("data/processed/images")
     assert images["x_train"].shape[1:] == (32, 32, 3)
     assert len(images["y_train"]) + len(images["y_val"]) == 100 and len(images["y_test"]) == 20
     assert images["class_names"][-1] == "truck"
@@ -316,7 +321,7 @@ def test_image_folder_is_resized_and_split(workdir, tmp_path) -> None:
                "data.color_mode": "grayscale"})  # fmt: skip
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    images = load("data/processed/images.npz")
+    images = load("data/processed/images")
     assert images["x_train"].shape[1:] == (16, 16, 1)
     assert images["class_names"].tolist() == ["cat", "dog"]
     assert len(images["y_test"]) == 6 and np.bincount(images["y_test"]).tolist() == [3, 3]
@@ -329,7 +334,7 @@ def split_folder_arrays(workdir, folder: Path, splits: dict[str, dict[str, int]]
     workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [8, 8]})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
-    return load("data/processed/images.npz")
+    return load("data/processed/images")
 
 
 def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
@@ -379,6 +384,59 @@ def test_empty_class_folder_names_the_folder(workdir, tmp_path, capsys) -> None:
     download.main(DOWNLOAD_ARGS)
     err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
     assert "dog: class folder has no images" in err
+    assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
+
+
+def test_a_folder_streams_through_preprocess_in_chunks_writing_the_in_memory_arrays(
+    workdir, tmp_path, monkeypatch
+) -> None:
+    """Chunks of 4 images (crossing class and split boundaries) give the bytes one chunk of all
+    gives, and those hold what decoding the whole folder in memory and splitting it gives."""
+    from dllabs.params import load_params
+    from dllabs.readers import ImageFiles, read_image_folder
+    from dllabs.splits import stratified_indices
+
+    folder = tmp_path / "pets"
+    make_image_folder(folder, {"cat": 11, "dog": 9, "eel": 10})
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [7, 9]})
+    download.main(DOWNLOAD_ARGS)
+    decoded: list[int] = []
+    decode = ImageFiles.decode
+    monkeypatch.setattr(ImageFiles, "decode", lambda self, *a: decoded.append(len(decode(self, *a)))
+                        or decode(self, *a))  # fmt: skip
+    written = {}
+    for chunk in (4, 1000):
+        monkeypatch.setattr(preprocess, "DECODE_CHUNK", chunk)
+        preprocess.main(PREPROCESS_ARGS)
+        written[chunk] = {f.name: f.read_bytes() for f in Path("data/processed/images").iterdir()}
+        assert max(decoded) <= chunk and sum(decoded) == 30
+        decoded.clear()
+    assert written[4] == written[1000]
+    assert sorted(written[4]) == ["class_names.npy", "x_test.npy", "x_train.npy", "x_val.npy",
+                                  "y_test.npy", "y_train.npy", "y_val.npy"]  # fmt: skip
+
+    params = load_params()
+    whole = read_image_folder(folder, (7, 9), "rgb")
+    split = params.data.split
+    rows = stratified_indices(whole.y, split.val_fraction, split.test_fraction, params.base.seed)
+    images = load("data/processed/images")
+    for name in ("train", "val", "test"):
+        assert np.array_equal(images[f"x_{name}"], whole.x[getattr(rows, name)])
+        assert np.array_equal(images[f"y_{name}"], whole.y[getattr(rows, name)])
+
+
+def test_an_unreadable_image_met_while_streaming_leaves_no_output(
+    workdir, tmp_path, capsys, monkeypatch
+) -> None:
+    folder = tmp_path / "pets"
+    make_image_folder(folder, {"cat": 12, "dog": 12})
+    broken = folder / "dog" / "7.png"
+    broken.write_bytes(b"\x89PNG not really")
+    workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
+    download.main(DOWNLOAD_ARGS)
+    monkeypatch.setattr(preprocess, "DECODE_CHUNK", 3)  # several chunks are written before it
+    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
+    assert "images/folder/dog/7.png: unreadable image" in err
     assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
 
 

@@ -139,17 +139,17 @@ def test_the_guard_stops_a_nan_loss_at_once() -> None:
 def test_a_diverged_stage_exits_one_line_and_writes_nothing(
     workdir, tmp_path: Path, default_params: dict
 ) -> None:
-    from dllabs.outputs import save_npz
+    from dllabs.arrays import save_arrays
     from tests.conftest import run_stage
 
     x, y = tiny_data(90)
-    save_npz(tmp_path / "images.npz", {
+    save_arrays(tmp_path / "images", {
         "x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
         "class_names": np.array(["a", "b", "c"]),
     })  # fmt: skip
     workdir(**{"mlp.learning_rate": 10.0, "mlp.momentum": 0.9, "mlp.epochs": 20,
                "mlp.hidden_units": [8], "base.device": "cpu"})  # fmt: skip
-    done = run_stage("train_mlp", "--images", "images.npz", "--model", "m/mlp.keras",
+    done = run_stage("train_mlp", "--images", "images", "--model", "m/mlp.keras",
                      "--plots", "plots/mlp", "--summary", "m/mlp.json", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

@@ -111,21 +111,19 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     tiny, workdir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two classes of photos (cats and dogs): the pipeline base cannot apply; nothing fails."""
-    from dllabs.outputs import save_npz
+    from dllabs.arrays import save_arrays
     from dllabs.reports import results_table
     from stages import evaluate_transfer, pretrain_base, train_transfer
 
     workdir()
     data = images(n_classes=2)
     arrays = {f"{k}_{s}": a for s, (x, y) in data.splits.items() for k, a in (("x", x), ("y", y))}
-    save_npz("images.npz", {**arrays, "class_names": np.array(["cat", "dog"])})
-    pretrain_base.main(["--images", "images.npz", "--model", "pre", "--plots", "pre_plots"])
-    train_transfer.main(["--images", "images.npz", "--pretrained", "pre", "--model", "tr",
+    save_arrays("images", {**arrays, "class_names": np.array(["cat", "dog"])})
+    pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
+    train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
                          "--plots", "tr_plots"])  # fmt: skip
     assert "not applicable" in (Path("pre") / "summary.json").read_text()
-    metrics = evaluate_transfer.evaluate_transfer(
-        Path("tr"), ImageSplits.load("images.npz", ("test",))
-    )
+    metrics = evaluate_transfer.evaluate_transfer(Path("tr"), ImageSplits.load("images", ("test",)))
     assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
     labs = {"transfer": metrics}
     assert "| 5. Transfer learning | - | not applicable |" in results_table(labs)

@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dllabs.datasets import ImageBatches
 from dllabs.errors import LabError, ParamsError
 from dllabs.models import make_optimizer
 from dllabs.outputs import StagedOutputs, save_json, staged_outputs
@@ -32,6 +33,7 @@ from dllabs.provenance import platform_record
 from dllabs.resume import Checkpoint, KeepCheckpoint, fingerprint
 
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
+_run_seed = 0  # base.seed, once setup_run has run: the epoch order of fit's array inputs
 # What fit trains on: (x, y) arrays, or a dataset that batches and orders them itself.
 Batches = tuple[np.ndarray, np.ndarray] | keras.utils.PyDataset
 
@@ -104,6 +106,8 @@ def setup_run(base: Base) -> RunDevice:
             tf.config.experimental.set_memory_growth(gpu, True)
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(base.seed)
+    global _run_seed
+    _run_seed = base.seed
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if device.mixed_precision else "float32"
     )
@@ -240,8 +244,10 @@ def fit(
     training phases share: each phase then logs under ``live_prefix`` and steps run on from the
     previous phase (pass ``initial_epoch``); the caller ends the run. A diverging run raises
     :class:`TrainingDiverged` naming ``params_key`` (the params section of ``training``).
-    ``train`` and ``val`` are ``(x, y)`` arrays, which Keras batches and shuffles, or datasets
-    (:class:`~dllabs.datasets.ImageBatches`) that fix their own batches and order.
+    ``train`` and ``val`` are ``(x, y)`` arrays or datasets
+    (:class:`~dllabs.datasets.ImageBatches`) that fix their own batches and order; training arrays
+    are batched by one, its epoch order drawn from ``base.seed`` (as :func:`setup_run` set it) and
+    the epoch.
     With a ``checkpoint`` (from ``dllabs.resume.resumable``), the state is saved at every epoch's
     end, and a checkpoint left by a killed run of the same training is resumed: its epochs' logs
     go to DVCLive again and training continues after its last epoch.
@@ -275,7 +281,10 @@ def fit(
     live = dvclive_callback(live_dir, live_prefix) if live_dir is not None else None
     if live is not None:
         callbacks.append(live)
-    dataset = isinstance(train, keras.utils.PyDataset)
+    if not isinstance(train, keras.utils.PyDataset):
+        # Keras's own shuffle=True repeats one seeded permutation every epoch (measured); these
+        # batches draw epoch e's order from (base.seed, e), as the image stages' do.
+        train = ImageBatches(*train, training.batch_size, shuffle=True, seed=_run_seed)
     end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []
     if checkpoint is not None:
         identity = {"training": training.model_dump(mode="json"), "initial_epoch": initial_epoch,
@@ -289,17 +298,16 @@ def fit(
         earlier_logs = list(keeper.logs)
         for epoch, logs in enumerate(earlier_logs if live is not None else [], initial_epoch):
             live.on_epoch_end(epoch, dict(logs))  # the curves before the interruption
-    if dataset and hasattr(train, "from_epoch"):
+    if hasattr(train, "from_epoch"):
         train = train.from_epoch(first_epoch)  # a resumed run's batches are those it would have had
     history = model.fit(
-        train if dataset else train[0],
-        None if dataset else train[1],
+        train,
         validation_data=val,
+        validation_batch_size=None if hasattr(val, "num_batches") else training.batch_size,
         initial_epoch=first_epoch,
         epochs=end_epoch,
-        batch_size=None if dataset else training.batch_size,
-        steps_per_epoch=getattr(train, "steps_per_epoch", None) if dataset else None,
-        shuffle=not dataset,
+        steps_per_epoch=getattr(train, "steps_per_epoch", None),
+        shuffle=False,  # the dataset orders its batches itself
         callbacks=callbacks,
         verbose=verbose,
     )

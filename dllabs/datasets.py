@@ -27,7 +27,7 @@ from dllabs.arrays import NpyRows, load_npy
 from dllabs.errors import DataError, LabError
 
 MEMORY_ENV = "DL_LABS_MEMORY_MB"
-DEFAULT_MEMORY_MB = 256.0
+DEFAULT_MEMORY_MB = 64.0  # TensorFlow alone takes ~700 MB RSS: a 1 GB stage leaves little
 
 Images = np.ndarray | NpyRows
 

@@ -1,7 +1,7 @@
 """The processed arrays that training and evaluation stages read, and the batches they train on.
 
-Training stages ask for ``train`` and ``val`` only; the ``test`` split is read by ``evaluate``
-alone, so no training decision can see it.
+Training stages ask for ``train`` and ``val`` only; the ``test`` split is read by the
+``evaluate_*`` stages alone, so no training decision can see it.
 
 ``preprocess`` writes one ``.npy`` per array in a folder. A split's images are loaded into memory
 when they fit the budget (``DL_LABS_MEMORY_MB``, :data:`DEFAULT_MEMORY_MB` by default), else read

@@ -134,13 +134,13 @@ def run_pipeline(root: Path, overrides: dict[str, Any]) -> dict:
                             series="data/processed/series.npz",
                             series_summary="data/processed/series.json"),
         "train_cnn": stage("train_cnn", images="data/processed/images",
-                           model="models/cnn.keras", plots="plots/cnn", summary="models/cnn.json"),
+                           model="models/cnn", plots="plots/cnn"),
     }  # fmt: skip
     stages = {}
     for name, cmd in steps.items():
         stages[name] = measure(cmd, cwd, root / f"{name}.log")
         print(f"  {name}: {stages[name]}", flush=True)
-    summary = json.loads((cwd / "models" / "cnn.json").read_text())
+    summary = json.loads((cwd / "models" / "cnn" / "summary.json").read_text())
     info = json.loads((cwd / "data" / "processed" / "images.json").read_text())
     n_train = info["splits"]["train"]["rows"]
     processed = sum(f.stat().st_size for f in (cwd / "data/processed/images").iterdir())

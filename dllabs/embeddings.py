@@ -150,29 +150,61 @@ def _round(value: Any) -> float:
     return round(value, 6) if np.isfinite(value) else 0.0
 
 
+def similar_words(model: Any, word: str, topn: int) -> list[tuple[str, float]] | None:
+    """``most_similar`` by cosine; ``None`` for a word not in the vocabulary."""
+    if word not in model.wv.key_to_index:
+        return None
+    return [(w, float(s)) for w, s in model.wv.most_similar(word, topn=topn)]
+
+
+def centre_words(
+    model: Any, context: list[str], topn: int
+) -> tuple[list[tuple[str, float]] | None, list[str]]:
+    """``predict_output_word`` for the known words of ``context``, and the unknown ones.
+
+    ``None`` when no context word is known; ``[]`` when the model cannot predict (gensim does it
+    only for negative sampling).
+    """
+    known = [w for w in context if w in model.wv.key_to_index]
+    missing = [w for w in context if w not in model.wv.key_to_index]
+    if not known:
+        return None, missing
+    predicted = model.predict_output_word(known, topn=topn) or []
+    return [(w, float(p)) for w, p in predicted], missing
+
+
+def analogy(
+    model: Any, positive: list[str], negative: list[str], topn: int
+) -> tuple[list[tuple[str, float]] | None, list[str]]:
+    """``most_similar(positive, negative)`` (``king - man + woman``: positive king and woman,
+    negative man), or ``None`` and the words not in the vocabulary."""
+    missing = [w for w in [*positive, *negative] if w not in model.wv.key_to_index]
+    if missing:
+        return None, missing
+    found = model.wv.most_similar(positive=positive, negative=negative, topn=topn)
+    return [(w, float(s)) for w, s in found], []
+
+
 def probe_report(model: Any, probe_words: list[str], probe_contexts: list[list[str]]) -> str:
     """Markdown: ``most_similar`` for each probe word, ``predict_output_word`` for each context.
 
     Words missing from the vocabulary are reported as such, not raised.
     """
-    vocabulary = model.wv.key_to_index
     lines = ["# CBOW probes", "", "## Nearest words (`most_similar`, top 10, cosine)", ""]
     for word in probe_words:
-        if word not in vocabulary:
+        similar = similar_words(model, word, 10)
+        if similar is None:
             lines += [f"- **{word}**: not in the vocabulary (below `cbow.min_count` or absent)", ""]
             continue
-        similar = ", ".join(f"{w} ({s:.3f})" for w, s in model.wv.most_similar(word, topn=10))
-        lines += [f"- **{word}**: {similar}", ""]
+        lines += [f"- **{word}**: {', '.join(f'{w} ({s:.3f})' for w, s in similar)}", ""]
     lines += ["## Predicted centre words (`predict_output_word`, top 10)", ""]
     for context in probe_contexts:
         shown = " ".join(context)
-        known = [w for w in context if w in vocabulary]
-        missing = [w for w in context if w not in vocabulary]
+        predicted, missing = centre_words(model, context, 10)
         note = f" (not in the vocabulary, ignored: {', '.join(missing)})" if missing else ""
-        if not known:
+        if predicted is None:
             lines += [f"- **{shown}**: no context word is in the vocabulary", ""]
             continue
-        predicted = model.predict_output_word(known, topn=10) or []
         words = ", ".join(f"{w} ({p:.3f})" for w, p in predicted)
         lines += [f"- **{shown}**{note}: {words or 'no prediction (needs negative sampling)'}", ""]
     return "\n".join(lines)

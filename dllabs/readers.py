@@ -292,11 +292,11 @@ class LabelledRows:
     """Numeric feature rows with their labels (as strings, so any label type compares)."""
 
     x: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray  # empty for a table read without a label column
 
 
-def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows:
-    """Read a numeric table with one label column.
+def read_labelled_csv(path: str | Path, label_column: int | str | None) -> LabelledRows:
+    """Read a numeric table with one label column (``None``: a table of features only).
 
     The layout is detected from the first line: comma-separated or whitespace-separated (UCR), with
     or without a header row. ``label_column`` is a header name or a 0-based index (-1 = last).
@@ -329,7 +329,9 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
         raise DataError(f"{path}: not a well-formed table ({_one_line(exc)})") from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    if isinstance(label_column, int):
+    if label_column is None:
+        label_name = None
+    elif isinstance(label_column, int):
         if not -len(columns) <= label_column < len(columns):
             raise DataError(
                 f"{path}: label column index {label_column} out of range ({len(columns)} columns)"
@@ -344,7 +346,7 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
             )
             raise DataError(f"{path}: no label column {label_column!r} ({hint})")
         label_name = label_column
-    features = frame.drop(columns=[label_name])
+    features = frame if label_name is None else frame.drop(columns=[label_name])
     numeric = features.apply(pd.to_numeric, errors="coerce")
     bad = ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
     if bad.any():
@@ -353,13 +355,15 @@ def read_labelled_csv(path: str | Path, label_column: int | str) -> LabelledRows
         value = features.iat[int(row), int(col)]
         column = features.columns[int(col)]
         raise DataError(f"{path}: row {line}, column {column!r}: expected a number, got {value!r}")
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows")
+    if label_name is None:
+        return LabelledRows(x=numeric.to_numpy(dtype=np.float32), labels=np.array([], dtype=str))
     labels = frame[label_name].str.strip()
     if (labels == "").any():
         line = int(np.argmax((labels == "").to_numpy())) + (2 if has_header else 1)
         raise DataError(f"{path}: row {line}, column {label_name!r}: missing label")
     labels = labels.map(_canonical_label)
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows")
     return LabelledRows(x=numeric.to_numpy(dtype=np.float32), labels=labels.to_numpy(dtype=str))
 
 

@@ -100,6 +100,12 @@ class Scaler:
     def apply(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.shift) / self.scale).astype(np.float32)
 
+    @classmethod
+    def from_json(cls, record: dict) -> Scaler:
+        """The scaling :meth:`to_json` recorded, to apply to new rows."""
+        shift, scale = (np.asarray(record[k], np.float64).reshape(-1) for k in ("shift", "scale"))
+        return cls(record["method"], shift, scale)
+
     def to_json(self) -> dict:
         flat = self.shift.size == 1
         return {

@@ -26,6 +26,7 @@ import numpy as np
 
 from dllabs.datasets import ImageBatches
 from dllabs.errors import LabError, ParamsError
+from dllabs.inputs import MODEL_FILE, SUMMARY_FILE
 from dllabs.models import make_optimizer
 from dllabs.outputs import StagedOutputs, save_json, staged_outputs
 from dllabs.params import Base, Training
@@ -364,25 +365,28 @@ def fit_and_save(
     training: Training,
     device: RunDevice,
     paths: Any,
+    inputs: dict,
     outputs: StagedOutputs | None = None,
     **fit_options: Any,
 ) -> FitResult:
-    """:func:`fit`, then save the model, its DVCLive folder and run summary all-or-nothing.
+    """:func:`fit`, then save the model folder and its DVCLive folder all-or-nothing.
 
-    ``paths`` has ``model`` (``.keras``), ``plots`` (DVCLive folder) and ``summary`` (``.json``),
-    as parsed from the stage's command line. Pass ``outputs`` to write within a stage's own
-    transaction (when it saves more files that must succeed or fail together).
+    ``paths`` has ``model`` (the model folder: ``model.keras``, and ``summary.json`` with the run
+    and the ``inputs`` record from :mod:`dllabs.inputs`, what predicting on new data needs) and
+    ``plots`` (DVCLive folder), as parsed from the stage's command line. Pass ``outputs`` to write
+    within a stage's own transaction (when it saves more files that must succeed or fail together).
     """
     with nullcontext(outputs) if outputs is not None else staged_outputs() as out:
         result = fit(model, train, val, training, device, out.dir(paths.plots), **fit_options)
-        model.save(out.file(paths.model))
-        save_json(out.file(paths.summary), {**result.to_json(), "platform": platform_record()})
+        folder = out.dir(paths.model)
+        model.save(folder / MODEL_FILE)
+        summary = {**result.to_json(), "inputs": inputs, "platform": platform_record()}
+        save_json(folder / SUMMARY_FILE, summary)
     return result
 
 
 TRAINING_PATHS = {
     "images": "processed images (folder of .npy arrays)",
-    "model": "output model (.keras)",
+    "model": "output model folder (model.keras, summary.json)",
     "plots": "output DVCLive folder",
-    "summary": "output run summary (.json)",
 }

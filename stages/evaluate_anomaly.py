@@ -18,6 +18,7 @@ from dllabs.anomaly import detection_scores, reconstruction_errors
 from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.evaluation import load_model, run_info
+from dllabs.inputs import ModelFolder
 from dllabs.outputs import load_json, load_npz, save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.reports import error_histogram, reconstructions_figure
@@ -25,15 +26,15 @@ from dllabs.training import open_live, setup_run
 
 
 def evaluate_anomaly(
-    model_path: Path,
-    summary_path: Path,
+    model_folder: Path,
     series_path: Path,
     threshold_path: Path,
     loss: str,
     plots: Path,
 ) -> dict:
     """Test-split detection scores at the chosen threshold, with ROC/PR and error plots."""
-    model = load_model(model_path)
+    folder = ModelFolder(model_folder)
+    model = load_model(folder.model_file)
     data = load_npz(series_path, required=("x_test", "y_test", "label_test", "row_shape"))
     chosen = load_json(threshold_path)
     x_test, y_test = data["x_test"], data["y_test"].astype(bool)
@@ -62,7 +63,7 @@ def evaluate_anomaly(
         "method": chosen["method"],
         "test": detection_scores(y_test, errors, threshold),
         "validation": chosen["validation"],
-        "run": run_info(load_json(summary_path)),
+        "run": run_info(folder.summary()),
     }
 
 
@@ -71,13 +72,14 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "evaluate_anomaly", __doc__,
-            series="processed anomaly rows (.npz), test split", model="autoencoder (.keras)",
-            summary="its run summary (.json)", threshold="chosen threshold (.json)",
+            series="processed anomaly rows (.npz), test split",
+            model="autoencoder folder (model.keras, summary.json)",
+            threshold="chosen threshold (.json)",
             metrics="output metrics (.json)", plots="output plots folder",
         )  # fmt: skip
         setup_run(params.base)
         with staged_outputs() as out:
-            metrics = evaluate_anomaly(args.model, args.summary, args.series, args.threshold,
+            metrics = evaluate_anomaly(args.model, args.series, args.threshold,
                                        params.autoencoder.loss, out.dir(args.plots))  # fmt: skip
             save_json(out.file(args.metrics), metrics)
         test = metrics["test"]

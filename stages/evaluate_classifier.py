@@ -18,8 +18,9 @@ from dllabs.cli import parse_paths
 from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation import load_model
+from dllabs.inputs import ModelFolder
 from dllabs.models import architecture_markdown
-from dllabs.outputs import load_json, save_json, staged_outputs
+from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.reports import classification_metrics, misclassified_grid
 from dllabs.training import open_live, setup_run
@@ -29,16 +30,16 @@ LABS = ("mlp", "cnn")
 
 def evaluate_classifier(
     lab: str,
-    model_path: Path,
-    summary_path: Path,
+    model_folder: Path,
     data: ImageSplits,
     plots: Path,
     report: Path,
     batch_size: int,
 ) -> dict:
     """Test metrics, confusion matrix, misclassified grid and architecture table of one model."""
-    model = load_model(model_path)
-    training = load_json(summary_path)
+    folder = ModelFolder(model_folder)
+    model = load_model(folder.model_file)
+    training = folder.summary()
     x_test, y_test = data["test"]  # on disk when large: predicted a batch at a time
     loss, _ = model.evaluate(ImageBatches(x_test, y_test, batch_size), verbose=0)
     y_pred = np.argmax(model.predict(ImageBatches(x_test, None, batch_size), verbose=0), axis=1)
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(
             argv, "evaluate_classifier", __doc__, choices={"lab": LABS},
             images="processed images (folder of .npy arrays), test split",
-            model="the lab's model (.keras)",
-            summary="its run summary (.json)", metrics="output metrics (.json)",
+            model="the lab's model folder (model.keras, summary.json)",
+            metrics="output metrics (.json)",
             report="output architecture table (.md)", plots="output plots folder",
         )  # fmt: skip
         setup_run(params.base)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size = getattr(params, args.lab).batch_size
         with staged_outputs() as out:
             metrics = evaluate_classifier(
-                args.lab, args.model, args.summary, data, out.dir(args.plots),
+                args.lab, args.model, data, out.dir(args.plots),
                 out.file(args.report), batch_size,
             )  # fmt: skip
             save_json(out.file(args.metrics), metrics)

@@ -3,7 +3,8 @@
 Load the anomaly data: training rows are all normal, validation rows hold both classes. Build a
 dense autoencoder (encoder -> code -> mirrored decoder; optionally denoising or sparse) and train
 it to reconstruct the normal training rows, with the normal validation rows driving early
-stopping. Save the model, its training curve, and the per-row reconstruction error of the
+stopping. Save the model with what predicting on new rows needs (the features, their scaling
+and the error measure), its training curve, and the per-row reconstruction error of the
 training and validation splits for ``threshold_anomaly``. The test split is not read here.
 """
 
@@ -14,8 +15,9 @@ import numpy as np
 from dllabs.anomaly import reconstruction_errors
 from dllabs.cli import parse_paths
 from dllabs.errors import ParamsError, stage_errors
+from dllabs.inputs import series_record
 from dllabs.models import build_autoencoder
-from dllabs.outputs import load_npz, save_npz, staged_outputs
+from dllabs.outputs import load_json, load_npz, save_npz, staged_outputs
 from dllabs.params import Autoencoder, load_params
 from dllabs.resume import resumable
 from dllabs.training import fit_and_save, setup_run
@@ -40,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(
             argv, "train_autoencoder", __doc__,
-            series="processed anomaly rows (.npz)", model="output model (.keras)",
-            plots="output DVCLive folder", summary="output run summary (.json)",
+            series="processed anomaly rows (.npz)",
+            series_summary="their summary (.json): features and the training rows' scaling",
+            model="output model folder (model.keras, summary.json)",
+            plots="output DVCLive folder",
             errors="output reconstruction errors, train and val (.npz)",
         )  # fmt: skip
         data = load_npz(args.series, required=("x_train", "x_val", "y_val"))
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         with resumable(args.model, "train_autoencoder") as checkpoint, staged_outputs() as out:
             result = fit_and_save(
                 model, (x_train, x_train), (normal_val, normal_val), ae, device, args,
+                inputs=series_record(load_json(args.series_summary), ae.loss),
                 outputs=out, loss=ae.loss, metrics=[], params_key="autoencoder",
                 checkpoint=checkpoint,
             )  # fmt: skip

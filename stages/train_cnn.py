@@ -12,6 +12,7 @@ from __future__ import annotations
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
+from dllabs.inputs import image_record
 from dllabs.models import PixelStats, build_cnn
 from dllabs.params import load_params
 from dllabs.resume import resumable
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         val = ImageBatches(*data["val"], batch)
         with resumable(args.model, "train_cnn") as checkpoint:
             result = fit_and_save(model, train, val, params.cnn, device, args,
+                                  inputs=image_record(data.input_shape, data.class_names),
                                   params_key="cnn", checkpoint=checkpoint)  # fmt: skip
         print(f"train_cnn: {result.epochs_trained} epochs on {result.device}")
 

@@ -31,6 +31,7 @@ import keras
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
 from dllabs.errors import stage_errors
+from dllabs.inputs import image_record
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import Params, load_params
 from dllabs.provenance import platform_record
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                 "target_train_size": t.target_train_size,
                 "val_images": len(target_task(data, t, params.base.seed)["val"][1]),
                 "repeats": draws,
+                "inputs": image_record(data.input_shape, classes.target),
                 "platform": platform_record(),
             })  # fmt: skip
         print(f"train_transfer: {t.base} base, {t.repeats} draws of {t.target_train_size} images "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dllabs.arrays import save_arrays
-from dllabs.outputs import save_npz
+from dllabs.outputs import save_json, save_npz
 from dllabs.reports import classification_metrics
 from dllabs.sources import write_text_eval
 from stages import (
@@ -30,14 +30,14 @@ from tests.conftest import REPO
 
 TRAIN = ["--images", "data/processed/images"]
 CLASSIFIER = {  # evaluate_classifier@mlp and @cnn
-    lab: ["--lab", lab, "--images", "data/processed/images", "--model", f"models/{lab}.keras",
-          "--summary", f"models/{lab}.json", "--metrics", f"metrics/{lab}.json",
+    lab: ["--lab", lab, "--images", "data/processed/images", "--model", f"models/{lab}",
+          "--metrics", f"metrics/{lab}.json",
           "--report", f"reports/{lab}_architecture.md", "--plots", f"plots/evaluate/{lab}"]
     for lab in ("mlp", "cnn")
 }  # fmt: skip
 EVALUATE_ANOMALY = [
-    "--series", "data/processed/series.npz", "--model", "models/autoencoder.keras",
-    "--summary", "models/autoencoder.json", "--threshold", "models/anomaly_threshold.json",
+    "--series", "data/processed/series.npz", "--model", "models/autoencoder",
+    "--threshold", "models/anomaly_threshold.json",
     "--metrics", "metrics/anomaly.json", "--plots", "plots/evaluate/anomaly",
 ]  # fmt: skip
 EVALUATE_CBOW = [
@@ -59,8 +59,8 @@ TRANSFER = ["--images", "data/processed/images", "--pretrained", "models/pretrai
             "--model", "models/transfer", "--plots", "plots/transfer"]  # fmt: skip
 CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
-    "--series", "data/processed/series.npz", "--model", "models/autoencoder.keras",
-    "--plots", "plots/autoencoder", "--summary", "models/autoencoder.json",
+    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
+    "--model", "models/autoencoder", "--plots", "plots/autoencoder",
     "--errors", "models/autoencoder_errors.npz",
 ]  # fmt: skip
 THRESHOLD = [
@@ -96,6 +96,10 @@ def tiny_series(path: Path, features: int = 16) -> None:
         arrays[f"y_{split}"] = np.array([0] * normal + [1] * anomalous, dtype=np.int8)
         arrays[f"label_{split}"] = np.array(["n"] * normal + ["a"] * anomalous)
     save_npz(path, arrays)
+    save_json(path.with_suffix(".json"), {  # what preprocess records beside the rows
+        "features": features, "row_shape": [4, 4], "normal_labels": ["n"],
+        "scaling": {"method": "none", "shift": 0.0, "scale": 1.0},
+    })  # fmt: skip
 
 
 def test_labs_end_to_end_on_tiny_data(workdir) -> None:
@@ -116,8 +120,7 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     write_text_eval(Path("data/raw/text_eval"))
     train_cbow.main(CBOW)
     for stage, name in ((train_mlp, "mlp"), (train_cnn, "cnn")):
-        stage.main([*TRAIN, "--model", f"models/{name}.keras", "--plots", f"plots/{name}",
-                    "--summary", f"models/{name}.json"])  # fmt: skip
+        stage.main([*TRAIN, "--model", f"models/{name}", "--plots", f"plots/{name}"])
     train_autoencoder.main(AUTOENCODER)
     threshold_anomaly.main(THRESHOLD)
     pretrain_base.main(PRETRAIN)
@@ -222,7 +225,7 @@ def test_evaluating_a_lab_without_its_model_names_the_missing_file(workdir, caps
     tiny_images(Path("data/processed/images"))
     with pytest.raises(SystemExit):
         evaluate_classifier.main(CLASSIFIER["mlp"])
-    assert "models/mlp.keras: not found" in capsys.readouterr().err
+    assert "models/mlp/model.keras: not found" in capsys.readouterr().err
     assert not Path("metrics").exists() and not Path("plots").exists()
 
 
@@ -238,10 +241,10 @@ def test_summary_without_a_labs_metrics_names_the_missing_file(workdir, capsys) 
 def test_training_stage_refuses_bad_params_before_loading_data(workdir, capsys) -> None:
     workdir(**{"mlp.learning_rate": -1})
     with pytest.raises(SystemExit):
-        train_mlp.main([*TRAIN, "--model", "m.keras", "--plots", "p", "--summary", "s.json"])
+        train_mlp.main([*TRAIN, "--model", "m", "--plots", "p"])
     err = capsys.readouterr().err
     assert "mlp.learning_rate = -1: input should be greater than 0" in err
-    assert not Path("m.keras").exists()
+    assert not Path("m").exists()
 
 
 def test_classification_metrics_on_a_crafted_case() -> None:

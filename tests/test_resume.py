@@ -60,8 +60,7 @@ MLP_PARAMS = {"mlp.hidden_units": [32], "mlp.dropout": 0.3, "mlp.learning_rate":
 
 
 def mlp_args(folder: str) -> list[str]:
-    return ["--images", "images", "--model", f"{folder}/mlp.keras",
-            "--plots", f"{folder}/plots", "--summary", f"{folder}/mlp.json"]  # fmt: skip
+    return ["--images", "images", "--model", f"{folder}/mlp", "--plots", f"{folder}/plots"]
 
 
 def weights(path: Path) -> list[np.ndarray]:
@@ -94,7 +93,7 @@ def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> Non
     done = run_stage("train_mlp", *mlp_args("ref"), cwd=root)
     assert done.returncode == 0, done.stderr
     assert not (root / "ref" / ".resume").exists()  # a clean finish leaves no checkpoint
-    reference = json.loads((root / "ref" / "mlp.json").read_text())
+    reference = json.loads((root / "ref" / "mlp" / "summary.json").read_text())
     # Killed in the last epoch before early stopping fires: the rerun must stop after one epoch,
     # with the best weights and learning rate of before the kill (patience 4, reduced after 2).
     kill_after = reference["epochs_trained"] - 1
@@ -103,7 +102,7 @@ def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> Non
     killed = run_killed("run/.resume/mlp", kill_after, "train_mlp", *mlp_args("run"), cwd=root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (root / "run" / ".resume" / "mlp" / "state.npz").is_file()
-    assert not (root / "run" / "mlp.keras").exists()
+    assert not (root / "run" / "mlp").exists()
 
     resumed = run_stage("train_mlp", *mlp_args("run"), cwd=root)
     assert resumed.returncode == 0, resumed.stderr
@@ -114,8 +113,8 @@ def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> Non
     assert f"Epoch {kill_after + 1}/40" in resumed.stdout
     assert f"Epoch {kill_after}/40" not in resumed.stdout
     assert not (root / "run" / ".resume").exists()
-    assert_same_weights(root / "run" / "mlp.keras", root / "ref" / "mlp.keras")
-    summary = json.loads((root / "run" / "mlp.json").read_text())
+    assert_same_weights(root / "run/mlp/model.keras", root / "ref/mlp/model.keras")
+    summary = json.loads((root / "run" / "mlp" / "summary.json").read_text())
     assert without_timings(summary) == without_timings(reference)
     assert_same_curves(root / "run" / "plots", root / "ref" / "plots")
     learning_rates = (root / "run/plots/plots/metrics/train/learning_rate.tsv").read_text()
@@ -259,7 +258,7 @@ def test_an_unreadable_checkpoint_is_discarded(
 def test_a_checkpoint_goes_on_success_and_lab_errors_and_stays_on_interruptions(
     tmp_path: Path,
 ) -> None:
-    def leave(error: BaseException | None, output: str = "models/mlp.keras") -> Path:
+    def leave(error: BaseException | None, output: str = "models/mlp") -> Path:
         """The checkpoint folder a stage writing ``output`` leaves after ``error`` (or success)."""
         expected = pytest.raises(type(error)) if error else nullcontext()
         with expected, resumable(tmp_path / output, "train_mlp") as checkpoint:

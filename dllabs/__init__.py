@@ -13,6 +13,8 @@ Modules are named by what they hold:
 - ``datasets``: the processed arrays training and evaluation read (train/val vs test).
 - ``models``: Keras 3 model builders (MLP, CNN, LeNet-5, autoencoder) and architecture tables.
 - ``training``: the one fit helper (seeding, device, mixed precision, DVCLive, early stopping).
+- ``inputs``: the record of a model's inputs written beside it, and new data converted to match.
+- ``predict``: ``dl-labs predict``, every lab's model on new data, from any revision.
 - ``anomaly``: reconstruction errors, threshold rules and detection scores (no TensorFlow).
 - ``reports``: classification metrics and the PNG figures ``evaluate`` writes.
 - ``cli``: the path-only command lines of the stages.

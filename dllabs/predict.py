@@ -1,0 +1,410 @@
+"""``dl-labs predict``: every lab's trained model on new data, from this workspace or any revision.
+
+The lab sheets end with "make predictions on new data". Each lab reads what its training recorded
+beside the model (:mod:`dllabs.inputs`), so a model trained on another dataset converts its inputs
+as it was trained:
+
+- ``mlp``, ``cnn``, ``transfer``: image files, folders or glob patterns (or ``.npy`` arrays of
+  images at the model's size) -> the top-k classes with their probabilities;
+- ``anomaly``: a CSV or UCR file of rows -> reconstruction error, the saved threshold, the flag;
+- ``cbow``: ``most_similar`` for words, ``predict_output_word`` for a context, and analogies,
+  with out-of-vocabulary words reported in the output.
+
+``--rev`` (a commit, branch, tag or experiment name) reads that revision's models through DVC
+from the local cache or the configured remote, into a temporary folder: the workspace is not
+touched. Bad input gives one line naming it and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dllabs.errors import DataError, stage_errors
+from dllabs.inputs import SUMMARY_FILE, ModelFolder, image_chunks, image_paths, read_rows
+from dllabs.outputs import load_json
+
+# Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
+MODEL_PATHS = {
+    "mlp": "models/mlp",
+    "cnn": "models/cnn",
+    "transfer": "models/transfer",
+    "anomaly": "models/autoencoder",
+    "cbow": "models/cbow",
+}
+THRESHOLD_PATH = "models/anomaly_threshold.json"
+TRANSFER_VARIANTS = ("scratch", "feature_extraction", "fine_tune")
+CHUNK = 1024  # images decoded and predicted at a time
+
+
+# --- where the models come from: the workspace or a revision ----------------------------------
+
+
+class Source:
+    """Model files from the workspace, or from one revision of the DVC repository."""
+
+    def __init__(self, rev: str | None, workdir: Path) -> None:
+        self.rev = rev
+        self._workdir = workdir
+        self._fs: Any = None
+
+    def path(self, relative: str | Path) -> Path:
+        """A local path holding ``relative``: the workspace's own, or a copy of the revision's."""
+        if self.rev is None:
+            return Path(relative)
+        local = self._workdir / relative
+        if not local.exists():
+            self._get(str(Path(relative).as_posix()), local)
+        return local
+
+    def _get(self, relative: str, local: Path) -> None:
+        fs = self._open()
+        if not fs.exists(relative):
+            raise DataError(f"{relative}: not in revision {self.rev} (is that lab built there?)")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fs.get(relative, str(local), recursive=fs.isdir(relative))
+        except Exception as exc:  # DVC's missing-cache errors have no common base
+            raise DataError(
+                f"{relative} at {self.rev}: not in the local DVC cache or the remote "
+                f"(dvc pull, or dvc fetch at that revision) ({_one_line(exc)})"
+            ) from None
+
+    def _open(self) -> Any:
+        if self._fs is None:
+            from dvc.api import DVCFileSystem
+            from dvc.exceptions import DvcException, NotDvcRepoError
+            from dvc.repo import Repo
+            from dvc.scm import RevError, resolve_rev
+
+            try:
+                root = Repo.find_root()
+            except NotDvcRepoError:
+                raise DataError(
+                    f"--rev {self.rev}: {Path.cwd()} is not in a DVC repository"
+                ) from None
+            try:
+                with Repo(root) as repo:
+                    sha = resolve_rev(repo.scm, self.rev)
+            except (RevError, DvcException) as exc:
+                raise DataError(
+                    f"--rev {self.rev}: not a commit, branch, tag or experiment of this "
+                    f"repository ({_one_line(exc)})"
+                ) from None
+            self._fs = DVCFileSystem(root, rev=sha)
+        return self._fs
+
+
+@contextmanager
+def model_source(rev: str | None) -> Iterator[Source]:
+    with tempfile.TemporaryDirectory(prefix="dl-labs-predict-") as workdir:
+        yield Source(rev, Path(workdir))
+
+
+# --- the labs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """Rows to print, with their columns in order; JSON gets ``records`` when given."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    records: list[dict[str, Any]] | None = None
+    note: str = ""
+    decimals: int = 4  # of numbers in the table (JSON and CSV keep 6)
+
+
+def load_keras(path: Path) -> Any:
+    """The model at ``path``. TensorFlow's native notices while it starts (CUDA stubs, absl) are
+    dropped: they would fill a user's terminal on every call. Python errors still show."""
+    from dllabs.evaluation import load_model
+
+    with _quiet_native_stderr():
+        return load_model(path)
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """File descriptor 2, where C++ libraries write, sent to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def predict_batches(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for ``x``, ``batch_size`` rows at a time (``predict_on_batch``: no
+    input pipeline to build per call, unlike ``model.predict``)."""
+    outputs = [
+        np.asarray(model.predict_on_batch(x[start : start + batch_size]), dtype=np.float64)
+        for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
+def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Table:
+    """Top-``top`` classes per image, images converted as ``preprocess`` converted the model's
+    training images; the next chunk is decoded while the model predicts the current one."""
+    names = record["class_names"]
+    top = min(top, len(names))
+    files = image_paths(specs)
+    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+        chunks = image_chunks(files, record, CHUNK)
+        pending = decoder.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = decoder.submit(next, chunks, None)
+            labels, images = chunk
+            probabilities = predict_batches(model, images)
+            ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+            for name, p, best in zip(labels, probabilities, ranked, strict=True):
+                predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
+                               for k in best]  # fmt: skip
+                records.append({"input": name, "predictions": predictions})
+                rows += [{"input": name, "rank": r + 1, **entry}
+                         for r, entry in enumerate(predictions)]  # fmt: skip
+    return Table(["input", "rank", "class", "probability"], rows, records)
+
+
+def predict_rows(model: Any, record: dict, threshold: float, path: str, label_column: Any) -> Table:
+    """Reconstruction error per row against the saved threshold: above it, an anomaly."""
+    from dllabs.anomaly import reconstruction_errors
+
+    rows = read_rows(path, record, label_column)
+    reconstructed = predict_batches(model, rows.x)
+    errors = reconstruction_errors(rows.x, reconstructed, record["error"])
+    out = []
+    for i, error in enumerate(errors):
+        row = {"row": i + 1, "error": round(float(error), 6), "threshold": round(threshold, 6),
+               "anomaly": bool(error > threshold)}  # fmt: skip
+        if rows.labels is not None:
+            row["label"] = str(rows.labels[i])
+        out.append(row)
+    flagged = sum(r["anomaly"] for r in out)
+    columns = ["row", "error", "threshold", "anomaly"] + (
+        ["label"] if rows.labels is not None else []
+    )
+    note = f"{flagged} of {len(out)} rows above the threshold {threshold:.6g}"
+    return Table(columns, out, note=note, decimals=6)
+
+
+def parse_analogy(text: str) -> tuple[list[str], list[str]]:
+    """``king - man + woman`` -> positive [king, woman], negative [man]."""
+    tokens = text.replace("+", " + ").replace("-", " - ").split()
+    positive: list[str] = []
+    negative: list[str] = []
+    sign = "+"
+    for token in tokens:
+        if token in "+-":
+            sign = token
+            continue
+        (positive if sign == "+" else negative).append(token.lower())
+        sign = "+"
+    if not positive:
+        raise DataError(
+            f"--analogy {text!r}: expected words joined by + and -, as 'king - man + woman'"
+        )
+    return positive, negative
+
+
+def query_words(model: Any, args: argparse.Namespace) -> Table:
+    """``most_similar``, ``predict_output_word`` and analogies; unknown words become rows that
+    say so, not errors."""
+    from dllabs.embeddings import analogy, centre_words, similar_words
+
+    rows: list[dict[str, Any]] = []
+
+    def add(query: str, found: list[tuple[str, float]] | None, missing: list[str]) -> None:
+        note = f"not in the vocabulary: {', '.join(missing)}" if missing else ""
+        if not found:
+            rows.append({"query": query, "rank": "", "word": "", "score": "",
+                         "note": note or "no prediction (needs negative sampling)"})  # fmt: skip
+        for rank, (word, score) in enumerate(found or [], start=1):
+            rows.append({"query": query, "rank": rank, "word": word,
+                         "score": round(score, 6), "note": note})  # fmt: skip
+
+    for word in args.similar or []:
+        word = word.lower()
+        found = similar_words(model, word, args.top)
+        add(f"similar {word}", found, [word] if found is None else [])
+    if args.context:
+        context = [w.lower() for w in args.context]
+        found, missing = centre_words(model, context, args.top)
+        add(f"context {' '.join(context)}", found, missing)
+    for text in args.analogy or []:
+        positive, negative = parse_analogy(text)
+        found, missing = analogy(model, positive, negative, args.top)
+        shown = " + ".join(positive) + "".join(f" - {w}" for w in negative)
+        add(f"analogy {shown}", found, missing)
+    return Table(["query", "rank", "word", "score", "note"], rows)
+
+
+def load_word2vec(path: Path) -> Any:
+    from gensim.models import Word2Vec
+
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the CBOW lab (dvc repro train_cbow)")
+    try:
+        return Word2Vec.load(str(path))
+    except Exception as exc:  # gensim unpickles: any error means a file it cannot read
+        raise DataError(f"{path}: not a gensim Word2Vec model ({_one_line(exc)})") from None
+
+
+def transfer_model(
+    source: Source, folder: str, variant: str, repeat: int | None
+) -> tuple[Path, dict, str]:
+    """The transfer model file of ``variant``: draw ``repeat``, or by default the draw with the
+    best validation accuracy (the test split plays no part in the choice)."""
+    summary = load_json(source.path(f"{folder}/{SUMMARY_FILE}"))
+    if "not_applicable" in summary:
+        raise DataError(f"{folder}: the transfer lab did not apply: {summary['not_applicable']}")
+    if "inputs" not in summary:
+        raise DataError(
+            f"{folder}/{SUMMARY_FILE}: no record of the model's inputs "
+            "(a model trained before they were recorded: run dvc repro)"
+        )
+    draws = summary["repeats"]
+    if repeat is None:
+        repeat = max(range(len(draws)), key=lambda r: draws[r][variant]["val_accuracy"])
+    elif not 0 <= repeat < len(draws):
+        raise DataError(f"--repeat {repeat}: {folder} holds draws 0 to {len(draws) - 1}")
+    chosen = f"repeat {repeat} of {len(draws)}, {variant}"
+    return source.path(f"{folder}/repeat_{repeat}/{variant}.keras"), summary["inputs"], chosen
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--rev", help="a commit, branch, tag or experiment name (default: the workspace)"
+    )
+    common.add_argument("--model", help="the model folder (default: the pipeline's, under models/)")
+    form = common.add_mutually_exclusive_group()
+    form.add_argument("--json", dest="format", action="store_const", const="json")
+    form.add_argument("--csv", dest="format", action="store_const", const="csv")
+    common.set_defaults(format="table")
+    common.add_argument("--top", type=int, default=3, help="how many classes or words (default 3)")
+
+    main = argparse.ArgumentParser(
+        prog="dl-labs predict", description="Predict with a lab's trained model on new data."
+    )
+    labs = main.add_subparsers(dest="lab", required=True, metavar="LAB")
+    for lab, help_text in (("mlp", "lab 1: the feedforward network"), ("cnn", "lab 2: the CNN")):
+        images = labs.add_parser(lab, parents=[common], help=help_text)
+        images.add_argument(
+            "inputs", nargs="+", help="image files, folders, glob patterns or .npy arrays"
+        )
+    transfer = labs.add_parser("transfer", parents=[common], help="lab 5: a transfer model")
+    transfer.add_argument(
+        "inputs", nargs="+", help="image files, folders, glob patterns or .npy arrays"
+    )
+    transfer.add_argument("--variant", choices=TRANSFER_VARIANTS, default="fine_tune")
+    transfer.add_argument("--repeat", type=int, help="which draw (default: best on validation)")
+    anomaly = labs.add_parser("anomaly", parents=[common], help="lab 3: the autoencoder detector")
+    anomaly.add_argument("rows", help="a CSV or UCR (whitespace-separated) file of rows")
+    anomaly.add_argument(
+        "--label-column", help="the rows' label column: a header name or an index (-1 = last)"
+    )
+    anomaly.add_argument("--threshold", help=f"threshold file (default: {THRESHOLD_PATH})")
+    cbow = labs.add_parser("cbow", parents=[common], help="lab 4: the CBOW word vectors")
+    cbow.add_argument("--similar", nargs="+", metavar="WORD", help="most_similar for each word")
+    cbow.add_argument(
+        "--context", nargs="+", metavar="WORD", help="predict_output_word for a context"
+    )
+    cbow.add_argument("--analogy", action="append", metavar="EXPR", help="'king - man + woman'")
+    return main
+
+
+def run(args: argparse.Namespace, source: Source) -> Table:
+    """The lab's table for the parsed command line."""
+    if args.top < 1:
+        raise DataError(f"--top {args.top}: expected 1 or more")
+    folder = args.model or MODEL_PATHS[args.lab]
+    if args.lab == "cbow":
+        if not (args.similar or args.context or args.analogy):
+            raise DataError("predict cbow: give --similar, --context or --analogy")
+        model = load_word2vec(source.path(folder) / "word2vec.model")
+        return query_words(model, args)
+    if args.lab == "anomaly":
+        local = ModelFolder(source.path(folder))
+        record = local.inputs("rows")
+        threshold = float(load_json(source.path(args.threshold or THRESHOLD_PATH))["threshold"])
+        label_column = _column(args.label_column)
+        return predict_rows(
+            load_keras(local.model_file), record, threshold, args.rows, label_column
+        )
+    if args.lab == "transfer":
+        model_file, record, chosen = transfer_model(source, folder, args.variant, args.repeat)
+        table = predict_images(load_keras(model_file), record, args.inputs, args.top)
+        table.note = f"transfer model: {chosen}"
+        return table
+    local = ModelFolder(source.path(folder))
+    record = local.inputs("images")
+    return predict_images(load_keras(local.model_file), record, args.inputs, args.top)
+
+
+def write(table: Table, form: str, out: Any = None) -> None:
+    """``table`` as ``json``, ``csv`` or an aligned text table, on ``out`` (standard output)."""
+    out = out or sys.stdout
+    if form == "json":
+        json.dump(table.records if table.records is not None else table.rows, out, indent=2)
+        out.write("\n")
+    elif form == "csv":
+        writer = csv.DictWriter(out, fieldnames=table.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table.rows)
+    else:
+
+        def cell(value: Any) -> str:
+            return f"{value:.{table.decimals}f}" if isinstance(value, float) else str(value)
+
+        cells = [[cell(row.get(c, "")) for c in table.columns] for row in table.rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(table.columns)]
+        for line in [table.columns, *cells]:
+            out.write(
+                "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = parser().parse_args(argv)
+    with stage_errors("predict"), model_source(args.rev) as source:
+        table = run(args, source)
+        write(table, args.format)
+        if table.note:
+            print(f"predict: {table.note}", file=sys.stderr)
+
+
+def _column(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

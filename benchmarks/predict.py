@@ -14,7 +14,9 @@ In one process, alternating rounds (median reported, after one warm-up call each
 
 Start-up, apart: the wall time of ``dl-labs predict cnn <one file>`` in a new process (Python,
 TensorFlow and Keras imports, loading the model, one prediction), median of 3, beside that of
-``python -c "import keras"``.
+``python -c "import keras"``. And whole commands in new processes, median of 3: ``dl-labs
+predict`` on the 1,000 files against a bare script that loads the model and calls
+``model.predict`` on the array (both pay imports, loading and graph tracing once).
 
     python benchmarks/predict.py            # writes benchmarks/results/predict.json
 """
@@ -114,6 +116,11 @@ def main() -> None:
         keras_import = [wall([sys.executable, "-c", "import keras"], root) for _ in range(3)]
         whole = [wall([*cli[:-3], str(images), "--model", str(folder), "--csv"], root)
                  for _ in range(3)]  # fmt: skip
+        bare_script = (
+            "import keras, numpy; m = keras.saving.load_model('model/model.keras'); "
+            "m.predict(numpy.load('x.npy'), verbose=0)"
+        )
+        bare_whole = [wall([sys.executable, "-c", bare_script], root) for _ in range(3)]
 
     median = {name: statistics.median(s) for name, s in runs.items()}
     result = {
@@ -128,7 +135,12 @@ def main() -> None:
         },
         "startup_seconds_median": round(statistics.median(startup), 2),
         "import_keras_seconds_median": round(statistics.median(keras_import), 2),
-        "whole_command_seconds_median": round(statistics.median(whole), 2),
+        "new_process_seconds_median": {
+            "dl-labs predict on the 1,000 files": round(statistics.median(whole), 2),
+            "bare script: load the model, model.predict(array)": round(
+                statistics.median(bare_whole), 2
+            ),
+        },
         "machine": predict_machine(),
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

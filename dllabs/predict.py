@@ -46,7 +46,7 @@ MODEL_PATHS = {
 }
 THRESHOLD_PATH = "models/anomaly_threshold.json"
 TRANSFER_VARIANTS = ("scratch", "feature_extraction", "fine_tune")
-CHUNK = 1024  # images decoded and predicted at a time
+BATCH = 256  # images predicted at a time; the next batch is decoded meanwhile
 
 
 # --- where the models come from: the workspace or a revision ----------------------------------
@@ -150,14 +150,32 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def predict_batches(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's outputs for ``x``, ``batch_size`` rows at a time (``predict_on_batch``: no
-    input pipeline to build per call, unlike ``model.predict``)."""
-    outputs = [
-        np.asarray(model.predict_on_batch(x[start : start + batch_size]), dtype=np.float64)
-        for start in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(outputs)
+class BatchPredictor:
+    """A model's outputs, ``batch_size`` rows at a time through ``predict_on_batch`` (no input
+    pipeline to build per call, unlike ``model.predict``).
+
+    Each new batch shape costs a graph trace. Once a full batch has been predicted, a shorter
+    last batch is padded to the full size, so that 1,000 images trace one shape, not two.
+    """
+
+    def __init__(self, model: Any, batch_size: int = BATCH) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self._traced_full = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(x), self.batch_size):
+            batch = x[start : start + self.batch_size]
+            rows = len(batch)
+            if rows == self.batch_size:
+                self._traced_full = True
+            elif self._traced_full:
+                padding = np.zeros((self.batch_size - rows, *batch.shape[1:]), batch.dtype)
+                batch = np.concatenate([batch, padding])
+            output = np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+            outputs.append(output[:rows])
+        return np.concatenate(outputs)
 
 
 def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Table:
@@ -168,13 +186,14 @@ def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Tabl
     files = image_paths(specs)
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    predict = BatchPredictor(model)
     with ThreadPoolExecutor(max_workers=1) as decoder:
-        chunks = image_chunks(files, record, CHUNK)
+        chunks = image_chunks(files, record, BATCH)
         pending = decoder.submit(next, chunks, None)
         while (chunk := pending.result()) is not None:
             pending = decoder.submit(next, chunks, None)
             labels, images = chunk
-            probabilities = predict_batches(model, images)
+            probabilities = predict(images)
             ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
             for name, p, best in zip(labels, probabilities, ranked, strict=True):
                 predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
@@ -190,7 +209,7 @@ def predict_rows(model: Any, record: dict, threshold: float, path: str, label_co
     from dllabs.anomaly import reconstruction_errors
 
     rows = read_rows(path, record, label_column)
-    reconstructed = predict_batches(model, rows.x)
+    reconstructed = BatchPredictor(model)(rows.x)
     errors = reconstruction_errors(rows.x, reconstructed, record["error"])
     out = []
     for i, error in enumerate(errors):

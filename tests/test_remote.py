@@ -5,6 +5,7 @@ another URL) and a bare repository for the git host. The origin is a copy of the
 reproduced baseline, its branch named main, with the remote added, committed and pushed; each
 test then works in fresh `git clone`s of the bare repository, as teammates would:
 
+- a clone's `dl-labs predict --rev main` reads main's model from the remote before any pull;
 - a clone that runs `dvc pull` has every output, byte for byte, and `dvc repro` runs nothing;
 - `dvc plots diff main` in a clone without main's outputs reads them from the remote on demand
   (DVC streams them without storing them in the cache, and with no reachable remote it exits 0
@@ -84,7 +85,12 @@ def clone(team: Path, name: str) -> Path:
 
 def test_a_clone_pulls_every_output_and_reproduces_nothing(team: Path) -> None:
     root = clone(team, "pulled")
-    assert not (root / "models/mlp.keras").exists() and cached_files(root) == 0
+    assert not (root / "models/mlp").exists() and cached_files(root) == 0
+    # Before any pull, `predict --rev` reads main's CNN from the remote.
+    predict = ["dl-labs", "predict", "cnn", "examples/digits", "--json"]
+    from_remote = sh([*predict, "--rev", "main"], root, timeout=QUICK).stdout
+    assert from_remote == sh(predict, team / "origin", timeout=QUICK).stdout
+    assert not (root / "models/cnn").exists()
     dvc(root, "pull")
     assert files(root) == files(team / "origin")
     assert dvc(root, "status").strip() == "Data and pipelines are up to date."

@@ -347,11 +347,13 @@ def test_readme_registry_recipe_fetches_models_by_name_and_by_experiment(
     root = copy_of(repo, tmp_path / "registry")
     recipe = readme_block("## The model registry")
     out = sh(f"set -euo pipefail\n{recipe}", root, timeout=600).stdout
-    cnn = (root / "models/cnn/model.keras").read_bytes()
-    assert (root / "registry/cnn/model.keras").read_bytes() == cnn
+    experiment = (root / "cnn-batch32/model.keras").read_bytes()
+    assert experiment != (root / "models/cnn/model.keras").read_bytes()  # not the workspace's
+    assert (root / "registry/cnn/model.keras").read_bytes() == experiment  # registered, fetched
     assert (root / "registry/cnn/summary.json").is_file()
-    assert (root / "cnn-batch32/model.keras").read_bytes() != cnn  # the experiment's own
-    assert "'path': 'models/cnn'" in out
+    sha = sh(["git", "rev-parse", "batch32"], root).stdout.strip()
+    assert f"'rev': '{sha}', 'path': 'models/cnn'" in out
+    assert out.count("examples/digits/digit_") == 3 * 10
     assert sh(["git", "status", "--porcelain", "models", "params.yaml"], root).stdout == ""
 
 

@@ -46,6 +46,7 @@ class Base(Section):
     """Settings every stage shares."""
 
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"  # params of older commits
     device: Literal["auto", "cpu", "gpu"]
     mixed_precision: Literal["off", "auto"]
 

@@ -9,7 +9,8 @@ so ``dvc.yaml`` stays hand-written). Given a ``dllabs.resume.Checkpoint`` it kee
 at every epoch's end, and a killed run continues where it stopped. Stages save the result
 atomically through ``dllabs.outputs.staged_outputs``.
 
-TensorFlow-specific calls live here and only here, behind a backend check.
+Backend-specific calls (TensorFlow, JAX, PyTorch) live here and only here, behind a backend
+check; :mod:`dllabs.backend` chooses the backend before Keras is imported.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ Batches = tuple[np.ndarray, np.ndarray] | keras.utils.PyDataset
 
 @dataclass(frozen=True)
 class Accelerator:
-    """A GPU as TensorFlow reports it."""
+    """A GPU as the Keras backend reports it."""
 
     name: str
     compute_capability: tuple[int, int] | None
@@ -80,22 +81,51 @@ def choose_device(requested: str, gpus: list[Accelerator], mixed_precision: str)
 
 
 def visible_gpus() -> list[Accelerator]:
-    """The GPUs the Keras backend can use (TensorFlow: physical devices with their details)."""
-    if keras.backend.backend() != "tensorflow":
-        return []
-    import tensorflow as tf
+    """The GPUs the Keras backend can use, with their compute capability where it says."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    found = []
-    for device in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(device)
-        found.append(
-            Accelerator(details.get("device_name", device.name), details.get("compute_capability"))
-        )
-    return found
+        found = []
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            name = details.get("device_name", device.name)
+            found.append(Accelerator(name, details.get("compute_capability")))
+        return found
+    if backend == "jax":
+        import jax
+
+        return [
+            Accelerator(d.device_kind, _capability(getattr(d, "compute_capability", None)))
+            for d in jax.devices()
+            if d.platform == "gpu"
+        ]
+    if backend == "torch":
+        import torch
+
+        return [
+            Accelerator(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
+            for i in range(torch.cuda.device_count())
+        ]
+    return []
+
+
+def _capability(value: Any) -> tuple[int, int] | None:
+    """``"8.6"`` (JAX's spelling) as ``(8, 6)``."""
+    try:
+        major, minor = str(value).split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
 
 
 def setup_run(base: Base) -> RunDevice:
-    """Seed, choose the device and precision; call before building any model."""
+    """Seed, choose the device and precision; call before building any model.
+
+    Determinism per backend: TensorFlow's op determinism; on JAX, XLA's deterministic GPU ops
+    (set before JAX starts, :mod:`dllabs.backend`; its CPU kernels are deterministic); on PyTorch,
+    deterministic algorithms where they exist (a warning, not an error, where they do not).
+    """
     device = choose_device(base.device, visible_gpus(), base.mixed_precision)
     if device.backend == "tensorflow":
         import tensorflow as tf
@@ -106,6 +136,11 @@ def setup_run(base: Base) -> RunDevice:
         for gpu in gpus if device.kind == "gpu" else []:
             tf.config.experimental.set_memory_growth(gpu, True)
         tf.config.experimental.enable_op_determinism()
+    elif device.backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     keras.utils.set_random_seed(base.seed)
     global _run_seed
     _run_seed = base.seed
@@ -335,27 +370,41 @@ def open_live(live_dir: str | Path) -> Any:
     return Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
 
 
+class LiveCallback(keras.callbacks.Callback):
+    """Every epoch's logs into a DVCLive run, on any Keras backend.
+
+    Metrics are named as DVCLive's own Keras callback names them (``loss`` -> ``train/loss``,
+    ``val_loss`` -> ``eval/loss``), so the curves' files are the same; that callback imports
+    TensorFlow, this one only Keras. ``prefix`` puts a phase's metrics under ``<prefix>/``; a run
+    shared with later phases (``owns_run=False``) is left open for them to continue its steps.
+    """
+
+    def __init__(self, live: Any, prefix: str = "", owns_run: bool = True) -> None:
+        super().__init__()
+        self.live, self.prefix, self.owns_run = live, prefix, owns_run
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from dvclive.utils import standardize_metric_name
+
+        for metric, value in (logs or {}).items():
+            name = f"{self.prefix}/{metric}" if self.prefix else metric
+            self.live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
+        self.live.next_step()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.owns_run:
+            self.live.end()
+
+
 def dvclive_callback(live_dir: str | Path | Any, prefix: str = "") -> keras.callbacks.Callback:
-    """DVCLive's Keras callback writing ``<live_dir>/plots/metrics/{train,eval}/*.tsv``.
+    """A :class:`LiveCallback` writing ``<live_dir>/plots/metrics/{train,eval}/*.tsv``.
 
     Given an open ``Live`` instead of a folder, metrics go under ``<prefix>/`` and the run stays
     open at the end of training, so a later phase continues its steps.
     """
-    from dvclive.keras import DVCLiveCallback
-
     if isinstance(live_dir, (str, Path)):
-        return DVCLiveCallback(live=open_live(live_dir))
-
-    class PhaseCallback(DVCLiveCallback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            super().on_epoch_end(
-                epoch, {f"{prefix}/{k}" if prefix else k: v for k, v in (logs or {}).items()}
-            )
-
-        def on_train_end(self, logs: dict | None = None) -> None:
-            """The run is shared with later phases; its owner ends it."""
-
-    return PhaseCallback(live=live_dir)
+        return LiveCallback(open_live(live_dir))
+    return LiveCallback(live_dir, prefix, owns_run=False)
 
 
 def fit_and_save(

@@ -1,0 +1,134 @@
+"""``base.backend``: Keras 3 on TensorFlow, JAX or PyTorch, chosen from params.yaml before Keras
+is imported; every model type trains and round-trips a ``.keras`` file on each backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dllabs import backend
+from dllabs.errors import ParamsError
+from tests.conftest import REPO, run_stage, set_key
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def write_params(folder: Path, default_params: dict, **overrides) -> Path:
+    params = json.loads(json.dumps(default_params))
+    for key, value in overrides.items():
+        set_key(params, key, value)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    return path
+
+
+def test_the_committed_default_is_tensorflow(default_params: dict) -> None:
+    assert default_params["base"]["backend"] == "tensorflow"
+    assert backend.configured(REPO / "params.yaml") == ("tensorflow", "auto")
+
+
+def test_missing_or_unreadable_params_fall_back_to_the_default(tmp_path: Path) -> None:
+    """The stage's own params check reports the file; choosing a backend must not fail first."""
+    assert backend.configured(tmp_path / "absent.yaml") == ("tensorflow", "auto")
+    (tmp_path / "bad.yaml").write_text("base: [1, 2\n")
+    assert backend.configured(tmp_path / "bad.yaml") == ("tensorflow", "auto")
+
+
+def test_an_unknown_backend_is_refused_naming_the_key(tmp_path, default_params) -> None:
+    path = write_params(tmp_path, default_params, **{"base.backend": "theano"})
+    expected = "base.backend is 'theano'; expected one of tensorflow, jax, torch"
+    with pytest.raises(ParamsError, match=re.escape(expected)):
+        backend.select_backend(path)
+
+
+def test_a_backend_whose_package_is_missing_says_how_to_install_it(
+    tmp_path, default_params, monkeypatch
+) -> None:
+    path = write_params(tmp_path, default_params, **{"base.backend": "torch"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    with pytest.raises(ParamsError, match=r"the torch package is not installed \(make install "
+                                          r'EXTRAS="dev torch"\)'):  # fmt: skip
+        backend.select_backend(path)
+
+
+def test_keras_already_running_on_another_backend_is_refused(tmp_path, default_params) -> None:
+    import keras
+
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    if not installed(other):
+        pytest.skip(f"{other} is not installed")
+    path = write_params(tmp_path, default_params, **{"base.backend": other})
+    with pytest.raises(ParamsError, match="Keras is already running on"):
+        backend.select_backend(path)
+
+
+def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
+    root = workdir(**{"base.backend": "theano"})
+    done = run_stage("train_mlp", "--images", "x", "--model", "m", "--plots", "p", cwd=root)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: base.backend is 'theano'; expected one of tensorflow, jax, torch"
+    ]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_model_type_trains_a_step_and_round_trips_on_each_backend(
+    name: str, tmp_path: Path, default_params: dict
+) -> None:
+    if not installed(name):
+        pytest.skip(f'the {name} package is not installed (make install EXTRAS="dev {name}")')
+    path = write_params(tmp_path, default_params, **{"base.backend": name, "base.device": "cpu",
+                        "cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [8], "mlp.hidden_units": [8],
+                        "transfer.head.dense_units": [4]})  # fmt: skip
+    done = run_stage_script(path, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["backend"] == name and report["device"] == "CPU"
+    for model in ("mlp", "cnn", "autoencoder", "transfer"):
+        assert report[model]["loss_after"] < report[model]["loss_before"], model
+        assert report[model]["max_difference"] == 0.0, model  # the loaded model is the same
+
+
+def run_stage_script(params: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """tests/backend_smoke.py in a new process: Keras's backend is fixed once imported."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params)],
+        cwd=cwd, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not installed("jax"), reason="the jax package is not installed")
+def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
+    """train_mlp with base.backend jax: its run summary and platform record say jax."""
+    import numpy as np
+
+    from dllabs.arrays import save_arrays
+
+    root = workdir(**{"base.backend": "jax", "base.device": "cpu", "mlp.epochs": 2,
+                      "mlp.hidden_units": [8]})  # fmt: skip
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = (rng.integers(0, 60, (60, 4, 4, 1)) + y[:, None, None, None] * 90).astype(np.uint8)
+    arrays = {"x_train": x[:45], "y_train": y[:45], "x_val": x[45:], "y_val": y[45:]}
+    save_arrays(root / "images", {**arrays, "class_names": np.array(["a", "b", "c"])})
+    done = run_stage("train_mlp", "--images", "images", "--model", "m", "--plots", "p", cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((root / "m" / "summary.json").read_text())
+    assert summary["backend"] == "jax" and summary["platform"]["backend"] == "jax"
+    assert (root / "p" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().count("\n") == 3

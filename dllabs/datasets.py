@@ -133,7 +133,18 @@ class ImageBatches(keras.utils.PyDataset):
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
         self.shuffle, self.seed, self.first_epoch = shuffle, int(seed), int(first_epoch)
+        self.multiple_of = 1  # rows per batch a multiple of this: see split_over()
         self._order: tuple[int, np.ndarray] | None = None
+
+    def split_over(self, replicas: int) -> ImageBatches:
+        """These batches cut to a multiple of ``replicas`` rows, as JAX's data parallelism needs
+        (it splits every batch evenly over the devices): the last batch of an epoch loses up to
+        ``replicas - 1`` rows, a different few each shuffled epoch."""
+        split = copy.copy(self)
+        split.multiple_of = int(replicas)
+        if len(split) == 0:
+            raise ValueError(f"{len(self.x)} rows cannot be split over {replicas} devices")
+        return split
 
     def from_epoch(self, epoch: int) -> ImageBatches:
         """These batches with the stream starting at epoch ``epoch``: what ``fit`` trains on when
@@ -144,7 +155,8 @@ class ImageBatches(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        return math.ceil(len(self.x) / self.batch_size)
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full + (rest >= self.multiple_of)
 
     @property
     def num_batches(self) -> int | None:
@@ -169,6 +181,7 @@ class ImageBatches(keras.utils.PyDataset):
         epoch, batch = divmod(int(index), len(self))
         start = batch * self.batch_size
         stop = min(start + self.batch_size, len(self.x))
+        stop -= (stop - start) % self.multiple_of
         if self.shuffle:
             rows = self.order(self.first_epoch + epoch)[start:stop]
             return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])

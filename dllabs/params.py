@@ -48,6 +48,7 @@ class Base(Section):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
     backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"  # params of older commits
     device: Literal["auto", "cpu", "gpu"]
+    devices: Annotated[int, Field(ge=1)] | Literal["all"] = 1
     mixed_precision: Literal["off", "auto"]
 
     @field_validator("mixed_precision", mode="before")

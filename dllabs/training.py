@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class RunDevice:
     description: str
     mixed_precision: bool
     backend: str
+    replicas: int = 1  # devices training in data parallel (base.devices)
 
 
 def choose_device(requested: str, gpus: list[Accelerator], mixed_precision: str) -> RunDevice:
@@ -119,12 +120,24 @@ def _capability(value: Any) -> tuple[int, int] | None:
         return None
 
 
-def setup_run(base: Base) -> RunDevice:
+def predict_evenly(model: keras.Model, x: np.ndarray, device: RunDevice) -> np.ndarray:
+    """``model.predict`` on every row of ``x``, also where JAX's data parallelism needs each batch
+    split evenly over the devices: the rows are padded to a multiple of the devices, predicted
+    in batches of a multiple of them, and the padding's outputs dropped."""
+    replicas = device.replicas if device.backend == "jax" else 1
+    padding = -len(x) % replicas
+    padded = np.concatenate([x, np.zeros((padding, *x.shape[1:]), x.dtype)]) if padding else x
+    return model.predict(padded, batch_size=32 * replicas, verbose=0)[: len(x)]
+
+
+def setup_run(base: Base, parallel: bool = True) -> RunDevice:
     """Seed, choose the device and precision; call before building any model.
 
     Determinism per backend: TensorFlow's op determinism; on JAX, XLA's deterministic GPU ops
     (set before JAX starts, :mod:`dllabs.backend`; its CPU kernels are deterministic); on PyTorch,
     deterministic algorithms where they exist (a warning, not an error, where they do not).
+    ``parallel=False`` keeps to one device whatever ``base.devices`` says (evaluation: every test
+    row must count, and JAX's data parallelism splits each batch evenly).
     """
     device = choose_device(base.device, visible_gpus(), base.mixed_precision)
     if device.backend == "tensorflow":
@@ -141,6 +154,7 @@ def setup_run(base: Base) -> RunDevice:
 
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    device = data_parallel(device, base.devices if parallel else 1)
     keras.utils.set_random_seed(base.seed)
     global _run_seed
     _run_seed = base.seed
@@ -148,6 +162,55 @@ def setup_run(base: Base) -> RunDevice:
         "mixed_float16" if device.mixed_precision else "float32"
     )
     return device
+
+
+def local_devices(backend: str, kind: str) -> list[Any]:
+    """The devices of ``kind`` (``cpu``, ``gpu``) the backend can train on, in order: TensorFlow's
+    logical devices (a CPU split into several is how tests simulate them), JAX's devices."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.list_logical_devices(kind.upper())
+    if backend == "jax":
+        import jax
+
+        return [d for d in jax.devices() if d.platform == kind]
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if kind == "gpu" else ["cpu"]
+
+
+def data_parallel(device: RunDevice, requested: int | str) -> RunDevice:
+    """Train on ``requested`` devices (``all``: every one of the chosen kind) by data parallelism:
+    TensorFlow's ``MirroredStrategy`` or JAX's ``keras.distribution.DataParallel``, set for the
+    whole process. Each batch of ``batch_size`` is split across the devices (the batch size is the
+    global batch), and their gradients are averaged every step. One device sets nothing."""
+    available = local_devices(device.backend, device.kind)
+    count = len(available) if requested == "all" else int(requested)
+    if count > len(available):
+        raise ParamsError(
+            f"base.devices is {requested} but {device.backend} sees {len(available)} "
+            f"{device.kind.upper()} device(s) here"
+        )
+    if device.backend == "tensorflow":
+        import tensorflow as tf
+
+        names = [d.name for d in available[:count]]
+        tf.distribute.experimental_set_strategy(
+            tf.distribute.MirroredStrategy(names) if count > 1 else None
+        )
+    elif device.backend == "jax":
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=available[:count]) if count > 1 else None
+        )
+    elif count > 1:
+        raise ParamsError(
+            f"base.devices is {requested}: data-parallel training here needs base.backend "
+            "tensorflow or jax"
+        )
+    if count == 1:
+        return device
+    return replace(device, replicas=count, description=f"{device.description} x{count}")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -321,6 +384,10 @@ def fit(
         # Keras's own shuffle=True repeats one seeded permutation every epoch (measured); these
         # batches draw epoch e's order from (base.seed, e), as the image stages' do.
         train = ImageBatches(*train, training.batch_size, shuffle=True, seed=_run_seed)
+    if device.replicas > 1 and device.backend == "jax":  # JAX splits each batch evenly
+        if not isinstance(val, keras.utils.PyDataset):
+            val = ImageBatches(*val, training.batch_size)
+        train, val = train.split_over(device.replicas), val.split_over(device.replicas)
     end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []
     if checkpoint is not None:
         identity = {"training": training.model_dump(mode="json"), "initial_epoch": initial_epoch,

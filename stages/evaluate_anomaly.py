@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             threshold="chosen threshold (.json)",
             metrics="output metrics (.json)", plots="output plots folder",
         )  # fmt: skip
-        setup_run(params.base)
+        setup_run(params.base, parallel=False)
         with staged_outputs() as out:
             metrics = evaluate_anomaly(args.model, args.series, args.threshold,
                                        params.autoencoder.loss, out.dir(args.plots))  # fmt: skip

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics="output metrics (.json)",
             report="output architecture table (.md)", plots="output plots folder",
         )  # fmt: skip
-        setup_run(params.base)
+        setup_run(params.base, parallel=False)
         data = ImageSplits.load(args.images, ("test",))
         batch_size = getattr(params, args.lab).batch_size
         with staged_outputs() as out:

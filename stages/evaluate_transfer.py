@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             model="train_transfer's output folder",
             metrics="output metrics (.json)",
         )  # fmt: skip
-        setup_run(params.base)
+        setup_run(params.base, parallel=False)
         data = ImageSplits.load(args.images, ("test",))
         metrics = evaluate_transfer(args.model, data)
         with staged_outputs() as out:

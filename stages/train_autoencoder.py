@@ -20,7 +20,7 @@ from dllabs.models import build_autoencoder
 from dllabs.outputs import load_json, load_npz, save_npz, staged_outputs
 from dllabs.params import Autoencoder, load_params
 from dllabs.resume import resumable
-from dllabs.training import fit_and_save, setup_run
+from dllabs.training import fit_and_save, predict_evenly, setup_run
 
 
 def check_loss_fits_data(params: Autoencoder, rows: np.ndarray, source: str) -> None:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                 checkpoint=checkpoint,
             )  # fmt: skip
             errors = {
-                split: reconstruction_errors(x, model.predict(x, verbose=0), ae.loss)
+                split: reconstruction_errors(x, predict_evenly(model, x, device), ae.loss)
                 for split, x in (("train", x_train), ("val", x_val))
             }
             save_npz(out.file(args.errors), {

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from dllabs.cli import parse_paths
 from dllabs.datasets import ImageSplits
@@ -36,7 +37,7 @@ from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import Params, load_params
 from dllabs.provenance import platform_record
 from dllabs.resume import Checkpoint, resumable
-from dllabs.training import RunDevice, fit, open_live, setup_run
+from dllabs.training import RunDevice, fit, open_live, predict_evenly, setup_run
 from dllabs.transfer import (
     NotApplicable,
     build_transfer_model,
@@ -48,9 +49,13 @@ from dllabs.transfer import (
 )
 
 
-def validation_accuracy(model: keras.Model, val: tuple) -> dict[str, float]:
+def validation_accuracy(model: keras.Model, val: tuple, device: RunDevice) -> dict[str, float]:
     """Accuracy on the target's validation split: what choosing a configuration may look at."""
-    _, accuracy = model.evaluate(*val, batch_size=256, verbose=0)
+    if device.replicas > 1 and device.backend == "jax":  # every row, split evenly over devices
+        predicted = np.argmax(predict_evenly(model, val[0], device), axis=1)
+        accuracy = float(np.mean(predicted == val[1]))
+    else:
+        _, accuracy = model.evaluate(*val, batch_size=256, verbose=0)
     return {"val_accuracy": round(float(accuracy), 6)}
 
 
@@ -81,7 +86,11 @@ def train_draw(
     summary: dict = {
         "seed": seed,
         "train_images": len(train[1]),
-        "feature_extraction": {**counts, **phase1.to_json(), **validation_accuracy(model, val)},
+        "feature_extraction": {
+            **counts,
+            **phase1.to_json(),
+            **validation_accuracy(model, val, device),
+        },
     }
 
     unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
@@ -92,7 +101,7 @@ def train_draw(
     if live:
         live.end()
     model.save(folder / "fine_tune.keras")
-    summary["fine_tune"] = {**counts, **phase2.to_json(), **validation_accuracy(model, val),
+    summary["fine_tune"] = {**counts, **phase2.to_json(), **validation_accuracy(model, val, device),
                             "unfrozen_layers": unfrozen}  # fmt: skip
 
     keras.utils.set_random_seed(seed)
@@ -108,7 +117,7 @@ def train_draw(
                    checkpoint=checkpoint.part("scratch"))  # fmt: skip
     scratch.save(folder / "scratch.keras")
     summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
-                          **validation_accuracy(scratch, val)}  # fmt: skip
+                          **validation_accuracy(scratch, val, device)}  # fmt: skip
     print(
         f"train_transfer: seed {seed}: epochs: feature extraction {phase1.epochs_trained}, "
         f"fine-tune {phase2.epochs_trained}, scratch {baseline.epochs_trained}"

@@ -92,9 +92,10 @@ def test_every_model_type_trains_a_step_and_round_trips_on_each_backend(
 ) -> None:
     if not installed(name):
         pytest.skip(f'the {name} package is not installed (make install EXTRAS="dev {name}")')
-    path = write_params(tmp_path, default_params, **{"base.backend": name, "base.device": "cpu",
-                        "cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [8], "mlp.hidden_units": [8],
-                        "transfer.head.dense_units": [4]})  # fmt: skip
+    small = {"cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [8],
+             "mlp.hidden_units": [8], "transfer.head.dense_units": [4]}  # fmt: skip
+    path = write_params(tmp_path, default_params,
+                        **{"base.backend": name, "base.device": "cpu", **small})  # fmt: skip
     done = run_stage_script(path, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

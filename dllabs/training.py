@@ -1,8 +1,9 @@
 """The one fit helper every Keras stage uses, and the run set-up it depends on.
 
-:func:`setup_run` seeds everything (``keras.utils.set_random_seed`` and, on TensorFlow, op
-determinism), picks the device (``base.device``: a GPU when TensorFlow sees one, with memory growth
-on so queued experiments can share it) and turns on mixed precision where it pays off.
+:func:`setup_run` seeds everything (``keras.utils.set_random_seed`` and each backend's
+determinism switches), picks the device (``base.device``: a GPU when the backend sees one, its
+memory taken as needed so queued experiments can share it), spreads training over
+``base.devices`` (data parallel) and turns on mixed precision where it pays off.
 :func:`fit` compiles and trains a model with early stopping (best weights restored), an optional
 ReduceLROnPlateau, a per-epoch timer and DVCLive curves (one ``Live`` per model, ``dvcyaml=False``
 so ``dvc.yaml`` stays hand-written). Given a ``dllabs.resume.Checkpoint`` it keeps the run's state

@@ -96,7 +96,7 @@ def test_every_model_type_trains_a_step_and_round_trips_on_each_backend(
              "mlp.hidden_units": [8], "transfer.head.dense_units": [4]}  # fmt: skip
     path = write_params(tmp_path, default_params,
                         **{"base.backend": name, "base.device": "cpu", **small})  # fmt: skip
-    done = run_stage_script(path, tmp_path)
+    done = run_smoke(path, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["backend"] == name and report["device"] == "CPU"
@@ -105,7 +105,7 @@ def test_every_model_type_trains_a_step_and_round_trips_on_each_backend(
         assert report[model]["max_difference"] == 0.0, model  # the loaded model is the same
 
 
-def run_stage_script(params: Path, cwd: Path) -> subprocess.CompletedProcess:
+def run_smoke(params: Path, cwd: Path) -> subprocess.CompletedProcess:
     """tests/backend_smoke.py in a new process: Keras's backend is fixed once imported."""
     return subprocess.run(
         [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params)],

@@ -383,3 +383,24 @@ def test_every_trained_model_is_an_artifact_that_dvc_artifacts_get_returns(
                 p.relative_to(fetched) for p in fetched.rglob("*") if p.is_file()
             )
             assert all((fetched / f).read_bytes() == (source / f).read_bytes() for f in files)
+
+
+def test_batches_after_a_full_one_are_padded_and_the_padding_dropped() -> None:
+    """One traced shape for any number of rows past a batch; fewer rows go as they are."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+            self.shapes.append(x.shape)
+            return x.reshape(len(x), -1).sum(axis=1, keepdims=True)
+
+    x = np.arange(600 * 4, dtype=np.float32).reshape(600, 2, 2)
+    model = Recorder()
+    out = predict.BatchPredictor(model, batch_size=256)(x)
+    assert [s[0] for s in model.shapes] == [256, 256, 256]
+    assert out.shape == (600, 1) and np.array_equal(out[:, 0], x.reshape(600, -1).sum(axis=1))
+    model.shapes.clear()
+    assert predict.BatchPredictor(model, batch_size=256)(x[:5]).shape == (5, 1)
+    assert [s[0] for s in model.shapes] == [5]

@@ -24,6 +24,11 @@ class DataError(LabError):
     """A raw or processed data file is missing, corrupt, or not what the stage expects."""
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's exception text folded onto one line and cut short, to quote inside ours."""
+    return " ".join(str(exc).split())[:limit]
+
+
 @contextmanager
 def stage_errors(stage: str) -> Iterator[None]:
     """Run a stage body; report a :class:`LabError` as one line and exit non-zero."""

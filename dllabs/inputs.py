@@ -71,13 +71,18 @@ class ModelFolder:
 
     def inputs(self, kind: str) -> dict:
         """The recorded ``inputs`` entry, checked to be of ``kind`` (``images`` or ``rows``)."""
-        record = self.summary().get("inputs")
-        if not isinstance(record, dict) or record.get("kind") != kind:
-            raise DataError(
-                f"{self.folder / SUMMARY_FILE}: no record of the model's {kind} inputs "
-                "(a model trained before they were recorded: run dvc repro)"
-            )
-        return record
+        return recorded_inputs(self.summary(), self.folder / SUMMARY_FILE, kind)
+
+
+def recorded_inputs(summary: dict, where: Path | str, kind: str) -> dict:
+    """``summary``'s ``inputs`` entry (read from ``where``), checked to be of ``kind``."""
+    record = summary.get("inputs")
+    if not isinstance(record, dict) or record.get("kind") != kind:
+        raise DataError(
+            f"{where}: no record of the model's {kind} inputs "
+            "(a model trained before they were recorded: run dvc repro)"
+        )
+    return record
 
 
 # --- images ---------------------------------------------------------------------------------

@@ -32,8 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from dllabs.errors import DataError, stage_errors
-from dllabs.inputs import SUMMARY_FILE, ModelFolder, image_chunks, image_paths, read_rows
+from dllabs.errors import DataError, one_line, stage_errors
+from dllabs.inputs import (
+    SUMMARY_FILE,
+    ModelFolder,
+    image_chunks,
+    image_paths,
+    read_rows,
+    recorded_inputs,
+)
 from dllabs.outputs import load_json
 
 # Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
@@ -79,7 +86,7 @@ class Source:
         except Exception as exc:  # DVC's missing-cache errors have no common base
             raise DataError(
                 f"{relative} at {self.rev}: not in the local DVC cache or the remote "
-                f"(dvc pull, or dvc fetch at that revision) ({_one_line(exc)})"
+                f"(dvc pull, or dvc fetch at that revision) ({one_line(exc)})"
             ) from None
 
     def _open(self) -> Any:
@@ -101,7 +108,7 @@ class Source:
             except (RevError, DvcException) as exc:
                 raise DataError(
                     f"--rev {self.rev}: not a commit, branch, tag or experiment of this "
-                    f"repository ({_one_line(exc)})"
+                    f"repository ({one_line(exc)})"
                 ) from None
             self._fs = DVCFileSystem(root, rev=sha)
         return self._fs
@@ -285,7 +292,7 @@ def load_word2vec(path: Path) -> Any:
     try:
         return Word2Vec.load(str(path))
     except Exception as exc:  # gensim unpickles: any error means a file it cannot read
-        raise DataError(f"{path}: not a gensim Word2Vec model ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a gensim Word2Vec model ({one_line(exc)})") from None
 
 
 def transfer_model(
@@ -296,18 +303,14 @@ def transfer_model(
     summary = load_json(source.path(f"{folder}/{SUMMARY_FILE}"))
     if "not_applicable" in summary:
         raise DataError(f"{folder}: the transfer lab did not apply: {summary['not_applicable']}")
-    if "inputs" not in summary:
-        raise DataError(
-            f"{folder}/{SUMMARY_FILE}: no record of the model's inputs "
-            "(a model trained before they were recorded: run dvc repro)"
-        )
+    inputs = recorded_inputs(summary, f"{folder}/{SUMMARY_FILE}", "images")
     draws = summary["repeats"]
     if repeat is None:
         repeat = max(range(len(draws)), key=lambda r: draws[r][variant]["val_accuracy"])
     elif not 0 <= repeat < len(draws):
         raise DataError(f"--repeat {repeat}: {folder} holds draws 0 to {len(draws) - 1}")
     chosen = f"repeat {repeat} of {len(draws)}, {variant}"
-    return source.path(f"{folder}/repeat_{repeat}/{variant}.keras"), summary["inputs"], chosen
+    return source.path(f"{folder}/repeat_{repeat}/{variant}.keras"), inputs, chosen
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -423,7 +426,3 @@ def _column(value: str | None) -> int | str | None:
         return int(value)
     except ValueError:
         return value
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

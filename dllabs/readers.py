@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.errors import DataError
+from dllabs.errors import DataError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_NAMES = ("train", "val", "test")
@@ -326,7 +326,7 @@ def read_labelled_csv(path: str | Path, label_column: int | str | None) -> Label
             skip_blank_lines=True,
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: not a well-formed table ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a well-formed table ({one_line(exc)})") from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if label_column is None:
@@ -397,10 +397,6 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise DataError(f"{path}: unreadable ({exc.strerror})") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
 
 
 __all__ = [

@@ -261,6 +261,23 @@ def test_a_model_never_built_is_named(repo: Path, run, tmp_path: Path) -> None:
     assert status == 1 and f"{folder}/model.keras: not found" in err
 
 
+@pytest.mark.parametrize("lab", ["cnn", "transfer"])
+def test_a_model_trained_before_inputs_were_recorded_is_named(
+    lab: str, repo: Path, run, tmp_path: Path
+) -> None:
+    x, _ = split_images(repo, 1)
+    write_pngs(x, tmp_path / "images")
+    folder = tmp_path / lab
+    shutil.copytree(repo / "models" / lab, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["inputs"]
+    save_json(folder / "summary.json", summary)
+    status, out, err = run(lab, str(tmp_path / "images"), "--model", str(folder))
+    assert status == 1 and out == ""
+    assert f"{folder}/summary.json: no record of the model's images inputs" in err
+    assert "run dvc repro" in err
+
+
 @pytest.fixture(scope="module")
 def two_commits(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy with a second commit whose MLP trained at another learning rate, and an

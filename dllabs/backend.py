@@ -4,8 +4,10 @@ Keras reads its backend once, from ``KERAS_BACKEND``, when it is first imported,
 stage imports it with its first ``dllabs`` import. So the ``stages`` package calls
 :func:`select_backend` before any stage module loads: it reads ``base.backend`` from
 ``params.yaml`` (plain YAML, no Keras), checks the backend's package is installed, and sets the
-variable, with the settings each backend needs before it starts: deterministic GPU kernels, and
-no GPU at all where ``base.device`` is ``cpu``. ``params.yaml`` decides, not a ``KERAS_BACKEND``
+variable, with the settings each backend needs before it starts: deterministic GPU kernels, no
+GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's CPU code capped at AVX2, as the
+stage commands cap oneDNN's (``ONEDNN_MAX_CPU_ISA``), so an AVX-512 machine runs the same
+instructions as an AVX2 one. ``params.yaml`` decides, not a ``KERAS_BACKEND``
 already in the environment: DVC tracks the param, so a run is always reproduced on the backend
 it recorded.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -63,10 +66,15 @@ def select_backend(params_file: str | Path = "params.yaml") -> str:
         )
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
-        # XLA picks GPU kernels by speed unless told to keep to deterministic ones.
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "--xla_gpu_deterministic_ops" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+        # XLA picks GPU kernels by speed unless told to keep to deterministic ones, and compiles
+        # CPU code for the host's widest vectors unless capped (a flag already set wins).
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        if not any(flag.startswith("--xla_gpu_deterministic_ops") for flag in flags):
+            flags.append("--xla_gpu_deterministic_ops=true")
+        x86 = platform.machine() in ("x86_64", "AMD64")
+        if x86 and not any(flag.startswith("--xla_cpu_max_isa") for flag in flags):
+            flags.append("--xla_cpu_max_isa=AVX2")
+        os.environ["XLA_FLAGS"] = " ".join(flags)
         # Allocate GPU memory as needed, as TensorFlow's memory growth does here, so that queued
         # experiments can share a GPU (JAX takes 75% of it up front by default).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -32,6 +32,10 @@ KERNEL_VARIABLES = (
     "OMP_NUM_THREADS",
     "KERAS_BACKEND",
 )
+# What else a run on another Keras backend depends on: its packages and its start-up settings
+# (dllabs/backend.py). Recorded only for that backend, so TensorFlow's records stay as they were.
+BACKEND_PACKAGES = {"jax": ("jax", "jaxlib"), "torch": ("torch",)}
+BACKEND_VARIABLES = {"jax": ("XLA_FLAGS", "JAX_PLATFORMS"), "torch": ("CUBLAS_WORKSPACE_CONFIG",)}
 # x86-64 micro-architecture levels (the psABI's), by the /proc/cpuinfo flags each one needs.
 X86_LEVELS = (
     ("x86-64-v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
@@ -122,15 +126,18 @@ def keras_backend() -> str:
 @functools.cache
 def platform_record() -> dict[str, Any]:
     """Everything about this machine and environment that can change a computed number."""
+    backend = keras_backend()
+    packages = PACKAGES + BACKEND_PACKAGES.get(backend, ())
+    variables = KERNEL_VARIABLES + BACKEND_VARIABLES.get(backend, ())
     return {
         "cpu": cpu_record(),
         "machine": platform.machine(),
         "system": platform.system(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "backend": keras_backend(),
-        "versions": {package: _version(package) for package in PACKAGES},
-        "kernel_env": {name: os.environ.get(name, "") for name in KERNEL_VARIABLES},
+        "backend": backend,
+        "versions": {package: _version(package) for package in packages},
+        "kernel_env": {name: os.environ.get(name, "") for name in variables},
     }
 
 

@@ -3,12 +3,16 @@
 Trains each model type of the labs (the MLP, the CNN with its augmentation layers, the
 autoencoder, and a transfer model on the pipeline base) for one epoch through the fit helper on
 tiny data, then saves each as ``.keras``, loads it back and predicts again. Prints one JSON line:
-per model, the loss before and after the epoch and the largest difference between the saved and
-the loaded model's predictions; and the backend and device ``setup_run`` chose.
+per model, the loss before and after the epoch, the largest difference between the saved and
+the loaded model's predictions, and a SHA-256 of the trained weights (two runs compare it to
+measure determinism); and the backend and device ``setup_run`` chose. With a second argument
+``mixed_float16`` the models are built under that policy, as ``setup_run`` sets it on a GPU that
+supports it, and the dtype of each model's predictions is reported too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import tempfile
@@ -42,9 +46,18 @@ def tiny_images(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def weights_digest(model: keras.Model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
 def main() -> None:
     params = Params(**yaml.safe_load(Path(sys.argv[1]).read_text()))
     device = setup_run(params.base)
+    policy = sys.argv[2] if len(sys.argv) > 2 else "float32"
+    keras.mixed_precision.set_global_policy(policy)
     x, y = tiny_images()
     rows = np.random.default_rng(1).random((48, 16)).astype(np.float32)
     one_epoch = {"epochs": 1, "batch_size": 16}
@@ -61,7 +74,8 @@ def main() -> None:
     transfer = build_transfer_model(base, x.shape[1:], 3, params.transfer)
     models["transfer"] = (transfer, (x, y), params.transfer.feature_extraction,
                           "sparse_categorical_crossentropy")  # fmt: skip
-    report: dict = {"backend": keras.backend.backend(), "device": device.description}
+    report: dict = {"backend": keras.backend.backend(), "device": device.description,
+                    "policy": keras.mixed_precision.global_policy().name}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for name, (model, (inputs, targets), training, loss) in models.items():
             training = training.model_copy(update=one_epoch)
@@ -76,7 +90,9 @@ def main() -> None:
             ours = keras.ops.convert_to_numpy(model.predict(inputs, verbose=0))
             theirs = keras.ops.convert_to_numpy(loaded.predict(inputs, verbose=0))
             report[name] = {"loss_before": before, "loss_after": after,
-                            "max_difference": float(np.max(np.abs(ours - theirs)))}  # fmt: skip
+                            "max_difference": float(np.max(np.abs(ours - theirs))),
+                            "weights": weights_digest(model),
+                            "output_dtype": str(ours.dtype)}  # fmt: skip
     print(json.dumps(report))
 
 

@@ -86,29 +86,84 @@ def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("", "--xla_gpu_deterministic_ops=true --xla_cpu_max_isa=AVX2"),
+        ("--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX",
+         "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX "
+         "--xla_gpu_deterministic_ops=true"),
+    ],
+)  # fmt: skip
+def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_avx2(
+    given: str, expected: str, tmp_path: Path, default_params: dict
+) -> None:
+    """The AVX2 cap mirrors the stages' ONEDNN_MAX_CPU_ISA; flags the user set are kept and win."""
+    if not installed("jax"):
+        pytest.skip("the jax package is not installed")
+    path = write_params(tmp_path, default_params, **{"base.backend": "jax", "base.device": "cpu"})
+    code = ("import os, sys; from dllabs.backend import select_backend; "
+            "select_backend(sys.argv[1]); print(os.environ['XLA_FLAGS']); "
+            "print(os.environ['JAX_PLATFORMS'], 'keras' in sys.modules)")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": given}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    flags, platforms = done.stdout.splitlines()
+    if os.uname().machine == "x86_64":
+        assert flags == expected
+    assert platforms == "cpu False"  # base.device cpu hides GPUs; Keras is not imported yet
+
+
 @pytest.mark.parametrize("name", BACKENDS)
-def test_every_model_type_trains_a_step_and_round_trips_on_each_backend(
+def test_every_model_type_trains_a_step_round_trips_and_repeats_exactly_on_each_backend(
     name: str, tmp_path: Path, default_params: dict
 ) -> None:
+    """Two runs in new processes train bit-identical weights: seeding and the backend's
+    determinism switches (``setup_run``) hold on this machine's CPU."""
+    path = smoke_params(name, tmp_path, default_params)
+    first, again = (smoke_report(path, tmp_path) for _ in range(2))
+    assert first["backend"] == name and first["device"] == "CPU"
+    for model in ("mlp", "cnn", "autoencoder", "transfer"):
+        assert first[model]["loss_after"] < first[model]["loss_before"], model
+        assert first[model]["max_difference"] == 0.0, model  # the loaded model is the same
+        assert first[model]["weights"] == again[model]["weights"], model
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_model_type_trains_under_mixed_precision_on_each_backend(
+    name: str, tmp_path: Path, default_params: dict
+) -> None:
+    """The policy ``setup_run`` sets on a capable GPU, exercised on the CPU: float16 compute,
+    float32 weights, and every model's output layer kept in float32."""
+    path = smoke_params(name, tmp_path, default_params)
+    report = smoke_report(path, tmp_path, "mixed_float16")
+    assert report["policy"] == "mixed_float16"
+    for model in ("mlp", "cnn", "autoencoder", "transfer"):
+        assert report[model]["loss_after"] < report[model]["loss_before"], model
+        assert report[model]["output_dtype"] == "float32", model
+        assert report[model]["max_difference"] == 0.0, model
+
+
+def smoke_params(name: str, folder: Path, default_params: dict) -> Path:
+    """Small models on the CPU with backend ``name``; skips where its package is missing."""
     if not installed(name):
         pytest.skip(f'the {name} package is not installed (make install EXTRAS="dev {name}")')
     small = {"cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [8],
              "mlp.hidden_units": [8], "transfer.head.dense_units": [4]}  # fmt: skip
-    path = write_params(tmp_path, default_params,
+    return write_params(folder, default_params,
                         **{"base.backend": name, "base.device": "cpu", **small})  # fmt: skip
-    done = run_smoke(path, tmp_path)
+
+
+def smoke_report(params: Path, cwd: Path, policy: str = "float32") -> dict:
+    done = run_smoke(params, cwd, policy)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["backend"] == name and report["device"] == "CPU"
-    for model in ("mlp", "cnn", "autoencoder", "transfer"):
-        assert report[model]["loss_after"] < report[model]["loss_before"], model
-        assert report[model]["max_difference"] == 0.0, model  # the loaded model is the same
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_smoke(params: Path, cwd: Path) -> subprocess.CompletedProcess:
+def run_smoke(params: Path, cwd: Path, policy: str = "float32") -> subprocess.CompletedProcess:
     """tests/backend_smoke.py in a new process: Keras's backend is fixed once imported."""
     return subprocess.run(
-        [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params)],
+        [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params), policy],
         cwd=cwd, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -47,3 +48,18 @@ def test_reading_the_record_imports_no_tensorflow() -> None:
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_run_on_another_backend_records_its_packages_and_start_up_settings() -> None:
+    """jax's and jaxlib's versions and XLA_FLAGS join the record (and its fingerprint) for a run
+    on JAX; a TensorFlow run's record keeps the keys above."""
+    code = ("import json; from dllabs.provenance import fingerprint, platform_record; "
+            "print(json.dumps(fingerprint(platform_record())))")  # fmt: skip
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    record = json.loads(out.stdout)
+    assert record["backend"] == "jax"
+    assert {"jax", "jaxlib", "tensorflow", "keras"} <= set(record["versions"])
+    assert record["kernel_env"]["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
+    assert "XLA_FLAGS" not in platform_record()["kernel_env"]  # this process runs TensorFlow

@@ -56,7 +56,8 @@ def select_backend(params_file: str | Path = "params.yaml") -> str:
     if importlib.util.find_spec(backend) is None:
         raise ParamsError(
             f"base.backend is {backend!r} but the {backend} package is not installed "
-            f"({INSTALL.get(backend, 'make install')})"
+            f"for {sys.executable} ({INSTALL.get(backend, 'make install')}, or put the project's "
+            ".venv/bin first on PATH, as make does)"
         )
     keras = sys.modules.get("keras")
     if keras is not None and keras.backend.backend() != backend:

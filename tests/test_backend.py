@@ -61,8 +61,9 @@ def test_a_backend_whose_package_is_missing_says_how_to_install_it(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
-    with pytest.raises(ParamsError, match=r"the torch package is not installed \(make install "
-                                          r'EXTRAS="dev torch"\)'):  # fmt: skip
+    expected = (f'the torch package is not installed for {sys.executable} (make install '
+                f'EXTRAS="dev torch", or put the project\'s .venv/bin first on PATH')  # fmt: skip
+    with pytest.raises(ParamsError, match=re.escape(expected)):
         backend.select_backend(path)
 
 

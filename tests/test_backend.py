@@ -134,8 +134,8 @@ def test_every_model_type_trains_a_step_round_trips_and_repeats_exactly_on_each_
 def test_every_model_type_trains_under_mixed_precision_on_each_backend(
     name: str, tmp_path: Path, default_params: dict
 ) -> None:
-    """The policy ``setup_run`` sets on a capable GPU, exercised on the CPU: float16 compute,
-    float32 weights, and every model's output layer kept in float32."""
+    """The policy ``setup_run`` sets on a capable GPU, exercised on the CPU: every model type
+    trains with float16 compute (loss scaling included) and keeps its outputs in float32."""
     path = smoke_params(name, tmp_path, default_params)
     report = smoke_report(path, tmp_path, "mixed_float16")
     assert report["policy"] == "mixed_float16"

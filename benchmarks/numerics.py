@@ -148,7 +148,7 @@ LABS: dict[str, Lab] = {
     ),
     "cbow": Lab(
         ("train_cbow", "evaluate_cbow"), "metrics/cbow.json",
-        ("models/cbow/vectors.kv", "models/cbow/word2vec.model"),
+        ("models/cbow/word2vec/vectors.npy", "models/cbow/word2vec/output_vectors.npy"),
         (("metrics/cbow.json", "run.train_seconds"),),
     ),
     "transfer": Lab(
@@ -292,20 +292,11 @@ def weights_digest(path: Path) -> str:
             for name in sorted(names):
                 add(name, h5[name][()])
     elif path.suffix == ".npz":
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             for name in sorted(arrays.files):
                 add(name, arrays[name])
-    elif path.suffix == ".kv":
-        from gensim.models import KeyedVectors
-
-        vectors = KeyedVectors.load(str(path))
-        digest.update("\n".join(vectors.index_to_key).encode())
-        add("vectors", vectors.vectors)
-    else:  # a full gensim Word2Vec model: its output weights (the input ones are in the .kv)
-        from gensim.models import Word2Vec
-
-        model = Word2Vec.load(str(path))
-        add("syn1neg", getattr(model, "syn1neg", np.zeros(0)))
+    else:  # a CBOW model's vectors or output weights (dllabs.word2vec_files)
+        add(path.stem, np.load(path, allow_pickle=False))
     return digest.hexdigest()[:16]
 
 

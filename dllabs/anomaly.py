@@ -33,6 +33,33 @@ def reconstruction_errors(x: np.ndarray, reconstructed: np.ndarray, loss: str) -
     raise ValueError(f"unknown loss {loss!r}")
 
 
+def require_finite(errors: np.ndarray, what: str) -> np.ndarray:
+    """``errors`` as float64, or a one-line error when any is NaN or infinite.
+
+    Such an error compares false with every threshold: a NaN threshold flags nothing (F1 0), and a
+    NaN error is never flagged, so the scores would be silently wrong. They come from a model that
+    diverged or from rows with extreme values.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(errors))
+    if len(bad):
+        rows = ", ".join(str(int(i)) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"{what}: {len(bad)} of {len(errors)} reconstruction errors are NaN or infinite "
+            f"(rows {rows}): the autoencoder diverged or the rows hold extreme values; lower "
+            "autoencoder.learning_rate or check data.anomaly_scaling"
+        )
+    return errors
+
+
+def saved_threshold(chosen: object, where: object) -> float:
+    """The threshold in what ``threshold_anomaly`` wrote (read from ``where``): a finite number."""
+    value = chosen.get("threshold") if isinstance(chosen, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise DataError(f"{where}: threshold {value!r}, expected a finite number")
+    return float(value)
+
+
 def choose_threshold(
     method: str,
     train_errors: np.ndarray,
@@ -42,6 +69,8 @@ def choose_threshold(
     percentile: float,
 ) -> float:
     """The anomaly threshold by ``method``, from training and validation errors only."""
+    train_errors = require_finite(train_errors, "training rows")
+    val_errors = require_finite(val_errors, "validation rows")
     val_is_anomaly = np.asarray(val_is_anomaly, dtype=bool)
     if method == "mean_std":
         return float(np.mean(train_errors) + k * np.std(train_errors))

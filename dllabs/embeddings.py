@@ -21,6 +21,9 @@ from dllabs.params import CBOW
 from dllabs.stats import bootstrap, spearman, wilson
 
 WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words.txt"
+# gensim's training stops reading a sentence at 10,000 words (MAX_WORDS_IN_BATCH in its compiled
+# loop) without a word of warning, so longer ones are cut into pieces of at most this many.
+MAX_SENTENCE_WORDS = 10_000
 
 
 def read_corpus(path: str | Path) -> list[list[str]]:
@@ -35,13 +38,35 @@ def read_corpus(path: str | Path) -> list[list[str]]:
     return sentences
 
 
+def split_long_sentences(
+    sentences: list[list[str]], limit: int = MAX_SENTENCE_WORDS
+) -> tuple[list[list[str]], int]:
+    """Sentences of at most ``limit`` words, and how many were split to get there.
+
+    A text without sentence ends (one long line, a list of words) becomes one huge "sentence";
+    cut into pieces, every word is trained on, where gensim would learn from its first 10,000.
+    """
+    split = 0
+    pieces: list[list[str]] = []
+    for sentence in sentences:
+        if len(sentence) <= limit:
+            pieces.append(sentence)
+            continue
+        split += 1
+        pieces += [sentence[start : start + limit] for start in range(0, len(sentence), limit)]
+    return pieces, split
+
+
 def train_cbow(
     sentences: list[list[str]],
     params: CBOW | None,
     seed: int,
     on_epoch_loss: Callable[[int, float], None] | None = None,
 ) -> Any:
-    """Train gensim Word2Vec in CBOW mode (``sg=0``); ``params=None`` keeps gensim's defaults."""
+    """Train gensim Word2Vec in CBOW mode (``sg=0``); ``params=None`` keeps gensim's defaults.
+
+    Sentences longer than gensim reads are split first (:func:`split_long_sentences`).
+    """
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
@@ -78,6 +103,7 @@ def train_cbow(
             f"no word occurs {min_count} times in the corpus ({len(counts)} distinct words); "
             "lower cbow.min_count or use a larger text"
         )
+    sentences, _ = split_long_sentences(sentences)
     return Word2Vec(sentences, callbacks=[EpochLoss()], **options)
 
 

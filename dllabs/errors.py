@@ -7,9 +7,11 @@ so users see the cause rather than a traceback; Ctrl-C gives one line and exit c
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class LabError(Exception):
@@ -29,14 +31,38 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return " ".join(str(exc).split())[:limit]
 
 
+def os_error(exc: OSError, path: str | Path | None = None) -> str:
+    """An operating-system error as ``path: reason (ENAME)``, ``path`` defaulting to the file the
+    error names: "data/raw: No space left on device (ENOSPC)"."""
+    where = path if path is not None else exc.filename
+    reason = exc.strerror or one_line(exc) or type(exc).__name__
+    code = f" ({errno.errorcode[exc.errno]})" if exc.errno in errno.errorcode else ""
+    return f"{where}: {reason}{code}" if where is not None else f"{reason}{code}"
+
+
+@contextmanager
+def paths_shown_as(actual: str | Path, shown: str | Path) -> Iterator[None]:
+    """Errors raised in the block name ``shown`` where they say ``actual``: a copy of the user's
+    folder is reported as the folder they gave, so that the message points at their file."""
+    try:
+        yield
+    except LabError as exc:
+        raise type(exc)(str(exc).replace(str(actual), str(shown))) from None
+
+
 @contextmanager
 def stage_errors(stage: str) -> Iterator[None]:
-    """Run a stage body; report a :class:`LabError` as one line and exit non-zero."""
+    """Run a stage body; report a :class:`LabError` as one line and exit non-zero. An operating-
+    system error (a full disk, a folder without write permission) is one line too, naming its
+    file: the stage's outputs are already discarded (:func:`dllabs.outputs.staged_outputs`)."""
     try:
         yield
     except LabError as exc:
         message = " ".join(str(exc).split())  # always one line
         print(f"{stage}: error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        print(f"{stage}: error: {' '.join(os_error(exc).split())}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: staged outputs are already discarded
         print(f"{stage}: interrupted; its outputs were left as they were", file=sys.stderr)

@@ -8,27 +8,47 @@ These stages are the only readers of the test split.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dllabs.errors import DataError
+from dllabs.errors import DataError, one_line
 
 if TYPE_CHECKING:
     import keras
 
 
+# A .keras file is a zip archive that Keras writes uncompressed, so its contents are about its own
+# size; one that unpacks to far more is a zip bomb (a few KB of deflated zeros become gigabytes).
+MAX_UNPACKED_RATIO = 64
+
+
 def load_model(path: Path) -> keras.Model:
-    """A saved ``.keras`` model, loaded without running any serialized code."""
+    """A saved ``.keras`` model, loaded without running any serialized code: ``safe_mode`` refuses
+    Lambda layers' Python bytecode, and Keras deserializes only its own registered classes. A
+    file that is not a whole ``.keras`` archive, or that unpacks to far more than its size, is
+    refused before Keras opens it; any failure is one line naming the file.
+    """
     import keras  # here, so that the gensim-only stages never import TensorFlow
 
     if not path.is_file():
         raise DataError(f"{path}: not found; run the training stage that writes it (dvc repro)")
     try:
-        return keras.models.load_model(path, safe_mode=True)
-    except (OSError, ValueError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
         raise DataError(
-            f"{path}: not a loadable Keras model ({' '.join(str(exc).split())[:200]})"
+            f"{path}: truncated or not a Keras file (a .keras file is a zip archive)"
         ) from None
+    if unpacked > MAX_UNPACKED_RATIO * path.stat().st_size + 2**20:
+        raise DataError(
+            f"{path}: unpacks to {unpacked:,} bytes from {path.stat().st_size:,} (a zip bomb?); "
+            "refused unread"
+        )
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as exc:  # Keras raises many kinds for a file it cannot rebuild
+        raise DataError(f"{path}: not a loadable Keras model ({one_line(exc, 200)})") from None
 
 
 def run_info(training: dict) -> dict:

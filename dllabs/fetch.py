@@ -16,11 +16,11 @@ twice:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,41 @@ def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Copy a file's bytes, taking no more disk than the source: the holes of a sparse file stay
+    holes (read with ``SEEK_DATA``/``SEEK_HOLE`` where the file system has them), where a plain
+    copy would write every zero. A 2 GB sparse file of zeros copies in a moment, into 0 bytes.
+    """
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        for start, stop in _data_ranges(src.fileno(), size):
+            src.seek(start)
+            dst.seek(start)
+            left = stop - start
+            while left > 0 and (chunk := src.read(min(left, 1 << 20))):
+                dst.write(chunk)
+                left -= len(chunk)
+        dst.truncate(size)  # a hole at the end keeps the size
+
+
+def _data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` byte ranges that hold data; the whole file where holes are unknown."""
+    if not hasattr(os, "SEEK_DATA"):
+        return [(0, size)]
+    ranges, offset = [], 0
+    try:
+        while offset < size:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            ranges.append((start, stop))
+            offset = stop
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no data after offset: the rest is a hole
+            return ranges
+        return [(0, size)]  # a file system without SEEK_DATA
+    return ranges
 
 
 def verify(path: Path, remote: RemoteFile) -> str:
@@ -112,7 +147,7 @@ def _copy_from_folder(folder: Path, remote: RemoteFile, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     try:
-        shutil.copyfile(source, tmp)
+        copy_file(source, tmp)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

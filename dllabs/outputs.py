@@ -5,7 +5,8 @@ Two properties matter for a DVC pipeline:
 - **Atomic**: a stage that fails leaves no half-written output behind. :class:`StagedOutputs` hands
   out temporary paths next to each final path and renames them into place, with the usual
   permissions, only when the whole stage body succeeded. A run killed outright leaves its
-  temporaries; the next run of the stage removes them.
+  temporaries; the next run of the stage removes them. A full disk or a folder that cannot be
+  written is reported as one line naming the output, not the temporary.
 - **Deterministic**: the same arrays give the same bytes, so DVC sees an unchanged hash and does not
   rerun downstream stages. ``numpy.savez`` stamps the current time into its zip entries;
   :func:`save_npz` writes fixed timestamps instead. JSON is written with sorted keys.
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dllabs.errors import DataError
+from dllabs.errors import DataError, os_error
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -54,12 +55,15 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
-        self._make_parent(final)
-        _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
-        # Keep the real suffix last: some writers (Keras's model.save) insist on it.
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-        )
+        try:
+            self._make_parent(final)
+            _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
+            # Keep the real suffix last: some writers (Keras's model.save) insist on it.
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+            )
+        except OSError as exc:
+            raise DataError(f"cannot write {os_error(exc, final)}") from None
         os.close(fd)
         self._pending.append((Path(tmp), final))
         return Path(tmp)
@@ -70,11 +74,25 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
-        self._make_parent(final)
-        _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        try:
+            self._make_parent(final)
+            _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        except OSError as exc:
+            raise DataError(f"cannot write {os_error(exc, final)}") from None
         self._pending.append((tmp, final))
         return tmp
+
+    def describe(self, exc: OSError) -> str:
+        """``exc`` in one line, naming the output whose temporary it names (or every output)."""
+        if exc.filename is None:
+            finals = ", ".join(str(final) for _, final in self._pending) or "the outputs"
+            return f"cannot write {finals}: {os_error(exc)}"
+        written = Path(exc.filename)
+        for tmp, final in self._pending:
+            if written == tmp or tmp in written.parents:
+                return f"cannot write {os_error(exc, final / written.relative_to(tmp))}"
+        return os_error(exc)
 
     def commit(self) -> None:
         for tmp, final in self._pending:
@@ -127,10 +145,19 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     staged = StagedOutputs()
     try:
         yield staged
+    except OSError as exc:  # a full disk, a lost permission: one line naming the output
+        message = staged.describe(exc)
+        staged.discard()
+        raise DataError(message) from None
     except BaseException:
         staged.discard()
         raise
-    staged.commit()
+    try:
+        staged.commit()
+    except OSError as exc:
+        message = staged.describe(exc)
+        staged.discard()
+        raise DataError(message) from None
 
 
 def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

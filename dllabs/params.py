@@ -80,6 +80,8 @@ class Data(Section):
     preset: str  # the dataset preset composed into params.yaml (dllabs.presets); informational
     images: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder"]
     images_dir: str | None
+    # A params.yaml without the key gets the safe choice: links leading outside are refused.
+    follow_links: bool = False
     image_size: ImageSize
     color_mode: Literal["grayscale", "rgb"]
     anomaly: Literal["digits", "ecg5000", "csv"]
@@ -324,7 +326,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: not found; run the stages from the repository root")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(filter(None, (exc.context, exc.problem)))
+        raise ParamsError(f"{path}: not valid YAML{where}: {problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     return validate_params(raw, source=str(path))
 
@@ -411,6 +418,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool | type(None)):  # `? [a, b]`, `? {a: 1}`
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark

@@ -284,17 +284,6 @@ def query_words(model: Any, args: argparse.Namespace) -> Table:
     return Table(["query", "rank", "word", "score", "note"], rows)
 
 
-def load_word2vec(path: Path) -> Any:
-    from gensim.models import Word2Vec
-
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run the CBOW lab (dvc repro train_cbow)")
-    try:
-        return Word2Vec.load(str(path))
-    except Exception as exc:  # gensim unpickles: any error means a file it cannot read
-        raise DataError(f"{path}: not a gensim Word2Vec model ({one_line(exc)})") from None
-
-
 def transfer_model(
     source: Source, folder: str, variant: str, repeat: int | None
 ) -> tuple[Path, dict, str]:
@@ -366,12 +355,17 @@ def run(args: argparse.Namespace, source: Source) -> Table:
     if args.lab == "cbow":
         if not (args.similar or args.context or args.analogy):
             raise DataError("predict cbow: give --similar, --context or --analogy")
-        model = load_word2vec(source.path(folder) / "word2vec.model")
+        from dllabs.word2vec_files import load_word2vec
+
+        model = load_word2vec(_cbow_folder(source.path(folder)))
         return query_words(model, args)
     if args.lab == "anomaly":
         local = ModelFolder(source.path(folder))
         record = local.inputs("rows")
-        threshold = float(load_json(source.path(args.threshold or THRESHOLD_PATH))["threshold"])
+        from dllabs.anomaly import saved_threshold
+
+        threshold_file = source.path(args.threshold or THRESHOLD_PATH)
+        threshold = saved_threshold(load_json(threshold_file), threshold_file)
         label_column = _column(args.label_column)
         return predict_rows(
             load_keras(local.model_file), record, threshold, args.rows, label_column
@@ -417,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
         write(table, args.format)
         if table.note:
             print(f"predict: {table.note}", file=sys.stderr)
+
+
+def _cbow_folder(folder: Path) -> Path:
+    """The CBOW lab's folder holds the model in ``word2vec/``; the model folder itself is also
+    accepted (``--model models/cbow/word2vec``)."""
+    return folder / "word2vec" if (folder / "word2vec").is_dir() else folder
 
 
 def _column(value: str | None) -> int | str | None:

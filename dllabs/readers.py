@@ -7,16 +7,24 @@
   ``training_set/``, ``val/``, ``test/`` and the other names in ``SPLIT_ALIASES``);
 - numeric CSV files with a label column, and UCR's whitespace-separated layout (label first);
 - UTF-8 text files.
+
+Hostile or broken files fail with one line too, in bounded memory: text and CSV files are scanned
+in 1 MiB blocks before a parser reads them, so a file without line ends (or a binary one) is
+refused at its first long line, and an image whose header promises more pixels than
+``MAX_IMAGE_PIXELS`` is refused before it is decoded.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import pickle
 import tarfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +42,17 @@ LAYOUTS = (
     "expected <folder>/<class>/<image>, or <folder>/<split>/<class>/<image> with splits "
     + ", ".join("|".join(names) for names in SPLIT_ALIASES.values())
 )
+# A line of text or CSV longer than this is refused. Real rows and paragraphs are far shorter (a
+# CSV row of 10,000 numbers is about 100 KB); a file without line ends would otherwise be read
+# whole as one "line" by the parsers, whatever its size.
+MAX_LINE_BYTES = 32 * 2**20
+# Pillow's own refusal threshold (twice its warning one): a 179-megapixel image decodes to about
+# 540 MB of RGB; a forged header claiming 20000x20000 would need 1.2 GB before any check.
+MAX_IMAGE_PIXELS = 2 * 89_478_485
+_BLOCK = 2**20
+# Byte-order marks of the encodings that hold NUL bytes (UTF-32's first: it starts as UTF-16's).
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))  # fmt: skip
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -177,18 +196,59 @@ class ImageSet:
 
 def decode_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
     """One image file as uint8 ``(height, width, channels)``: converted to ``L`` (grayscale) or
-    ``RGB``, resized bilinearly to ``size`` (height, width)."""
+    ``RGB``, resized bilinearly to ``size`` (height, width).
+
+    16-bit greyscale (PNG, TIFF) is scaled to 8 bits, 65535 -> 255, where Pillow's own conversion
+    would clip every value above 255 to white; floating-point images, which have no agreed scale,
+    are refused. So is an image above ``MAX_IMAGE_PIXELS``, from its header, before decoding.
+    """
     from PIL import Image, UnidentifiedImageError
 
     mode = "L" if color_mode == "grayscale" else "RGB"
     height, width = size
     try:
-        with Image.open(file) as image:
-            pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(pixels, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{file}: unreadable image ({exc})") from None
+        with warnings.catch_warnings():
+            # Pillow warns from half our limit on; the check below is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise DataError(_too_large(file, image.width, image.height))
+                eight_bit = _eight_bit(image, file)
+                pixels = eight_bit.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(pixels, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # past Pillow's own limit, raised while opening
+        raise DataError(f"{file}: {one_line(exc)} ({_REFUSED})") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{file}: unreadable image ({one_line(exc)})") from None
     return array[..., np.newaxis] if array.ndim == 2 else array
+
+
+_REFUSED = "refused unread: a decompression bomb, or a picture to scale down first"
+
+
+def _too_large(file: Path, width: int, height: int) -> str:
+    return f"{file}: {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,} ({_REFUSED})"
+
+
+def _eight_bit(image: Any, file: Path) -> Any:
+    """``image`` with 8 bits per channel: 16-bit greyscale scaled (not clipped) to 0..255."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image)
+        if image.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(
+                f"{file}: 32-bit integer pixels outside 0..65535; save it with 8 or 16 bits "
+                "per channel"
+            )
+        scaled = (values.astype(np.uint32) * 255 + 32767) // 65535  # round to nearest
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode == "F":
+        raise DataError(
+            f"{file}: floating-point pixels have no standard scale; save the image with 8 or "
+            "16 bits per channel"
+        )
+    return image
 
 
 def list_image_folder(
@@ -305,11 +365,12 @@ def read_labelled_csv(path: str | Path, label_column: int | str | None) -> Label
     import pandas as pd
 
     path = Path(path)
+    check_text_file(path)
     try:
         with path.open(encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" starts with a BOM
-            first = handle.readline()
+            first = handle.readline(MAX_LINE_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable text file ({exc})") from None
+        raise DataError(f"{path}: unreadable text file ({one_line(exc)})") from None
     if not first.strip():
         raise DataError(f"{path}: empty file, expected rows of numbers with a label column")
     sep = "," if "," in first else r"\s+"
@@ -388,9 +449,72 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file (a BOM is dropped); fail clearly on other encodings."""
+def check_text_file(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    """Scan a text file in 1 MiB blocks, before any parser reads a line of it whole: refuse NUL
+    bytes (a binary file, or UTF-16 text), bytes that are not UTF-8, and any line longer than
+    ``max_line_bytes``.
+
+    Memory stays at one block whatever the file holds, and the first offending line is named.
+    """
     path = Path(path)
+    line, current = 1, 0  # the line being read, and its length so far
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            for bom, name in _WIDE_BOMS:
+                if head.startswith(bom):
+                    raise DataError(f"{path}: {name} text; save it as UTF-8")
+            handle.seek(0)
+            offset = 0
+            while block := handle.read(_BLOCK):
+                nul = block.find(b"\0")
+                if nul >= 0:
+                    raise DataError(
+                        f"{path}: NUL byte at byte {offset + nul}: a binary file, not UTF-8 text"
+                    )
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    at = line + block.count(b"\n", 0, max(exc.start, 0))
+                    raise DataError(
+                        f"{path}: not UTF-8 text (line {at}, byte {offset + exc.start}: "
+                        f"{exc.reason}); save it as UTF-8"
+                    ) from None
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+                lengths = np.diff(ends, prepend=-1) - 1  # each line ended in this block
+                if len(ends):
+                    lengths[0] += current
+                    current = len(block) - 1 - int(ends[-1])
+                else:
+                    current += len(block)
+                too_long = np.flatnonzero(lengths > max_line_bytes)
+                if len(too_long) or current > max_line_bytes:
+                    at = line + (int(too_long[0]) if len(too_long) else len(ends))
+                    limit = _size(max_line_bytes)
+                    raise DataError(
+                        f"{path}: line {at} is longer than {limit} (a file without line ends?); "
+                        f"expected text with a line end at least every {limit}"
+                    )
+                line += len(ends)
+                offset += len(block)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: not UTF-8 text (it ends inside a character)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror or one_line(exc)})") from None
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count % 2**20 == 0 else f"{count:,} bytes"
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file (a BOM is dropped) after :func:`check_text_file`; fail clearly on
+    other encodings."""
+    path = Path(path)
+    check_text_file(path)
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -404,6 +528,7 @@ __all__ = [
     "ImageSet",
     "LabelledRows",
     "canonical_label",
+    "check_text_file",
     "decode_image",
     "folder_splits",
     "list_image_folder",

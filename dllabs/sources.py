@@ -9,26 +9,35 @@ Three kinds of source:
   ``ecg.csv`` and the Gutenberg text of Alice have no published hash: the SHA-256 seen on download
   is recorded in the manifest (so ``dvc.lock`` pins it), and params may give an expected one.
 - **bring-your-own**: an image folder, a CSV file, a text file, copied in so DVC versions them.
+  They are checked as they are copied, so that errors name the user's own files: the folder's
+  layout, links (none may lead outside the folder unless ``data.follow_links`` allows it; a loop
+  is refused), and text files' line ends and encoding.
 
 Each materialised folder holds the files and a ``manifest.json`` naming the source and the SHA-256
 of every file; ``preprocess`` and ``tokenize`` read the manifest, not params, to know what they got.
+A bring-your-own source is recorded by its path inside the project, or else by its name alone:
+the manifest is cached and pushed to shared remotes, and a home folder's path is nobody's business.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dllabs.errors import DataError
+from dllabs.errors import DataError, paths_shown_as
 from dllabs.fetch import RemoteFile, fetch, file_hash
+from dllabs.fetch import copy_file as copy_bytes
 from dllabs.outputs import load_json, load_npz, save_json, save_npz
 from dllabs.readers import (
     IMAGE_SUFFIXES,
     ImageSet,
     LabelledRows,
+    check_text_file,
     folder_splits,
     list_image_folder,
     read_cifar_batch,
@@ -143,7 +152,7 @@ def copy_remote(dest: Path, source: str, expected_sha256: str | None = None) -> 
         if remote.name.endswith((".tar.gz", ".tgz", ".tar")):
             safe_extract_tar(cached, dest)
         else:
-            shutil.copyfile(cached, dest / remote.name)
+            copy_bytes(cached, dest / remote.name)
     return _finish(dest, source, files)
 
 
@@ -154,7 +163,7 @@ def copy_gensim_file(dest: Path, name: str) -> str:
     source = Path(datapath(name))
     if not source.is_file():
         raise DataError(f"{source}: gensim's bundled {name} is missing; reinstall gensim")
-    shutil.copyfile(source, dest / name)
+    copy_bytes(source, dest / name)
     return file_hash(dest / name)
 
 
@@ -170,34 +179,98 @@ def write_text_eval(dest: Path) -> Materialised:
     return _finish(dest, "gensim_eval", files, origin="gensim.test.utils.datapath")
 
 
-def copy_image_folder(dest: Path, folder: str | Path) -> Materialised:
-    """Copy a bring-your-own image folder (class folders, or split folders of class folders),
-    its split layout checked first so that errors name the user's folder, not the copy.
+def copy_image_folder(dest: Path, folder: str | Path, follow_links: bool = False) -> Materialised:
+    """Copy a bring-your-own image folder (class folders, or split folders of class folders):
+    images only, links checked (:func:`image_tree`), then its layout checked with every error
+    naming the user's folder, not the copy.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.images_dir: {folder} is not a folder")
-    folder_splits(folder)
     target = dest / "folder"
-    shutil.copytree(folder, target, ignore=_keep_images_only)
-    count = sum(1 for p in target.rglob("*") if p.is_file())
+    target.mkdir()
+    count = 0
+    for relative, named in image_tree(folder, follow_links):
+        if named.is_dir():  # empty ones too: the layout check names an empty class folder
+            (target / relative).mkdir()
+            continue
+        copy_bytes(named, target / relative)
+        count += 1
     if count == 0:
         raise DataError(
             f"data.images_dir: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) in "
             "class sub-folders"
         )
+    with paths_shown_as(target, folder):
+        list_images(target, (1, 1), "grayscale")  # the layout rules, before anything is decoded
     files = {"folder": {"images": count}}
-    return _finish(dest, "folder", files, origin=str(folder.resolve()))
+    return _finish(dest, "folder", files, origin=shown_name(folder))
+
+
+def image_tree(folder: Path, follow_links: bool) -> Iterator[tuple[Path, Path]]:
+    """``(path inside folder, what to read)`` of every folder and image under ``folder``, sorted,
+    each folder before what it holds; hidden entries and files that are not images are left out.
+
+    A link is followed to what it names when that lies inside ``folder``; a link leading outside
+    it would copy an outside file into the project (then into the DVC cache and any remote), so
+    it is refused unless ``follow_links``. A link back to a folder above it (a loop) and a broken
+    link are refused. Each refusal is one line naming the link in the user's folder.
+    """
+    root = folder.resolve()
+
+    def walk(real: Path, relative: Path, above: tuple[Path, ...]) -> Iterator[tuple[Path, Path]]:
+        for entry in sorted(os.scandir(real), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            inside, named = relative / entry.name, Path(entry.path)
+            shown = folder / inside
+            if entry.is_symlink():
+                try:
+                    named = named.resolve(strict=True)
+                except (OSError, RuntimeError):  # missing target, or a loop of links
+                    raise DataError(
+                        f"data.images_dir: {shown} is a broken link or a loop of links"
+                    ) from None
+                if not named.is_relative_to(root) and not follow_links:
+                    raise DataError(
+                        f"data.images_dir: {shown} links to {named}, outside the folder; refused "
+                        "(copy the files in, or set data.follow_links: true to copy what such "
+                        "links name)"
+                    )
+            if named.is_dir():
+                if named in above:
+                    raise DataError(
+                        f"data.images_dir: {shown} links back to {named}, a folder above it "
+                        "(a loop)"
+                    )
+                yield inside, named
+                yield from walk(named, inside, (*above, named))
+            elif named.is_file() and named.suffix.lower() in IMAGE_SUFFIXES:
+                yield inside, named
+
+    return walk(root, Path(), (root,))
 
 
 def copy_file(dest: Path, path: str | Path, source: str, key: str) -> Materialised:
-    """Copy a bring-your-own CSV or text file; ``key`` names the param for error messages."""
+    """Copy a bring-your-own CSV or text file; ``key`` names the param for error messages.
+
+    The file is scanned first (:func:`~dllabs.readers.check_text_file`): a binary file or one
+    without line ends is refused here, naming the user's file, before a byte is copied.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{key}: {path} is not a file")
-    shutil.copyfile(path, dest / path.name)
+    check_text_file(path)
+    copy_bytes(path, dest / path.name)
     files = {path.name: {"sha256": file_hash(dest / path.name)}}
-    return _finish(dest, source, files, origin=str(path.resolve()))
+    return _finish(dest, source, files, origin=shown_name(path))
+
+
+def shown_name(path: Path) -> str:
+    """A user's file or folder as the manifest records it: its path inside the project (the
+    working directory) when it lies there, else its name alone."""
+    real, project = path.resolve(), Path.cwd().resolve()
+    return real.relative_to(project).as_posix() if real.is_relative_to(project) else real.name
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -214,27 +287,49 @@ def _finish(dest: Path, source: str, files: dict, **extra: str) -> Materialised:
     return Materialised(source=source, manifest=manifest)
 
 
-def _keep_images_only(directory: str, names: list[str]) -> list[str]:
-    """shutil.copytree filter: skip hidden entries and files that are not images."""
-    skipped = []
-    for name in names:
-        path = Path(directory) / name
-        if name.startswith(".") or (path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES):
-            skipped.append(name)
-    return skipped
-
-
 # --- Reading what download wrote (used by preprocess) -------------------------------------------
 
 
 @dataclass(frozen=True)
 class RawImages:
-    """A source's images with the splits it defines itself (``None`` where it has none)."""
+    """A source's images with the splits it defines itself (``None`` where it has none), and the
+    name errors call it by (the user's folder, for an image folder)."""
 
     source: str
     train: ImageSet
     val: ImageSet | None
     test: ImageSet | None
+    shown: str = ""
+
+    def named(self) -> str:
+        return self.shown or self.source
+
+
+def list_images(
+    folder: Path, size: tuple[int, int], color_mode: str
+) -> tuple[ImageSet, ImageSet | None, ImageSet | None]:
+    """An image folder's train, val and test sets, listed (not decoded); val and test are
+    ``None`` unless the folder has split folders, which must use the training classes."""
+    present = folder_splits(folder)
+    if not present:
+        return list_image_folder(folder, size, color_mode), None, None
+    train = list_image_folder(present["train"], size, color_mode)
+    others = {
+        name: list_image_folder(present[name], size, color_mode, train.class_names)
+        for name in ("val", "test")
+        if name in present
+    }
+    return train, others.get("val"), others.get("test")
+
+
+def shown_paths(raw_dir: str | Path) -> AbstractContextManager[None]:
+    """Errors about the files of an image folder's copy in ``raw_dir`` name them as the user's
+    folder (as the manifest records it): ``pets/cats/1.jpg``, not ``data/raw/images/folder/...``.
+    """
+    manifest = read_manifest(raw_dir)
+    if manifest["source"] != "folder":
+        return nullcontext()
+    return paths_shown_as(Path(raw_dir) / "folder", manifest.get("origin") or "data.images_dir")
 
 
 def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> RawImages:
@@ -245,7 +340,8 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     it may not fit in memory, so ``preprocess`` decodes it a block at a time as it writes.
     """
     raw_dir = Path(raw_dir)
-    source = read_manifest(raw_dir)["source"]
+    manifest = read_manifest(raw_dir)
+    source = manifest["source"]
     digit_names = [str(d) for d in range(10)]
     if source == "digits":
         arrays = load_npz(raw_dir / "digits.npz", required=("images", "labels"))
@@ -278,17 +374,8 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
         test = _cifar_batches([batches / "test_batch"])
         return RawImages(source, train, None, test)
     if source == "folder":
-        folder = raw_dir / "folder"
-        present = folder_splits(folder)
-        if not present:
-            return RawImages(source, list_image_folder(folder, size, color_mode), None, None)
-        train = list_image_folder(present["train"], size, color_mode)
-        others = {
-            name: list_image_folder(present[name], size, color_mode, train.class_names)
-            for name in ("val", "test")
-            if name in present
-        }
-        return RawImages(source, train, others.get("val"), others.get("test"))
+        shown = f"image folder {manifest.get('origin') or 'data.images_dir'}"
+        return RawImages(source, *list_images(raw_dir / "folder", size, color_mode), shown=shown)
     raise DataError(f"{raw_dir / MANIFEST}: unknown image source {source!r}")
 
 

@@ -23,21 +23,31 @@ class SplitIndices:
 
 
 def stratified_indices(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, what: str = "data"
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    what: str = "data",
+    class_names: list[str] | None = None,
 ) -> SplitIndices:
     """Split row indices into train/val/test, stratified by ``labels``.
 
-    ``test_fraction`` may be 0 (sources that bring their own test split).
+    ``test_fraction`` may be 0 (sources that bring their own test split). ``class_names`` (by
+    label) name the classes in errors: a user knows their folders, not the label numbers.
     """
     from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
     counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
     needed = 1 + (val_fraction > 0) + (test_fraction > 0)
-    small = {str(k): int(v) for k, v in counts.items() if v < needed + 1}
+    small = [(k, int(v)) for k, v in counts.items() if v < needed + 1]
     if small:
+        named = ", ".join(
+            f"{class_names[int(k)] if class_names else k} ({v} row{'s' * (v != 1)})"
+            for k, v in small
+        )
         raise DataError(
-            f"{what}: classes {small} have too few rows for a stratified train/val/test split "
+            f"{what}: too few rows in class(es) {named} for a stratified train/val/test split "
             f"(need at least {needed + 1} each)"
         )
     index = np.arange(len(labels))

@@ -25,6 +25,7 @@ from keras import layers
 
 from dllabs.datasets import ImageSplits
 from dllabs.errors import DataError, ParamsError
+from dllabs.evaluation import load_model
 from dllabs.models import augmentation, build_pipeline_base, dense_head
 from dllabs.params import CNN, Label, Transfer
 
@@ -256,7 +257,7 @@ def load_base(params: Transfer, pretrained: str | Path, cnn: CNN, input_shape: t
             path = Path(pretrained)
             if not path.is_file():
                 raise DataError(f"{path}: no pretrained base; run pretrain_base (dvc repro)")
-            base = keras.saving.load_model(path).get_layer(PRETRAINED_BASE)
+            base = load_model(path).get_layer(PRETRAINED_BASE)
     else:
         weights = "none" if random else params.weights
         base = application_base(params.base, params.input_size, weights)

@@ -2,14 +2,17 @@
 
 One folder per lab, whatever its source, so ``dvc.yaml`` names fixed paths:
 
-- images (``data.images``): bundled digits, MNIST, Fashion-MNIST, CIFAR-10, or your image folder;
+- images (``data.images``): bundled digits, MNIST, Fashion-MNIST, CIFAR-10, or your image folder
+  (links in it that lead outside it are refused unless ``data.follow_links``);
 - anomaly (``data.anomaly``): bundled digits, ECG5000's ``ecg.csv``, or your CSV;
 - text (``data.text``): gensim's bundled Lee corpus, Alice in Wonderland, or your text file;
 - text evaluation: gensim's bundled WordSim-353, SimLex-999 and analogy files.
 
 Remote files are checked against their published hash (see ``dllabs.sources.REMOTE``) and kept
-in a user cache, so switching sources back and forth downloads nothing twice. Every folder gets a
-``manifest.json`` with the source name and each file's SHA-256. Imports no TensorFlow.
+in a user cache, so switching sources back and forth downloads nothing twice. Your own files are
+checked as they are copied (folder layout, links, text encoding and line ends), so errors name
+them. Every folder gets a ``manifest.json`` with the source name and each file's SHA-256. Imports
+no TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def fetch_images(data: Data, dest: Path) -> sources.Materialised:
     if data.images == "digits":
         return sources.write_digits(dest)
     if data.images == "folder":
-        return sources.copy_image_folder(dest, data.images_dir)
+        return sources.copy_image_folder(dest, data.images_dir, data.follow_links)
     return sources.copy_remote(dest, data.images)
 
 

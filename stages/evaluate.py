@@ -9,10 +9,28 @@ metrics JSON of every lab and the architecture tables of the two image classifie
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dllabs.cli import parse_paths
-from dllabs.errors import stage_errors
+from dllabs.errors import DataError, one_line, stage_errors
 from dllabs.outputs import load_json, staged_outputs
-from dllabs.reports import LAB_FILES, summary_markdown
+from dllabs.reports import LAB_FILES, results_table, runs_table, summary_markdown
+
+
+def lab_metrics(lab: str, path: Path) -> dict:
+    """A lab's metrics file, checked to hold what the summary shows (one line naming the file
+    and the missing entry, where a hand-edited or foreign file would end in a traceback)."""
+    metrics = load_json(path)
+    try:
+        results_table({lab: metrics})
+        runs_table({lab: metrics})
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        problem = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else one_line(exc)
+        raise DataError(
+            f"{path}: not the metrics lab {lab}'s evaluation stage writes ({problem}); "
+            "rerun it (dvc repro)"
+        ) from None
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             mlp_report="MLP architecture (.md)", cnn_report="CNN architecture (.md)",
             summary="output summary of every lab (.md)",
         )  # fmt: skip
-        labs = {lab: load_json(getattr(args, f"{lab}_metrics")) for lab in LAB_FILES}
+        labs = {lab: lab_metrics(lab, getattr(args, f"{lab}_metrics")) for lab in LAB_FILES}
         architectures = {
             f"{name.upper()} architecture": getattr(args, f"{name}_report").read_text("utf-8")
             for name in ("mlp", "cnn")

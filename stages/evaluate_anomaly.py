@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.anomaly import detection_scores, reconstruction_errors
+from dllabs.anomaly import (
+    detection_scores,
+    reconstruction_errors,
+    require_finite,
+    saved_threshold,
+)
 from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.evaluation import load_model, run_info
@@ -39,8 +44,9 @@ def evaluate_anomaly(
     chosen = load_json(threshold_path)
     x_test, y_test = data["x_test"], data["y_test"].astype(bool)
     reconstructed = model.predict(x_test, verbose=0)
-    errors = reconstruction_errors(x_test, reconstructed, loss)
-    threshold = float(chosen["threshold"])
+    errors = require_finite(reconstruction_errors(x_test, reconstructed, loss),
+                            f"{model_folder} on the test rows of {series_path}")  # fmt: skip
+    threshold = saved_threshold(chosen, threshold_path)
 
     live = open_live(plots)
     live.log_sklearn_plot("roc", y_test.astype(int), errors, name="roc.json")

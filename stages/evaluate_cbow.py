@@ -12,20 +12,17 @@ from pathlib import Path
 
 from dllabs.cli import parse_paths
 from dllabs.embeddings import evaluate_vectors, pca_plot, probe_report
-from dllabs.errors import DataError, stage_errors
+from dllabs.errors import stage_errors
 from dllabs.evaluation import run_info
 from dllabs.outputs import load_json, save_json, staged_outputs
 from dllabs.params import CBOW, load_params
+from dllabs.word2vec_files import load_vectors, load_word2vec
 
 
 def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:
     """Similarity and analogy scores of the CBOW vectors and the baseline, probes and PCA plot."""
-    from gensim.models import KeyedVectors, Word2Vec
-
-    if not (model_dir / "word2vec.model").is_file():
-        raise DataError(f"{model_dir}: no word2vec.model; run train_cbow (dvc repro)")
-    model = Word2Vec.load(str(model_dir / "word2vec.model"))
-    baseline = KeyedVectors.load(str(model_dir / "baseline.kv"))
+    model = load_word2vec(model_dir / "word2vec")
+    baseline = load_vectors(model_dir / "baseline")
     training = load_json(model_dir / "training.json")
     report.write_text(probe_report(model, params.probe_words, params.probe_contexts), "utf-8")
     pca_plot(model.wv, params.pca_words, plots / "pca.png",

@@ -45,8 +45,8 @@ def split_images(raw: sources.RawImages, params: Params) -> dict[str, ImageSet]:
     val_fraction = 0.0 if val is not None else split.val_fraction
     if test_fraction or val_fraction:
         # Fractions are of all rows; with a source test split they apply to its training rows.
-        idx = stratified_indices(train.y, val_fraction, test_fraction, seed, what=raw.source)
         names = train.class_names
+        idx = stratified_indices(train.y, val_fraction, test_fraction, seed, raw.named(), names)
         pick = {  # take(): image files are picked by row too, still undecoded
             part: ImageSet(train.x.take(rows, axis=0), train.y[rows], names)
             for part, rows in vars(idx).items()
@@ -161,13 +161,15 @@ def main(argv: list[str] | None = None) -> None:
             series="output arrays (.npz)", series_summary="output summary (.json)",
         )  # fmt: skip
         size = tuple(params.data.image_size)
-        raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)
-        image_sets = split_images(raw_images, params)
+        with sources.shown_paths(args.raw_images):  # errors name the user's image files
+            raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)
+            image_sets = split_images(raw_images, params)
         rows = sources.read_anomaly_rows(args.raw_anomaly, params.data.label_column)
         series, series_info = split_series(rows, params)
 
         with staged_outputs() as out:
-            save_image_sets(out.dir(args.images), image_sets)
+            with sources.shown_paths(args.raw_images):  # images are decoded as they are written
+                save_image_sets(out.dir(args.images), image_sets)
             save_json(out.file(args.images_summary), image_summary(raw_images.source, image_sets))
             save_npz(out.file(args.series), series)
             save_json(out.file(args.series_summary), series_info)

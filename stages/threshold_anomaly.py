@@ -9,7 +9,7 @@ best F1 on the validation split. Writes the threshold, the method and the valida
 
 from __future__ import annotations
 
-from dllabs.anomaly import choose_threshold, detection_scores
+from dllabs.anomaly import choose_threshold, detection_scores, require_finite
 from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.outputs import load_npz, save_json, staged_outputs
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
             errors="reconstruction errors (.npz)", threshold="output threshold and scores (.json)",
         )  # fmt: skip
         data = load_npz(args.errors, required=("error_train", "error_val", "y_val"))
+        for name in ("error_train", "error_val"):
+            require_finite(data[name], f"{args.errors}: {name}")
         rule = params.anomaly
         threshold = choose_threshold(
             rule.threshold_method, data["error_train"], data["error_val"], data["y_val"],

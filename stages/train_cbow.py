@@ -1,9 +1,11 @@
 """Stage ``train_cbow`` (lab 4: word embeddings with CBOW).
 
-Read the tokenized corpus (one sentence per line); train Word2Vec in CBOW mode (``sg=0``: the
-averaged context vectors predict the centre word) with the ``cbow`` params, logging the loss of
-every epoch with DVCLive; train gensim's defaults on the same corpus as a baseline; save the full
-model (needed for ``predict_output_word``) and both sets of word vectors.
+Read the tokenized corpus (one sentence per line; one longer than the 10,000 words gensim reads
+is cut into pieces); train Word2Vec in CBOW mode (``sg=0``: the averaged context vectors predict
+the centre word) with the ``cbow`` params, logging the loss of every epoch with DVCLive; train
+gensim's defaults on the same corpus as a baseline; save the full model (with the output weights
+``predict_output_word`` needs) and the baseline's word vectors as ``.npy`` arrays and JSON
+(``dllabs.word2vec_files``: nothing a reader loads can run code).
 
 ``cbow.engine: gensim`` (the default) imports no TensorFlow. ``cbow.engine: keras`` trains the same
 model written in Keras layers (``dllabs.keras_cbow``) and packs its weights into a gensim model, so
@@ -15,11 +17,12 @@ from __future__ import annotations
 import time
 
 from dllabs.cli import parse_paths
-from dllabs.embeddings import read_corpus, train_cbow
+from dllabs.embeddings import MAX_SENTENCE_WORDS, read_corpus, split_long_sentences, train_cbow
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.provenance import platform_record
+from dllabs.word2vec_files import save_vectors, save_word2vec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             corpus="tokenized corpus (one sentence per line)", model="output folder (models)",
             plots="output DVCLive folder",
         )  # fmt: skip
-        sentences = read_corpus(args.corpus)
+        sentences, split = split_long_sentences(read_corpus(args.corpus))
         from dvclive import Live
 
         with staged_outputs() as out:
@@ -52,12 +55,13 @@ def main(argv: list[str] | None = None) -> None:
             live.end()
             baseline = train_cbow(sentences, None, params.base.seed)
             folder = out.dir(args.model)
-            model.save(str(folder / "word2vec.model"))
-            model.wv.save(str(folder / "vectors.kv"))
-            baseline.wv.save(str(folder / "baseline.kv"))
+            save_word2vec(model, folder / "word2vec")
+            save_vectors(baseline.wv, folder / "baseline")
             save_json(folder / "training.json", {
                 "vocab_size": len(model.wv),
                 "corpus_tokens": int(model.corpus_total_words),
+                "sentences": len(sentences),
+                "sentences_split": split,  # longer than MAX_SENTENCE_WORDS, cut into pieces
                 "final_loss": float(live.summary.get("train", {}).get("loss", 0.0)),
                 "baseline_vocab_size": len(baseline.wv),
                 "engine": params.cbow.engine,
@@ -65,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
                 "train_seconds": round(seconds, 2),
                 "platform": platform_record(),
             })  # fmt: skip
+        if split:
+            print(f"train_cbow: {split} sentence(s) longer than {MAX_SENTENCE_WORDS:,} words were "
+                  "cut into pieces, which gensim trains on whole")  # fmt: skip
         print(f"train_cbow: vocabulary {len(model.wv)}, baseline vocabulary {len(baseline.wv)}")
 
 

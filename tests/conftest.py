@@ -8,14 +8,18 @@ import fcntl
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
@@ -28,6 +32,67 @@ TINY_CORPUS = [
     ["a", "man", "walks", "the", "dog"],
     ["a", "woman", "walks", "the", "dog"],
 ] * 25
+
+
+DOWNLOAD_ARGS = [
+    "--images", "data/raw/images", "--anomaly", "data/raw/anomaly",
+    "--text", "data/raw/text", "--text-eval", "data/raw/text_eval",
+]  # fmt: skip
+PREPROCESS_ARGS = [
+    "--raw-images", "data/raw/images", "--raw-anomaly", "data/raw/anomaly",
+    "--images", "data/processed/images", "--images-summary", "data/processed/images.json",
+    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
+]  # fmt: skip
+TOKENIZE_ARGS = [
+    "--raw-text", "data/raw/text",
+    "--corpus", "data/processed/corpus.txt", "--summary", "data/processed/corpus.json",
+]  # fmt: skip
+
+
+def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Run a stage expecting a clean failure: exit code 1, no traceback, one error line last."""
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert ": error: " in last, err
+    return last
+
+
+def make_image_folder(root: Path, classes: dict[str, int], size=(12, 10)) -> None:
+    rng = np.random.default_rng(4)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data behind it:
+    a few hundred bytes that would take gigabytes to decode."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+class CreatesAFile:
+    """Unpickled, it opens (so creates) the file it names: a stand-in for any code a crafted
+    pickle could run. Tests check that the file never appears."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.path), "w"))
 
 
 @pytest.fixture(scope="session")

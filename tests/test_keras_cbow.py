@@ -18,6 +18,7 @@ from dllabs.keras_cbow import (
     train_keras_cbow,
 )
 from dllabs.params import CBOW
+from dllabs.word2vec_files import load_word2vec, save_word2vec
 from tests.conftest import TINY_CORPUS as CORPUS
 
 
@@ -146,9 +147,10 @@ def test_padding_does_not_change_the_average() -> None:
 
 
 def test_save_and_load_round_trip(trained, tmp_path: Path) -> None:
+    """The Keras engine's packed model is stored and read back like the gensim engine's."""
     w2v = trained[0]
-    w2v.save(str(tmp_path / "word2vec.model"))
-    loaded = Word2Vec.load(str(tmp_path / "word2vec.model"))
+    save_word2vec(w2v, tmp_path / "word2vec")
+    loaded = load_word2vec(tmp_path / "word2vec")
     assert np.array_equal(loaded.wv.vectors, w2v.wv.vectors)
     assert np.array_equal(loaded.syn1neg, w2v.syn1neg)
     assert loaded.predict_output_word(["king", "land"]) == w2v.predict_output_word(["king", "land"])

@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from gensim.models import Word2Vec
 from PIL import Image
 
 from dllabs import predict
 from dllabs.anomaly import reconstruction_errors
 from dllabs.inputs import image_record
 from dllabs.outputs import save_json
-from tests.conftest import DVC, REPO, commit_all, copy_of, sh
+from dllabs.word2vec_files import load_word2vec
+from tests.conftest import DVC, REPO, commit_all, copy_of, png_header_only, sh
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_anomaly_rows_are_scaled_as_in_training_and_flagged_at_the_saved_thresho
 
 
 def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None:
-    model = Word2Vec.load(str(repo / "models/cbow/word2vec.model"))
+    model = load_word2vec(repo / "models/cbow/word2vec")
     known = model.wv.index_to_key[:3]
     status, out, err = run("cbow", "--similar", known[0], "zzzunknown", "--context", *known,
                            "qqq", "--analogy", f"{known[0]} - {known[1]} + {known[2]}",
@@ -230,14 +230,25 @@ def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None
         (["anomaly", "{tmp}/missing.csv"], "{tmp}/missing.csv: not found"),
         (["mlp", "{tmp}/broken.png", "--model", "{tmp}/never"],
          "{tmp}/never/summary.json: not found"),
-        (["cbow", "--similar", "a", "--model", "{tmp}/never"], "{tmp}/never/word2vec.model: not "
-                                                                "found"),
+        (["cbow", "--similar", "a", "--model", "{tmp}/never"], "{tmp}/never: no model.json; run "
+                                                                "the CBOW lab"),
         (["cbow"], "predict cbow: give --similar, --context or --analogy"),
         (["mlp", "{tmp}/broken.png", "--top", "0"], "--top 0: expected 1 or more"),
+        (["mlp", "{tmp}/bomb.png"], "{tmp}/bomb.png: Image size (400000000 pixels) exceeds limit"),
+        (["mlp", "{tmp}/broken.png", "--model", "{tmp}/cut"],
+         "{tmp}/cut/model.keras: truncated or not a Keras file"),
+        (["anomaly", "{tmp}/short.csv", "--threshold", "{tmp}/nan.json"],
+         "{tmp}/nan.json: threshold nan, expected a finite number"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_naming_it(argv, message, run, tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
+    png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    (tmp_path / "cut").mkdir()
+    save_json(tmp_path / "cut" / "summary.json",
+              {"inputs": image_record((8, 8, 1), list("0123456789"))})  # fmt: skip
+    (tmp_path / "cut" / "model.keras").write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    save_json(tmp_path / "nan.json", {"threshold": float("nan")})
     (tmp_path / "empty").mkdir()
     np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 1), np.uint8))
     np.savetxt(tmp_path / "short.csv", np.ones((3, 63)), delimiter=",")

@@ -41,10 +41,12 @@ def test_val_only_split_for_sources_with_their_own_test_set() -> None:
     assert len(idx.val) == 100
 
 
-def test_tiny_class_is_a_clear_error() -> None:
+def test_tiny_class_is_a_clear_error_naming_the_class() -> None:
     labels = np.array([0] * 20 + [1] * 2)
-    with pytest.raises(DataError, match=r"mydata: classes \{'1': 2\} have too few rows"):
+    with pytest.raises(DataError, match=r"mydata: too few rows in class\(es\) 1 \(2 rows\)"):
         stratified_indices(labels, 0.2, 0.2, seed=0, what="mydata")
+    with pytest.raises(DataError, match=r"class\(es\) dogs \(2 rows\) for a stratified"):
+        stratified_indices(labels, 0.2, 0.2, seed=0, class_names=["cats", "dogs"])
 
 
 def test_no_anomalous_row_in_training() -> None:

@@ -14,46 +14,26 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import pytest
-from PIL import Image
 
 from dllabs import sources
 from dllabs.fetch import RemoteFile, file_hash
 from stages import download, preprocess
 from stages import tokenize as tokenize_stage
-from tests.conftest import REPO, run_stage
-
-DOWNLOAD_ARGS = [
-    "--images", "data/raw/images", "--anomaly", "data/raw/anomaly",
-    "--text", "data/raw/text", "--text-eval", "data/raw/text_eval",
-]  # fmt: skip
-PREPROCESS_ARGS = [
-    "--raw-images", "data/raw/images", "--raw-anomaly", "data/raw/anomaly",
-    "--images", "data/processed/images", "--images-summary", "data/processed/images.json",
-    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
-]  # fmt: skip
-TOKENIZE_ARGS = [
-    "--raw-text", "data/raw/text",
-    "--corpus", "data/processed/corpus.txt", "--summary", "data/processed/corpus.json",
-]  # fmt: skip
+from tests.conftest import (
+    DOWNLOAD_ARGS,
+    PREPROCESS_ARGS,
+    REPO,
+    TOKENIZE_ARGS,
+    fails,
+    make_image_folder,
+    run_stage,
+)
 
 
 def run_all() -> None:
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
     tokenize_stage.main(TOKENIZE_ARGS)
-
-
-def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
-    """Run a stage expecting a clean failure: exit code 1, no traceback, one error line last."""
-    with pytest.raises(SystemExit) as caught:
-        main(args)
-    assert caught.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    last = err.splitlines()[-1]
-    assert ": error: " in last, err
-    return last
 
 
 def load(path: str) -> dict[str, np.ndarray]:
@@ -304,15 +284,6 @@ def test_cifar10_tarball_is_extracted_and_read_as_rgb(workdir, tmp_path, monkeyp
     assert images["class_names"][-1] == "truck"
 
 
-def make_image_folder(root: Path, classes: dict[str, int], size=(12, 10)) -> None:
-    rng = np.random.default_rng(4)
-    for name, count in classes.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
-
-
 def test_image_folder_is_resized_and_split(workdir, tmp_path) -> None:
     folder = tmp_path / "pets"
     make_image_folder(folder, {"cat": 20, "dog": 20})
@@ -359,10 +330,9 @@ def test_a_single_class_folder_is_refused(workdir, tmp_path, capsys) -> None:
     folder = tmp_path / "cats"
     make_image_folder(folder, {"cat": 5})
     workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
-    download.main(DOWNLOAD_ARGS)
-    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
-    assert "one class folder (cat); a classifier needs two or more" in err
-    assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert f"{folder}: one class folder (cat); a classifier needs two or more" in err
+    assert not Path("data/raw").exists() or not any(Path("data/raw").iterdir())
 
 
 def test_a_mixed_layout_is_refused_at_download_naming_the_users_folder(
@@ -376,15 +346,16 @@ def test_a_mixed_layout_is_refused_at_download_naming_the_users_folder(
     assert f"{folder}: mixes split folders (train) with other folders (extra)" in err
 
 
-def test_empty_class_folder_names_the_folder(workdir, tmp_path, capsys) -> None:
+def test_empty_class_folder_is_refused_at_download_naming_the_users_folder(
+    workdir, tmp_path, capsys
+) -> None:
     folder = tmp_path / "pets"
     make_image_folder(folder, {"cat": 5})
     (folder / "dog").mkdir()
     workdir(**{"data.images": "folder", "data.images_dir": str(folder)})
-    download.main(DOWNLOAD_ARGS)
-    err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
-    assert "dog: class folder has no images" in err
-    assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
+    err = fails(download.main, DOWNLOAD_ARGS, capsys)
+    assert f"{folder}/dog: class folder has no images" in err
+    assert not Path("data/raw").exists() or not any(Path("data/raw").iterdir())
 
 
 def test_a_folder_streams_through_preprocess_in_chunks_writing_the_in_memory_arrays(
@@ -436,7 +407,8 @@ def test_an_unreadable_image_met_while_streaming_leaves_no_output(
     download.main(DOWNLOAD_ARGS)
     monkeypatch.setattr(preprocess, "DECODE_CHUNK", 3)  # several chunks are written before it
     err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
-    assert "images/folder/dog/7.png: unreadable image" in err
+    # The user's file, by its path inside the project (the copy under data/raw is not theirs).
+    assert "error: pets/dog/7.png: unreadable image" in err
     assert not Path("data/processed").exists() or not any(Path("data/processed").iterdir())
 
 

@@ -1,0 +1,190 @@
+"""Word2Vec models and word vectors stored as ``.npy`` arrays and JSON, never as pickles.
+
+gensim's own ``save``/``load`` pickle the whole object, and unpickling runs whatever code the file
+names: a model pulled from a shared DVC remote or a teammate's experiment could run commands on
+every machine that evaluates or predicts with it. So a model is a folder of plain files:
+
+- ``model.json``: the format, the vector size, the training settings and the corpus counts;
+- ``vocabulary.json``: the words in index order and their corpus counts;
+- ``vectors.npy``: the input vectors (gensim's ``wv.vectors``), one row per word;
+- ``output_vectors.npy`` (full models only): the output weights of negative sampling (gensim's
+  ``syn1neg``), which ``predict_output_word`` multiplies the averaged context vectors with.
+
+Arrays are read with ``allow_pickle=False`` and every shape is checked against the vocabulary
+before gensim sees it. :func:`load_word2vec` rebuilds a ``Word2Vec`` that answers
+``most_similar``, ``predict_output_word`` and the evaluations exactly as the trained one does;
+it is not meant to train further (gensim's sampling tables are not stored).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dllabs.errors import DataError, one_line
+from dllabs.outputs import save_json
+
+FORMAT = "dl-labs word vectors"
+VERSION = 1
+MODEL, VOCABULARY, VECTORS, OUTPUT = (
+    "model.json", "vocabulary.json", "vectors.npy", "output_vectors.npy",
+)  # fmt: skip
+# What earlier versions of the pipeline wrote with gensim's pickle-based save().
+PICKLED = ("word2vec.model", "vectors.kv", "baseline.kv")
+# The training settings kept with a full model: what predict_output_word and a reader need.
+SETTINGS = ("sg", "cbow_mean", "window", "negative", "hs", "min_count", "sample", "alpha",
+            "epochs", "seed")  # fmt: skip
+
+
+def save_word2vec(model: Any, folder: str | Path) -> None:
+    """A trained gensim ``Word2Vec``: its vectors, vocabulary, output weights and settings."""
+    settings = {name: _plain(getattr(model, name)) for name in SETTINGS}
+    corpus = {"corpus_total_words": int(model.corpus_total_words or 0),
+              "corpus_count": int(model.corpus_count or 0)}  # fmt: skip
+    has_output = bool(model.negative) and getattr(model, "syn1neg", None) is not None
+    _save(model.wv, Path(folder), "word2vec", {"settings": settings, **corpus},
+          model.syn1neg if has_output else None)  # fmt: skip
+
+
+def save_vectors(vectors: Any, folder: str | Path) -> None:
+    """gensim ``KeyedVectors`` (word vectors only): enough for similarities and analogies."""
+    _save(vectors, Path(folder), "vectors", {}, None)
+
+
+def _save(wv: Any, folder: Path, kind: str, extra: dict, output: np.ndarray | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = [str(word) for word in wv.index_to_key]
+    counts = [int(wv.get_vecattr(word, "count")) for word in words] if words else []
+    save_json(folder / VOCABULARY, {"words": words, "counts": counts})
+    np.save(folder / VECTORS, np.ascontiguousarray(wv.vectors, dtype=np.float32),
+            allow_pickle=False)  # fmt: skip
+    if output is not None:
+        np.save(folder / OUTPUT, np.ascontiguousarray(output, dtype=np.float32), allow_pickle=False)
+    save_json(folder / MODEL, {"format": FORMAT, "version": VERSION, "kind": kind,
+                               "vector_size": int(wv.vector_size), "words": len(words),
+                               "output_vectors": output is not None, **extra})  # fmt: skip
+
+
+def load_vectors(folder: str | Path) -> Any:
+    """The ``KeyedVectors`` saved in ``folder`` (by either save function)."""
+    from gensim.models import KeyedVectors
+
+    folder = Path(folder)
+    info = _read_info(folder)
+    words, counts = _read_vocabulary(folder, info["words"])
+    vectors = _read_array(folder / VECTORS, (len(words), info["vector_size"]))
+    wv = KeyedVectors(info["vector_size"], count=0, dtype=np.float32)
+    if words:
+        wv.add_vectors(words, vectors)
+    for word, count in zip(words, counts, strict=True):
+        wv.set_vecattr(word, "count", count)
+    return wv
+
+
+def load_word2vec(folder: str | Path) -> Any:
+    """The full ``Word2Vec`` saved in ``folder`` by :func:`save_word2vec`, ready for queries."""
+    from gensim.models import Word2Vec
+
+    folder = Path(folder)
+    info = _read_info(folder)
+    if info["kind"] != "word2vec":
+        raise DataError(
+            f"{folder / MODEL}: word vectors only, without the output weights that "
+            "predict_output_word needs; expected a full Word2Vec model folder"
+        )
+    settings = info.get("settings")
+    if not isinstance(settings, dict) or set(settings) != set(SETTINGS):
+        raise DataError(f"{folder / MODEL}: settings must name {', '.join(SETTINGS)}")
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise DataError(f"{folder / MODEL}: settings.{name} = {value!r}, expected a number")
+    wv = load_vectors(folder)
+    # No sentences: gensim only records the settings; the vectors are put in place below.
+    model = Word2Vec(vector_size=info["vector_size"], workers=1, **settings)
+    model.wv = wv
+    model.corpus_total_words = int(info.get("corpus_total_words", 0))
+    model.corpus_count = int(info.get("corpus_count", 0))
+    if info.get("output_vectors"):
+        model.syn1neg = _read_array(folder / OUTPUT, (len(wv), info["vector_size"]))
+    return model
+
+
+def _read_info(folder: Path) -> dict:
+    """``model.json``, checked; a folder that holds an old pickled model is refused unread."""
+    path = folder / MODEL
+    if not path.is_file():
+        pickled = [name for name in PICKLED if (folder / name).exists()]
+        if pickled:
+            raise DataError(
+                f"{folder / pickled[0]}: a gensim pickle from an earlier version of this project; "
+                "not loaded, because unpickling can run any code the file names; retrain it "
+                "(dvc repro train_cbow) or use a revision trained since"
+            )
+        raise DataError(f"{folder}: no {MODEL}; run the CBOW lab (dvc repro train_cbow)")
+    info = _read_json(path)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise DataError(f"{path}: not a word-vectors description (format {FORMAT!r})")
+    if info.get("version") != VERSION:
+        raise DataError(
+            f"{path}: format version {info.get('version')!r}; this version reads {VERSION}"
+        )
+    kind, size, words = info.get("kind"), info.get("vector_size"), info.get("words")
+    if kind not in ("word2vec", "vectors"):
+        raise DataError(f"{path}: kind {kind!r}, expected 'word2vec' or 'vectors'")
+    for name, value in (("vector_size", size), ("words", words)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"{path}: {name} = {value!r}, expected a whole number")
+    return info
+
+
+def _read_vocabulary(folder: Path, expected: int) -> tuple[list[str], list[int]]:
+    path = folder / VOCABULARY
+    vocabulary = _read_json(path)
+    words = vocabulary.get("words") if isinstance(vocabulary, dict) else None
+    counts = vocabulary.get("counts") if isinstance(vocabulary, dict) else None
+    if not isinstance(words, list) or not isinstance(counts, list):
+        raise DataError(f"{path}: expected {{'words': [...], 'counts': [...]}}")
+    if len(words) != expected or len(counts) != expected:
+        raise DataError(
+            f"{path}: {len(words)} words and {len(counts)} counts; {MODEL} says {expected}"
+        )
+    if not all(isinstance(word, str) for word in words) or len(set(words)) != len(words):
+        raise DataError(f"{path}: words must be distinct strings")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise DataError(f"{path}: counts must be whole numbers of 0 or more")
+    return words, counts
+
+
+def _read_array(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A float ``.npy`` of ``shape``; object arrays (pickles) are refused by NumPy unread."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found (an incomplete word-vectors folder)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a plain .npy array ({one_line(exc)})") from None
+    if array.shape != shape or array.dtype.kind != "f":
+        raise DataError(
+            f"{path}: {array.dtype} array of shape {array.shape}, expected float {shape} "
+            "(one row per vocabulary word)"
+        )
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: holds NaN or infinite values")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (an incomplete word-vectors folder)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({one_line(exc)})") from None
+
+
+def _plain(value: Any) -> int | float:
+    """A setting as a JSON number (gensim keeps some as NumPy scalars)."""
+    return value.item() if isinstance(value, np.generic) else value

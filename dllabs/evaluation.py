@@ -48,7 +48,18 @@ def load_model(path: Path) -> keras.Model:
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds for a file it cannot rebuild
-        raise DataError(f"{path}: not a loadable Keras model ({one_line(exc, 200)})") from None
+        if "is a Python lambda" in str(exc):
+            raise DataError(
+                f"{path}: holds a Lambda layer's Python bytecode, which loading would run; refused"
+            ) from None
+        raise DataError(f"{path}: not a loadable Keras model ({_keras_reason(exc)})") from None
+
+
+def _keras_reason(exc: Exception) -> str:
+    """The cause in Keras's message: a failure deep in a model is wrapped once per enclosing
+    layer, each wrapper repeating the whole config; the innermost one says what was wrong."""
+    text = str(exc).rsplit("Exception encountered:", 1)[-1].strip()
+    return one_line(text.split(". ", 1)[0], 200)
 
 
 def run_info(training: dict) -> dict:

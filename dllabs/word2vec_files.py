@@ -116,10 +116,12 @@ def _read_info(folder: Path) -> dict:
     """``model.json``, checked; a folder that holds an old pickled model is refused unread."""
     path = folder / MODEL
     if not path.is_file():
-        pickled = [name for name in PICKLED if (folder / name).exists()]
+        # The old files lay in the lab's folder, which now holds this one: look in both.
+        pickled = [f / name for f in (folder, folder.parent) for name in PICKLED
+                   if (f / name).exists()]  # fmt: skip
         if pickled:
             raise DataError(
-                f"{folder / pickled[0]}: a gensim pickle from an earlier version of this project; "
+                f"{pickled[0]}: a gensim pickle from an earlier version of this project; "
                 "not loaded, because unpickling can run any code the file names; retrain it "
                 "(dvc repro train_cbow) or use a revision trained since"
             )

@@ -245,7 +245,7 @@ def image_tree(folder: Path, follow_links: bool) -> Iterator[tuple[Path, Path]]:
                     )
                 yield inside, named
                 yield from walk(named, inside, (*above, named))
-            elif named.is_file() and named.suffix.lower() in IMAGE_SUFFIXES:
+            elif named.is_file() and inside.suffix.lower() in IMAGE_SUFFIXES:  # the link's name
                 yield inside, named
 
     return walk(root, Path(), (root,))

@@ -477,10 +477,16 @@ def test_a_link_to_a_folder_outside_is_refused_unless_allowed(
 
 def test_links_inside_the_folder_are_copied_as_what_they_name(workdir, pets) -> None:
     (pets / "dog" / "again.png").symlink_to(pets / "dog" / "1.png")
+    (pets / ".store").mkdir()  # a hidden store of content-addressed blobs, linked by name
+    (pets / ".store" / "f00d").write_bytes((pets / "cat" / "1.png").read_bytes())
+    (pets / "cat" / "linked.png").symlink_to(pets / ".store" / "f00d")
     use_folder(workdir, pets)
     download.main(DOWNLOAD_ARGS)
-    again = Path("data/raw/images/folder/dog/again.png")
-    assert not again.is_symlink() and again.read_bytes() == (pets / "dog" / "1.png").read_bytes()
+    copied = Path("data/raw/images/folder")
+    for name, original in (("dog/again.png", "dog/1.png"), ("cat/linked.png", "cat/1.png")):
+        assert not (copied / name).is_symlink()
+        assert (copied / name).read_bytes() == (pets / original).read_bytes()
+    assert not (copied / ".store").exists()
 
 
 @pytest.mark.parametrize("kind", ["loop", "self", "broken"])

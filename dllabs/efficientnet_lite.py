@@ -17,6 +17,7 @@ implementation's logits for images the tests can rebuild, and a test checks the 
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -218,3 +219,19 @@ def pretrained(
     model = build(input_shape, include_top)
     load_imagenet_weights(model, weights)
     return model
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names in class-index order, from ``data/imagenet_classes.txt``."""
+    text = resources.files("dllabs").joinpath("data/imagenet_classes.txt").read_text("utf-8")
+    names = [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+    if len(names) != 1000:
+        raise DataError(f"dllabs/data/imagenet_classes.txt: {len(names)} class names, not 1000")
+    return names
+
+
+def imagenet_classifier() -> keras.Model:
+    """Raw 224x224 RGB pixels -> ImageNet class probabilities: the pretrained network itself."""
+    pixels = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="pixels")
+    logits = pretrained(include_top=True)(scale_pixels()(pixels))
+    return keras.Model(pixels, layers.Softmax(name="probabilities")(logits), name="imagenet")

@@ -45,6 +45,8 @@ def load_model(path: Path) -> keras.Model:
             f"{path}: unpacks to {unpacked:,} bytes from {path.stat().st_size:,} (a zip bomb?); "
             "refused unread"
         )
+    import dllabs.transfer  # noqa: F401 - registers the project's own layers for loading
+
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds for a file it cannot rebuild

@@ -156,7 +156,7 @@ def build_cnn(
     if params.preset == "lenet5":
         return build_lenet5(input_shape, n_classes, params)
     inputs = keras.Input(shape=input_shape, name="pixels")
-    x = inputs
+    x = resize_to(inputs, params.input_size)
     for layer in augmentation(params.augment):
         x = layer(x)
     x = scale_pixels(x, pixel_stats)
@@ -164,6 +164,16 @@ def build_cnn(
     x = pool_features(x, params.pooling)
     outputs = dense_head(x, n_classes, params.dense_units, params.dropout)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+def resize_to(x: keras.KerasTensor, size: list[int] | None) -> keras.KerasTensor:
+    """Images resized (antialiased) to ``size`` inside the model, first, so augmentation and
+    convolutions work on the smaller image; unchanged when ``size`` is None or theirs already.
+    Photos kept large for the transfer lab train lab 2's CNN at a CNN's size this way, and a
+    saved model still takes the images as ``preprocess`` stored them."""
+    if size is None or list(size) == list(x.shape[1:3]):
+        return x
+    return layers.Resizing(*size, antialias=True, name="resize")(x)
 
 
 def pool_features(x: keras.KerasTensor, pooling: str) -> keras.KerasTensor:
@@ -228,10 +238,18 @@ def conv_blocks(x: keras.KerasTensor, params: CNN) -> keras.KerasTensor:
     return x
 
 
+def base_input_shape(input_shape: tuple[int, ...], params: CNN) -> tuple[int, ...]:
+    """The shape the pipeline base takes: the images', or ``cnn.input_size`` when set."""
+    if params.input_size is None:
+        return tuple(input_shape)
+    return (*params.input_size, input_shape[-1])
+
+
 def build_pipeline_base(input_shape: tuple[int, ...], params: CNN) -> keras.Model:
     """The CNN's convolutional part as its own model: the base that transfer learning reuses.
 
-    It follows ``cnn.preset``: the conv blocks, or LeNet-5's C1-S4 layers.
+    It follows ``cnn.preset``: the conv blocks, or LeNet-5's C1-S4 layers. ``input_shape`` is
+    what it takes, after any ``cnn.input_size`` resizing (:func:`base_input_shape`).
     """
     inputs = keras.Input(shape=input_shape, name="pixels")
     if params.preset == "lenet5":
@@ -243,10 +261,10 @@ def build_pipeline_base(input_shape: tuple[int, ...], params: CNN) -> keras.Mode
 def build_pretrain_model(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> keras.Model:
     """The CNN of lab 2 with its convolutional part as a nested ``pipeline_base`` to transfer."""
     inputs = keras.Input(shape=input_shape, name="pixels")
-    x = inputs
+    x = resize_to(inputs, params.input_size)
     for layer in augmentation(params.augment):
         x = layer(x)
-    x = build_pipeline_base(input_shape, params)(x)
+    x = build_pipeline_base(base_input_shape(input_shape, params), params)(x)
     if params.preset == "lenet5":
         outputs = lenet5_head(layers.Flatten(name="flatten")(x), n_classes)
     else:
@@ -262,10 +280,10 @@ def build_lenet5(input_shape: tuple[int, ...], n_classes: int, params: CNN) -> k
     first 'same' convolution and two poolings leave a 5x5 map, as in the paper's 32x32 layout.
     """
     inputs = keras.Input(shape=input_shape, name="pixels")
-    x = inputs
+    x = resize_to(inputs, params.input_size)
     for layer in augmentation(params.augment):
         x = layer(x)
-    x = lenet5_features(x, input_shape)
+    x = lenet5_features(x, base_input_shape(input_shape, params))
     x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, lenet5_head(x, n_classes), name="lenet5")
 

@@ -172,6 +172,8 @@ class CNN(Training):
     """The convolutional classifier: conv -> (batch norm) -> ReLU -> pool blocks, dense head."""
 
     preset: Literal["custom", "lenet5"]
+    # A params.yaml without the key resizes nothing, as before the key existed.
+    input_size: ImageSize | None = None
     filters: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]
     kernel_sizes: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]
     padding: Literal["same", "valid"] | list[Literal["same", "valid"]]
@@ -249,7 +251,9 @@ class CBOW(Section):
         return self
 
 
-TransferBase = Literal["pipeline", "vgg16", "mobilenet_v2", "resnet50", "densenet121"]
+TransferBase = Literal[
+    "pipeline", "efficientnet_lite0", "vgg16", "mobilenet_v2", "resnet50", "densenet121"
+]
 
 
 class Head(Section):
@@ -277,8 +281,11 @@ class Transfer(Section):
     ]
     source_classes: Literal["auto"] | list[Label]
     target_classes: Literal["auto"] | Annotated[list[Label], Field(min_length=2)]
-    target_train_size: PositiveInt
+    target_train_size: PositiveInt | Literal["all"]
     repeats: Annotated[int, Field(ge=1, le=100)]
+    # The from-scratch baseline: the same network with random weights, or lab 2's CNN (cnn.*),
+    # far cheaper than a large ImageNet network on a CPU. Without the key: the same network.
+    scratch: Literal["same", "cnn"] = "same"
     pretrain: Training
     trainable_base_layers: Annotated[int, Field(ge=0)]
     head: Head

@@ -8,7 +8,9 @@ as it was trained:
   images at the model's size) -> the top-k classes with their probabilities;
 - ``anomaly``: a CSV or UCR file of rows -> reconstruction error, the saved threshold, the flag;
 - ``cbow``: ``most_similar`` for words, ``predict_output_word`` for a context, and analogies,
-  with out-of-vocabulary words reported in the output.
+  with out-of-vocabulary words reported in the output;
+- ``imagenet``: the top ImageNet classes of the pretrained EfficientNet-Lite0 itself, before any
+  transfer (the lab sheet's first step: load a pretrained network and use it), offline.
 
 ``--rev`` (a commit, branch, tag or experiment name) reads that revision's models through DVC
 from the local cache or the configured remote, into a temporary folder: the workspace is not
@@ -344,6 +346,13 @@ def parser() -> argparse.ArgumentParser:
         "--context", nargs="+", metavar="WORD", help="predict_output_word for a context"
     )
     cbow.add_argument("--analogy", action="append", metavar="EXPR", help="'king - man + woman'")
+    imagenet = labs.add_parser(
+        "imagenet", parents=[common],
+        help="lab 5, step 1: the ImageNet classes of the pretrained EfficientNet-Lite0",
+    )  # fmt: skip
+    imagenet.add_argument(
+        "inputs", nargs="+", help="image files, folders, glob patterns or .npy arrays"
+    )
     return main
 
 
@@ -351,6 +360,20 @@ def run(args: argparse.Namespace, source: Source) -> Table:
     """The lab's table for the parsed command line."""
     if args.top < 1:
         raise DataError(f"--top {args.top}: expected 1 or more")
+    if args.lab == "imagenet":
+        if args.rev or args.model:
+            raise DataError("predict imagenet: the network installed with the project; no --rev "
+                            "or --model")  # fmt: skip
+        with _quiet_native_stderr():  # TensorFlow's start-up notices
+            from dllabs import efficientnet_lite
+
+            model = efficientnet_lite.imagenet_classifier()
+        size = efficientnet_lite.IMAGE_SIZE
+        record = {"image_size": [size, size], "color_mode": "rgb",
+                  "class_names": efficientnet_lite.imagenet_class_names()}  # fmt: skip
+        table = predict_images(model, record, args.inputs, args.top)
+        table.note = "EfficientNet-Lite0 trained on ImageNet (1,000 classes), as installed"
+        return table
     folder = args.model or MODEL_PATHS[args.lab]
     if args.lab == "cbow":
         if not (args.similar or args.context or args.analogy):

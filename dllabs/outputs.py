@@ -7,6 +7,8 @@ Two properties matter for a DVC pipeline:
   permissions, only when the whole stage body succeeded. A run killed outright leaves its
   temporaries; the next run of the stage removes them. A full disk or a folder that cannot be
   written is reported as one line naming the output, not the temporary.
+- **One writer**: in a multi-process run (:mod:`dllabs.cluster`) only process 0 writes; the others
+  stage into a private temporary folder that is discarded, so DVC sees one set of outputs.
 - **Deterministic**: the same arrays give the same bytes, so DVC sees an unchanged hash and does not
   rerun downstream stages. ``numpy.savez`` stamps the current time into its zip entries;
   :func:`save_npz` writes fixed timestamps instead. JSON is written with sorted keys.
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dllabs.cluster import is_primary
 from dllabs.errors import DataError, os_error
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -40,6 +43,9 @@ class StagedOutputs:
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
         self._created: list[Path] = []  # parent folders made for outputs, removed on discard
+        # Processes other than 0 of a cluster write where nothing is kept (see the module doc).
+        self._private = None if is_primary() else Path(tempfile.mkdtemp(prefix="dl-labs-"))
+        _open.add(self)
 
     def _make_parent(self, final: Path) -> None:
         missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
@@ -55,6 +61,8 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
+        if self._private is not None:
+            return self._hand_out(Path(tempfile.mkdtemp(dir=self._private)) / final.name, final)
         try:
             self._make_parent(final)
             _remove_leftovers(final.parent, f".{glob.escape(final.stem)}.*.tmp{final.suffix}")
@@ -74,12 +82,20 @@ class StagedOutputs:
         final = Path(final)
         if (tmp := self._handed_out(final)) is not None:
             return tmp
+        if self._private is not None:
+            folder = Path(tempfile.mkdtemp(dir=self._private)) / final.name
+            folder.mkdir()
+            return self._hand_out(folder, final)
         try:
             self._make_parent(final)
             _remove_leftovers(final.parent, f".{glob.escape(final.name)}.*.tmp")
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         except OSError as exc:
             raise DataError(f"cannot write {os_error(exc, final)}") from None
+        self._pending.append((tmp, final))
+        return tmp
+
+    def _hand_out(self, tmp: Path, final: Path) -> Path:
         self._pending.append((tmp, final))
         return tmp
 
@@ -95,6 +111,9 @@ class StagedOutputs:
         return os_error(exc)
 
     def commit(self) -> None:
+        if self._private is not None:
+            self.discard()
+            return
         for tmp, final in self._pending:
             if final.is_dir() and not final.is_symlink():
                 shutil.rmtree(final)
@@ -104,8 +123,12 @@ class StagedOutputs:
             os.replace(tmp, final)
         self._pending.clear()
         self._created.clear()
+        _open.discard(self)
 
     def discard(self) -> None:
+        _open.discard(self)
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
         for tmp, _ in self._pending:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -117,6 +140,16 @@ class StagedOutputs:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         self._created.clear()
+
+
+_open: set[StagedOutputs] = set()  # transactions in progress, for discard_open
+
+
+def discard_open() -> None:
+    """Discard every transaction in progress: for a process about to end itself from another
+    thread (:mod:`dllabs.cluster`'s watchdog), where no ``except`` clause will run."""
+    for staged in list(_open):
+        staged.discard()
 
 
 def _remove_leftovers(parent: Path, pattern: str) -> None:

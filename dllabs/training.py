@@ -3,7 +3,8 @@
 :func:`setup_run` seeds everything (``keras.utils.set_random_seed`` and each backend's
 determinism switches), picks the device (``base.device``: a GPU when the backend sees one, its
 memory taken as needed so queued experiments can share it), spreads training over
-``base.devices`` (data parallel) and turns on mixed precision where it pays off.
+``base.devices`` (data parallel) and over the processes of a multi-process run
+(:mod:`dllabs.cluster`), and turns on mixed precision where it pays off.
 :func:`fit` compiles and trains a model with early stopping (best weights restored), an optional
 ReduceLROnPlateau, a per-epoch timer and DVCLive curves (one ``Live`` per model, ``dvcyaml=False``
 so ``dvc.yaml`` stays hand-written). Given a ``dllabs.resume.Checkpoint`` it keeps the run's state
@@ -26,6 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dllabs import cluster
 from dllabs.datasets import ImageBatches
 from dllabs.errors import LabError, ParamsError
 from dllabs.inputs import MODEL_FILE, SUMMARY_FILE
@@ -57,7 +59,9 @@ class RunDevice:
     description: str
     mixed_precision: bool
     backend: str
-    replicas: int = 1  # devices training in data parallel (base.devices)
+    replicas: int = 1  # devices training in data parallel (base.devices), over every process
+    processes: int = 1  # processes training together (dllabs.cluster)
+    process_index: int = 0
 
 
 def choose_device(requested: str, gpus: list[Accelerator], mixed_precision: str) -> RunDevice:
@@ -131,15 +135,22 @@ def predict_evenly(model: keras.Model, x: np.ndarray, device: RunDevice) -> np.n
     return model.predict(padded, batch_size=32 * replicas, verbose=0)[: len(x)]
 
 
-def setup_run(base: Base, parallel: bool = True) -> RunDevice:
+def setup_run(base: Base, parallel: bool = True, multi_process: bool = False) -> RunDevice:
     """Seed, choose the device and precision; call before building any model.
 
     Determinism per backend: TensorFlow's op determinism; on JAX, XLA's deterministic GPU ops
     (set before JAX starts, :mod:`dllabs.backend`; its CPU kernels are deterministic); on PyTorch,
     deterministic algorithms where they exist (a warning, not an error, where they do not).
     ``parallel=False`` keeps to one device whatever ``base.devices`` says (evaluation: every test
-    row must count, and JAX's data parallelism splits each batch evenly).
+    row must count, and JAX's data parallelism splits each batch evenly). A stage that can train
+    on several processes says so with ``multi_process``; the others refuse to start on several.
     """
+    joined = cluster.current()
+    if joined is not None and not (multi_process and parallel):
+        raise ParamsError(
+            f"this stage runs on one process, but {joined.source}'s variables start "
+            f"{joined.processes}: start it once (train_mlp and train_cnn train on several)"
+        )
     device = choose_device(base.device, visible_gpus(), base.mixed_precision)
     if device.backend == "tensorflow":
         import tensorflow as tf
@@ -175,7 +186,7 @@ def local_devices(backend: str, kind: str) -> list[Any]:
     if backend == "jax":
         import jax
 
-        return [d for d in jax.devices() if d.platform == kind]
+        return [d for d in jax.local_devices() if d.platform == kind]
     import torch
 
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if kind == "gpu" else ["cpu"]
@@ -185,7 +196,11 @@ def data_parallel(device: RunDevice, requested: int | str) -> RunDevice:
     """Train on ``requested`` devices (``all``: every one of the chosen kind) by data parallelism:
     TensorFlow's ``MirroredStrategy`` or JAX's ``keras.distribution.DataParallel``, set for the
     whole process. Each batch of ``batch_size`` is split across the devices (the batch size is the
-    global batch), and their gradients are averaged every step. One device sets nothing."""
+    global batch), and their gradients are averaged every step. One device sets nothing.
+
+    In a multi-process run ``requested`` counts each process's devices, and ``DataParallel``
+    spans those of every process; each process feeds its own share of every batch (:func:`fit`).
+    """
     available = local_devices(device.backend, device.kind)
     count = len(available) if requested == "all" else int(requested)
     if count > len(available):
@@ -193,6 +208,21 @@ def data_parallel(device: RunDevice, requested: int | str) -> RunDevice:
             f"base.devices is {requested} but {device.backend} sees {len(available)} "
             f"{device.kind.upper()} device(s) here"
         )
+    joined = cluster.current()
+    if joined is not None:  # JAX (dllabs.cluster refuses other backends)
+        import jax
+
+        devices = [d for p in range(joined.processes)
+                   for d in [d for d in jax.devices() if d.process_index == p
+                             and d.platform == device.kind][:count]]  # fmt: skip
+        # auto_shard_dataset=False: the batches fit gives each process are already its share.
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
+        per_process = f" x{count}" if count > 1 else ""
+        description = f"{device.description}{per_process} on {joined.processes} processes"
+        return replace(device, replicas=len(devices), processes=joined.processes,
+                       process_index=joined.index, description=description)  # fmt: skip
     if device.backend == "tensorflow":
         import tensorflow as tf
 
@@ -389,6 +419,13 @@ def fit(
         if not isinstance(val, keras.utils.PyDataset):
             val = ImageBatches(*val, training.batch_size)
         train, val = train.split_over(device.replicas), val.split_over(device.replicas)
+    if device.processes > 1:
+        # Each process feeds its share of every global batch. A killed multi-process run starts
+        # over: its checkpoint would be on process 0's disk only.
+        train = train.share(device.process_index, device.processes)
+        val = val.share(device.process_index, device.processes)
+        checkpoint = None
+        verbose = verbose if device.process_index == 0 else 0
     end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []
     if checkpoint is not None:
         identity = {"training": training.model_dump(mode="json"), "initial_epoch": initial_epoch,
@@ -404,17 +441,26 @@ def fit(
             live.on_epoch_end(epoch, dict(logs))  # the curves before the interruption
     if hasattr(train, "from_epoch"):
         train = train.from_epoch(first_epoch)  # a resumed run's batches are those it would have had
-    history = model.fit(
-        train,
-        validation_data=val,
-        validation_batch_size=None if hasattr(val, "num_batches") else training.batch_size,
-        initial_epoch=first_epoch,
-        epochs=end_epoch,
-        steps_per_epoch=getattr(train, "steps_per_epoch", None),
-        shuffle=False,  # the dataset orders its batches itself
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        history = model.fit(
+            train,
+            validation_data=val,
+            validation_batch_size=None if hasattr(val, "num_batches") else training.batch_size,
+            initial_epoch=first_epoch,
+            epochs=end_epoch,
+            steps_per_epoch=getattr(train, "steps_per_epoch", None),
+            shuffle=False,  # the dataset orders its batches itself
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except Exception as exc:
+        reason = cluster.lost_peer(exc) if device.processes > 1 else None
+        if reason is not None:
+            cluster.abandon(
+                f"training stopped: another of the {device.processes} processes went away "
+                f"({reason}); nothing written"
+            )
+        raise
     val_losses = [logs["val_loss"] for logs in earlier_logs] + history.history.get("val_loss", [])
     best = int(np.argmin(val_losses))
     return FitResult(

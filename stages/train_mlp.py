@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         args = parse_paths(argv, "train_mlp", __doc__, **TRAINING_PATHS)
         data = ImageSplits.load(args.images, ("train", "val"))
-        device = setup_run(params.base)
+        device = setup_run(params.base, multi_process=True)
         stats = PixelStats.of(data["train"][0])
         model = build_mlp(data.input_shape, data.n_classes, params.mlp, stats)
         model.summary(print_fn=print)

@@ -8,10 +8,12 @@ so users see the cause rather than a traceback; Ctrl-C gives one line and exit c
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 
 class LabError(Exception):
@@ -60,10 +62,22 @@ def stage_errors(stage: str) -> Iterator[None]:
     except LabError as exc:
         message = " ".join(str(exc).split())  # always one line
         print(f"{stage}: error: {message}", file=sys.stderr)
-        sys.exit(1)
+        _exit(1)
     except OSError as exc:
         print(f"{stage}: error: {' '.join(os_error(exc).split())}", file=sys.stderr)
-        sys.exit(1)
+        _exit(1)
     except KeyboardInterrupt:  # Ctrl-C: staged outputs are already discarded
         print(f"{stage}: interrupted; its outputs were left as they were", file=sys.stderr)
         sys.exit(130)
+
+
+def _exit(code: int) -> NoReturn:
+    """``sys.exit``, except in a multi-process run: the other processes cannot finish without
+    this one, and Python's exit would wait for them at JAX's shutdown barrier, then abort."""
+    from dllabs import cluster
+
+    if cluster.current() is not None:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -408,7 +408,9 @@ def fit(
                 min_lr=training.learning_rate * 1e-3,
             )
         )
-    live = dvclive_callback(live_dir, live_prefix) if live_dir is not None else None
+    # DVCLive also writes signal files at the repository's root: process 0's alone (see cluster).
+    logs_curves = live_dir is not None and cluster.is_primary()
+    live = dvclive_callback(live_dir, live_prefix) if logs_curves else None
     if live is not None:
         callbacks.append(live)
     if not isinstance(train, keras.utils.PyDataset):

@@ -10,6 +10,7 @@ wants them (He for the ReLU family, Glorot for tanh and sigmoid).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -35,17 +36,31 @@ class PixelStats:
     variance: tuple[float, ...]
 
     @classmethod
-    def of(cls, images: np.ndarray | NpyRows) -> PixelStats:
+    def of(
+        cls,
+        images: np.ndarray | NpyRows,
+        share: tuple[int, int] = (0, 1),
+        add_up: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> PixelStats:
         """Statistics of uint8 NHWC ``images``, summed in float64 a chunk of rows at a time, so
-        images on disk (:class:`~dllabs.arrays.NpyRows`) are read once and never held whole."""
+        images on disk (:class:`~dllabs.arrays.NpyRows`) are read once and never held whole.
+
+        In a multi-process run each process reads only its ``share`` (part, parts) of the rows and
+        ``add_up`` sums the processes' totals (:func:`dllabs.training.sum_over_processes`).
+        """
         channels = images.shape[-1]
         rows = min(PIXEL_CHUNK, max(1, PIXEL_CHUNK_VALUES // int(np.prod(images.shape[1:]))))
-        total, squares, count = np.zeros(channels), np.zeros(channels), 0
-        for start in range(0, len(images), rows):
-            chunk = images[start : start + rows].reshape(-1, channels) * PIXEL_SCALE
-            total += chunk.sum(axis=0)
-            squares += np.square(chunk).sum(axis=0)
-            count += len(chunk)
+        part, parts = share
+        first, last = len(images) * part // parts, len(images) * (part + 1) // parts
+        sums = np.zeros(2 * channels + 1)  # per channel: values, squares; then the count
+        for start in range(first, last, rows):
+            chunk = images[start : min(start + rows, last)].reshape(-1, channels) * PIXEL_SCALE
+            sums[:channels] += chunk.sum(axis=0)
+            sums[channels:-1] += np.square(chunk).sum(axis=0)
+            sums[-1] += len(chunk)
+        if add_up is not None:
+            sums = add_up(sums)
+        total, squares, count = sums[:channels], sums[channels:-1], sums[-1]
         if not count:
             raise ValueError("no images to take pixel statistics from")
         mean = total / count

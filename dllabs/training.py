@@ -63,6 +63,20 @@ class RunDevice:
     processes: int = 1  # processes training together (dllabs.cluster)
     process_index: int = 0
 
+    @property
+    def share(self) -> tuple[int, int]:
+        """(this process, processes): which part of the data this process reads."""
+        return self.process_index, self.processes
+
+
+def sum_over_processes(values: np.ndarray) -> np.ndarray:
+    """``values`` summed over the processes of a multi-process run (as is in one process)."""
+    if cluster.current() is None:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(values)).sum(axis=0)
+
 
 def choose_device(requested: str, gpus: list[Accelerator], mixed_precision: str) -> RunDevice:
     """Pure device choice: ``auto`` prefers a GPU, ``gpu`` insists on one, ``cpu`` uses none."""

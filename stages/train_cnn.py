@@ -16,7 +16,7 @@ from dllabs.inputs import image_record
 from dllabs.models import PixelStats, build_cnn
 from dllabs.params import load_params
 from dllabs.resume import resumable
-from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run
+from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run, sum_over_processes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(argv, "train_cnn", __doc__, **TRAINING_PATHS)
         data = ImageSplits.load(args.images, ("train", "val"))
         device = setup_run(params.base, multi_process=True)
-        stats = PixelStats.of(data["train"][0])
+        stats = PixelStats.of(data["train"][0], device.share, sum_over_processes)
         model = build_cnn(data.input_shape, data.n_classes, params.cnn, stats)
         model.summary(print_fn=print)
         batch, seed = params.cnn.batch_size, params.base.seed

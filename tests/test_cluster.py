@@ -180,11 +180,12 @@ def test_a_process_that_dies_stops_the_other_in_one_line(tmp_path: Path) -> None
     assert not out.exists() or not list(out.iterdir())  # nothing written, not even temporaries
 
 
-def stage_workspace(tmp_path: Path, default_params: dict, backend: str = "jax") -> Path:
+def stage_workspace(tmp_path: Path, default_params: dict, backend: str = "jax",
+                    devices: int = 1) -> Path:  # fmt: skip
     """A folder with params.yaml on ``backend`` and tiny processed images for train_mlp."""
     tmp_path.mkdir(exist_ok=True)
     params = {**default_params, "base": {**default_params["base"], "backend": backend,
-                                         "device": "cpu"},
+                                         "device": "cpu", "devices": devices},
               "mlp": {**default_params["mlp"], "epochs": 2, "hidden_units": [8]}}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     folder = tmp_path / "data" / "processed" / "images"
@@ -218,6 +219,22 @@ def test_a_stage_on_two_processes_writes_its_outputs_once(tmp_path: Path, defaul
     assert "models/mlp/model.keras" in written and "plots/mlp/metrics.json" in written
     assert all(name.startswith(("models/mlp/", "plots/mlp/")) for name in written), written
     assert not [name for name in written if ".tmp" in name]
+    # The same stage alone on two devices: each process read half the training images for the
+    # pixel statistics, and the sums added up to the whole split's; the weights agree as two
+    # devices' do (tolerance as above).
+    alone = stage_workspace(tmp_path / "alone", default_params, devices=2)
+    done = start(MLP_STAGE, alone, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    _, err = done.communicate(timeout=LIMIT)
+    assert done.returncode == 0, err[-3000:]
+    import keras
+
+    two_processes, two_devices = (keras.saving.load_model(r / "models/mlp/model.keras")
+                                  for r in (root, alone))  # fmt: skip
+    stats = [m.get_layer("standardize").get_weights() for m in (two_processes, two_devices)]
+    for a, b in zip(*stats, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)  # float64 sums in another order
+    for a, b in zip(two_processes.get_weights(), two_devices.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=TOLERANCE)
 
 
 @needs_jax

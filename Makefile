@@ -37,7 +37,11 @@ export PYTHONDONTWRITEBYTECODE :=
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro params test lint check-reproducible install clean-venv lock check-lock FORCE
+.PHONY: help repro params test lint check-reproducible install clean-venv lock check-lock FORCE
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # uv itself, at the pinned version, in its own git-ignored venv (not a global uv, whatever its version).
 $(UV_STAMP):
@@ -57,40 +61,40 @@ $(STAMP): pyproject.toml uv.lock | $(UV_STAMP)
 
 FORCE:
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv/ with the locked packages (EXTRAS="dev gpu" adds extras)
 
 # --keep-going: a lab that fails leaves the other labs trained and scored (each has its own
 # evaluation stage); the failure is reported at the end and the exit status is still non-zero.
-repro: $(STAMP)
+repro: $(STAMP)  ## run the pipeline on the offline default data (dvc repro)
 	dvc repro --keep-going
 
 # params.yaml from conf/ (conf/config.yaml and a dataset preset), as `dvc exp run` composes it, for
 # `dvc repro`: `make params` (the defaults) or `make params PRESET=photos`.
-params: $(STAMP)
+params: $(STAMP)  ## write params.yaml from conf/ (PRESET=photos for a preset)
 	python -m dllabs.presets $(if $(PRESET),dataset=$(PRESET))
 
 # Parallel on every core (at most 4; the DVC integration tests share one reproduced pipeline,
 # tests/conftest.py). `python -m pytest` alone runs serially.
-test: $(STAMP)
+test: $(STAMP)  ## run the tests, in parallel
 	python -m pytest -n auto --maxprocesses 4
 
 # Rebuild the pipeline and compare it with the committed metrics (see dllabs/drift.py).
-check-reproducible: $(STAMP)
+check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the committed metrics
 	python -m dllabs.drift --stale
 	dvc repro
 	python -m dllabs.drift HEAD
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
 
 # Re-resolve every dependency to the newest version pyproject.toml allows and rewrite uv.lock.
-lock: | $(UV_STAMP)
+lock: | $(UV_STAMP)  ## re-resolve every dependency and rewrite uv.lock
 	$(UV) lock --upgrade
 
 # Fail when pyproject.toml and uv.lock disagree; installs nothing.
-check-lock: | $(UV_STAMP)
+check-lock: | $(UV_STAMP)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check
 
-clean-venv:
+clean-venv:  ## remove .venv/
 	rm -rf $(VENV)

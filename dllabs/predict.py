@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
 import os
 import sys
@@ -86,10 +87,30 @@ class Source:
         try:
             fs.get(relative, str(local), recursive=fs.isdir(relative))
         except Exception as exc:  # DVC's missing-cache errors have no common base
-            raise DataError(
-                f"{relative} at {self.rev}: not in the local DVC cache or the remote "
-                f"(dvc pull, or dvc fetch at that revision) ({one_line(exc)})"
-            ) from None
+            raise DataError(self._unreadable(relative, exc)) from None
+
+    def _unreadable(self, relative: str, exc: Exception) -> str:
+        """Why ``relative`` could not be read: the remote's own failure (it does not answer,
+        refuses the credentials, has no such bucket or folder), else the file is in neither the
+        cache nor the remote. DVC reports a bucket it cannot list as files it did not find, so
+        the remote is listed once to tell the two apart."""
+        missing = (
+            f"{relative} at {self.rev}: not in the local DVC cache or the remote "
+            f"(dvc pull, or dvc fetch at that revision) ({one_line(exc)})"
+        )
+        try:
+            remote = self._fs.repo.cloud.get_remote()
+        except Exception:  # no remote configured, or its configuration is invalid
+            return missing
+        try:
+            remote.fs.ls(remote.path)
+        except Exception as reason:
+            url = remote.fs.unstrip_protocol(remote.path)
+            text = one_line(reason) or type(reason).__name__
+            if isinstance(reason, OSError) and reason.errno in errno.errorcode:
+                text += f" ({errno.errorcode[reason.errno]})"
+            return f"cannot read {self.rev}'s models from remote '{remote.name}' ({url}): {text}"
+        return missing
 
     def _open(self) -> Any:
         if self._fs is None:

@@ -1,16 +1,18 @@
 """The README's "Sharing with a team": one pipeline shared through a git remote and a DVC remote.
 
-A local folder stands in for the team's bucket (S3, GCS, Azure or SSH: the same commands with
-another URL) and a bare repository for the git host. The origin is a copy of the session's
+Every test runs twice: with a local folder as the team's DVC remote, and with an S3 bucket on
+moto's S3 server on 127.0.0.1 (tests/s3_server.py; GCS, Azure and SSH are the same commands with
+another URL); a bare repository stands in for the git host. The origin is a copy of the session's
 reproduced baseline, its branch named main, with the remote added, committed and pushed; each
 test then works in fresh `git clone`s of the bare repository, as teammates would:
 
 - a clone's `dl-labs predict --rev main` reads main's model from the remote before any pull;
 - a clone that runs `dvc pull` has every output, byte for byte, and `dvc repro` runs nothing;
 - `dvc plots diff main` in a clone without main's outputs reads them from the remote on demand
-  (DVC streams them without storing them in the cache, and with no reachable remote it exits 0
-  and leaves main out), and `dvc fetch --all-branches --type plots`, which the GitHub workflow
-  runs, stores exactly the plot outputs so that the comparison needs no remote;
+  (from a local folder DVC streams them without storing them in the cache, from a bucket it
+  caches what it downloads; with no reachable remote it exits 0 and leaves main out), and
+  `dvc fetch --all-branches --type plots`, which the GitHub workflow runs, stores exactly the
+  plot outputs so that the comparison needs no remote;
 - an experiment run in one clone and `dvc exp push`ed is `dvc exp pull`ed in another, listed
   there with its param and metrics, compared with main and applied; the first clone's
   `dvc plots diff main` draws main's plots beside the experiment's;
@@ -23,11 +25,15 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DVC, copy_of, sh
+from tests.s3_server import create_bucket, s3_server
 
 QUICK = 180  # seconds for a git or DVC command that runs no stage (a few on 2 busy cores)
 EXPERIMENT = 900  # an experiment: the anomaly threshold, its evaluation and the summary
@@ -60,14 +66,51 @@ def cached_files(root: Path) -> int:
     return sum(1 for path in (root / ".dvc" / "cache" / "files").rglob("*") if path.is_file())
 
 
-@pytest.fixture(scope="module")
-def team(reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding `origin` (the pushing teammate), `origin.git` (the git host) and
-    `dvc-store` (the DVC remote), everything pushed."""
-    root = tmp_path_factory.mktemp("team")
-    origin = copy_of(reproduced_baseline, root / "origin")
+@dataclass
+class Storage:
+    """A DVC remote: its URL, the options committed with it, and the options that, set in a
+    clone's `.dvc/config.local`, put it out of reach."""
+
+    url: str
+    unreachable: dict[str, str]
+    options: dict[str, str] = field(default_factory=dict)
+    caches_reads: bool = False  # what DVC reads from it on demand lands in the cache
+
+
+@contextmanager
+def s3_storage(scratch: Path, bucket: str) -> Iterator[Storage]:
+    """A bucket on moto's S3 server, reached through the remote's `endpointurl` as MinIO or
+    another S3-compatible store would be (credentials from the environment)."""
+    with s3_server(scratch) as endpoint:
+        create_bucket(endpoint, bucket)
+        yield Storage(
+            f"s3://{bucket}/dl-labs",
+            unreachable={"url": "s3://no-such-bucket/dl-labs"},
+            options={"endpointurl": endpoint},
+            caches_reads=True,
+        )
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def storage(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Storage]:
+    scratch = tmp_path_factory.mktemp(f"storage-{request.param}")
+    if request.param == "local":
+        yield Storage(str(scratch / "dvc-store"), unreachable={"url": str(scratch / "nowhere")})
+    else:
+        with s3_storage(scratch, "dl-labs-team") as s3:
+            yield s3
+
+
+def share(baseline: Path, storage: Storage, root: Path) -> Path:
+    """``root`` holding `origin` (the pushing teammate, a copy of ``baseline``) and `origin.git`
+    (the git host), everything pushed, to git and to ``storage``."""
+    origin = copy_of(baseline, root / "origin")
     git(origin, "branch", "-m", "main")
-    dvc(origin, "remote", "add", "-d", REMOTE, str(root / "dvc-store"))
+    dvc(origin, "remote", "add", "-d", REMOTE, storage.url)
+    for option, value in storage.options.items():
+        dvc(origin, "remote", "modify", REMOTE, option, value)
     git(origin, "add", ".dvc/config")
     git(origin, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "DVC remote")
     git(root, "init", "-q", "--bare", "--initial-branch=main", "origin.git")
@@ -75,6 +118,13 @@ def team(reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFactory) ->
     git(origin, "push", "-q", "origin", "main")
     assert "files pushed" in dvc(origin, "push")
     return root
+
+
+@pytest.fixture(scope="module")
+def team(
+    reproduced_baseline: Path, storage: Storage, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return share(reproduced_baseline, storage, tmp_path_factory.mktemp("team"))
 
 
 def clone(team: Path, name: str) -> Path:
@@ -128,8 +178,13 @@ def tsv_points(path: Path, key: str) -> set[tuple[str, str]]:
         return {(row["step"], row[key]) for row in csv.DictReader(rows, delimiter="\t")}
 
 
+def out_of_reach(root: Path, storage: Storage) -> None:
+    for option, value in storage.unreachable.items():
+        dvc(root, "remote", "modify", "--local", REMOTE, option, value)
+
+
 def test_plots_diff_reads_main_plots_from_the_remote_and_the_workflow_fetch_keeps_them(
-    team: Path,
+    team: Path, storage: Storage
 ) -> None:
     root = clone(team, "plots")  # no `dvc pull`: neither the workspace's nor main's outputs
     git(root, "switch", "-q", "-c", "feature")  # as a pull request's branch
@@ -137,25 +192,37 @@ def test_plots_diff_reads_main_plots_from_the_remote_and_the_workflow_fetch_keep
     origin_loss = tsv_points(team / "origin/plots/mlp/plots/metrics/eval/loss.tsv", "loss")
 
     # With the remote out of reach, main's plots cannot be drawn, and DVC still exits 0.
-    dvc(root, "remote", "modify", "--local", REMOTE, "url", str(team / "nowhere"))
+    out_of_reach(root, storage)
     revisions, _, failed = drawn(root)
     assert "main" in failed and not any("main" in revs for revs in revisions.values())
 
-    # With the remote, every plot of main is drawn: read from the remote, not stored in the cache.
-    dvc(root, "remote", "modify", "--local", "--unset", REMOTE, "url")
+    # With the remote, every plot of main is drawn: read from the remote, and stored in the cache
+    # only when DVC downloaded them (from a bucket, not from a folder).
+    for option in storage.unreachable:
+        dvc(root, "remote", "modify", "--local", "--unset", REMOTE, option)
     revisions, points, failed = drawn(root)
     assert not failed and all("main" in revs for revs in revisions.values()), revisions
     assert origin_loss <= main_points(points[loss], "loss")
-    assert cached_files(root) == 0
+    assert (cached_files(root) > 0) == storage.caches_reads
 
     # The workflow's fetch stores main's plot outputs (and only those), so the comparison no
     # longer needs the remote.
     dvc(root, "fetch", "--all-branches", "--type", "plots")
     assert 0 < cached_files(root) < cached_files(team / "origin")
-    dvc(root, "remote", "modify", "--local", REMOTE, "url", str(team / "nowhere"))
+    out_of_reach(root, storage)
     revisions, points, failed = drawn(root)
     assert not failed and all("main" in revs for revs in revisions.values()), revisions
     assert origin_loss <= main_points(points[loss], "loss")
+
+
+def experiments(root: Path) -> dict[str, dict]:
+    """`dvc exp show --json`: each experiment's name -> its params and metrics."""
+    return {
+        rev["name"]: rev["data"]
+        for baseline in json.loads(dvc(root, "exp", "show", "--json"))
+        for experiment in baseline.get("experiments") or []
+        for rev in experiment["revs"]
+    }
 
 
 def test_an_experiment_travels_from_one_clone_to_another(team: Path) -> None:
@@ -189,14 +256,7 @@ def test_an_experiment_travels_from_one_clone_to_another(team: Path) -> None:
     dvc(second, "exp", "pull", "origin", EXPERIMENT_NAME)
     assert dvc(second, "exp", "list", "--name-only").split() == [EXPERIMENT_NAME]
     assert EXPERIMENT_NAME in dvc(second, "exp", "show")
-    shown = json.loads(dvc(second, "exp", "show", "--json"))
-    experiments = {
-        rev["name"]: rev["data"]
-        for baseline in shown
-        for experiment in baseline.get("experiments") or []
-        for rev in experiment["revs"]
-    }
-    data = experiments[EXPERIMENT_NAME]
+    data = experiments(second)[EXPERIMENT_NAME]
     assert data["params"]["params.yaml"]["data"]["anomaly"]["k"] == 2
     assert data["metrics"]["metrics/anomaly.json"]["data"]["threshold"] == threshold
     table = dvc(second, "metrics", "diff", "main", EXPERIMENT_NAME)

@@ -288,6 +288,7 @@ def join(backend: str, env: Mapping[str, str] | None = None) -> Cluster | None:
         heartbeat_timeout_seconds=int(timeout) + margin,
     )
     joined.set()
+    # JAX's key-value store has no public handle; its client is the one initialize() made.
     from jax._src import distributed
 
     _watch_peers(cluster, distributed.global_state.client, timeout)

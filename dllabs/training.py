@@ -438,8 +438,7 @@ def fit(
     if device.processes > 1:
         # Each process feeds its share of every global batch. A killed multi-process run starts
         # over: its checkpoint would be on process 0's disk only.
-        train = train.share(device.process_index, device.processes)
-        val = val.share(device.process_index, device.processes)
+        train, val = train.share(*device.share), val.share(*device.share)
         checkpoint = None
         verbose = verbose if device.process_index == 0 else 0
     end_epoch, first_epoch, earlier_logs = initial_epoch + training.epochs, initial_epoch, []

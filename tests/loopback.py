@@ -69,3 +69,11 @@ class LoopbackServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now: for a server to start on, or, left
+    alone, an address whose connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

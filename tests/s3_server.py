@@ -10,7 +10,6 @@ no test reaches the internet or uses a developer's own credentials or profiles.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,10 +68,3 @@ def refused_credentials(endpoint: str) -> Iterator[None]:
         yield
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)
-
-
-def closed_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on (connections are refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from dllabs.cluster import Cluster, from_environment, join, timeout_seconds
 from dllabs.errors import ParamsError
 from tests.conftest import REPO
+from tests.loopback import free_port
 
 needs_jax = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="the jax package is not installed"
@@ -100,12 +100,6 @@ def test_other_backends_are_refused_naming_jax(backend: str) -> None:
                                           f"Keras's multi-process engine; base.backend is "
                                           f"'{backend}'"):  # fmt: skip
         join(backend, keras_env(2, 0))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:

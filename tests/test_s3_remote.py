@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DVC, copy_of, sh
-from tests.s3_server import closed_port, refused_credentials
+from tests.loopback import free_port
+from tests.s3_server import refused_credentials
 from tests.test_remote import (
     EXPERIMENT,
     QUICK,
@@ -89,7 +90,7 @@ def breaks(kind: str) -> tuple[dict[str, str], str, str]:
         options = {"url": "s3://no-such-bucket/dl-labs"}
         return options, "The specified bucket does not exist", "The specified bucket does not exist"
     if kind == "closed port":
-        options = {"endpointurl": f"http://127.0.0.1:{closed_port()}"}
+        options = {"endpointurl": f"http://127.0.0.1:{free_port()}"}
         cause = f'Could not connect to the endpoint URL: "{options["endpointurl"]}/'
         return options, cause, cause
     return {}, "Forbidden", "The AWS Access Key Id you provided does not exist in our records"

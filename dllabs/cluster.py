@@ -253,16 +253,33 @@ def _watch_peers(cluster: Cluster, client: object, timeout: float) -> None:
     threading.Thread(target=beat, name="dl-labs-cluster-peers", daemon=True).start()
 
 
-def join(backend: str, env: Mapping[str, str] | None = None) -> Cluster | None:
+MULTI_PROCESS_STAGES = ("train_mlp", "train_cnn")  # the stages that train on several processes
+
+
+def one_process_only(cluster: Cluster) -> ParamsError:
+    return ParamsError(
+        f"this stage runs on one process, but {cluster.source}'s variables start "
+        f"{cluster.processes}: start it once "
+        f"({' and '.join(MULTI_PROCESS_STAGES)} train on several)"
+    )
+
+
+def join(
+    backend: str, env: Mapping[str, str] | None = None, stage: str | None = None
+) -> Cluster | None:
     """Join the cluster the environment describes, if any; call before JAX starts.
 
-    Raises :class:`ParamsError` for a backend other than JAX with more than one process, bad
-    variables, or a coordinator that cannot be listened on or reached.
+    Raises :class:`ParamsError` for a backend other than JAX with more than one process, a
+    ``stage`` that trains on one process (refused before any process joins: one that leaves a
+    cluster early makes JAX abort the others), bad variables, or a coordinator that cannot be
+    listened on or reached.
     """
     global _joined
     cluster = from_environment(env)
     if cluster is None:
         return None
+    if stage is not None and stage not in MULTI_PROCESS_STAGES:
+        raise one_process_only(cluster)
     if backend != "jax":
         raise ParamsError(
             f"{cluster.processes} processes ({cluster.source}) need base.backend jax, Keras's "

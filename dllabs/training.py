@@ -161,10 +161,7 @@ def setup_run(base: Base, parallel: bool = True, multi_process: bool = False) ->
     """
     joined = cluster.current()
     if joined is not None and not (multi_process and parallel):
-        raise ParamsError(
-            f"this stage runs on one process, but {joined.source}'s variables start "
-            f"{joined.processes}: start it once (train_mlp and train_cnn train on several)"
-        )
+        raise cluster.one_process_only(joined)
     device = choose_device(base.device, visible_gpus(), base.mixed_precision)
     if device.backend == "tensorflow":
         import tensorflow as tf

@@ -15,8 +15,16 @@ from dllabs.backend import select_backend
 from dllabs.cluster import join
 from dllabs.errors import ParamsError
 
+
+def _stage() -> str | None:
+    """The stage this process runs (``python -m stages.<name>``), from its command line."""
+    argv = getattr(sys, "orig_argv", [])
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    return module.removeprefix("stages.") if module.startswith("stages.") else None
+
+
 try:
-    join(select_backend())
+    join(select_backend(), stage=_stage())
 except ParamsError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)

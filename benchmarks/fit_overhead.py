@@ -30,10 +30,12 @@ def main() -> None:
 
     import keras
 
-    from dllabs.datasets import ImageSplits
-    from dllabs.models import build_cnn, make_optimizer
+    from dllabs.data.datasets import ImageSplits
+    from dllabs.models.builders import build_cnn, make_optimizer
     from dllabs.params import load_params
-    from dllabs.training import EpochTimer, fit, setup_run
+    from dllabs.training.callbacks import EpochTimer
+    from dllabs.training.devices import setup_run
+    from dllabs.training.fit import fit
 
     params = load_params()
     cnn = params.cnn.model_copy(update={"epochs": args.epochs})

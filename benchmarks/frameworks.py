@@ -36,13 +36,15 @@ def worker(backend: str) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from dllabs.anomaly import reconstruction_errors
-    from dllabs.datasets import ImageBatches, ImageSplits
-    from dllabs.models import PixelStats, build_autoencoder, build_cnn, build_mlp
+    from dllabs.data.datasets import ImageBatches, ImageSplits
+    from dllabs.evaluation.stats import wilson
+    from dllabs.labs.anomaly import reconstruction_errors
+    from dllabs.models.builders import PixelStats, build_autoencoder, build_cnn, build_mlp
     from dllabs.outputs import load_npz
     from dllabs.params import load_params
-    from dllabs.stats import wilson
-    from dllabs.training import EpochTimer, fit, setup_run
+    from dllabs.training.callbacks import EpochTimer
+    from dllabs.training.devices import setup_run
+    from dllabs.training.fit import fit
 
     params = load_params(ROOT / "params.yaml")
     base = params.base.model_copy(update={"backend": backend, "device": "cpu"})

@@ -295,7 +295,7 @@ def weights_digest(path: Path) -> str:
         with np.load(path, allow_pickle=False) as arrays:
             for name in sorted(arrays.files):
                 add(name, arrays[name])
-    else:  # a CBOW model's vectors or output weights (dllabs.word2vec_files)
+    else:  # a CBOW model's vectors or output weights (dllabs.models.word2vec_files)
         add(path.stem, np.load(path, allow_pickle=False))
     return digest.hexdigest()[:16]
 

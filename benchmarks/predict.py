@@ -77,11 +77,11 @@ def main() -> None:
     import keras
     from PIL import Image
 
-    from dllabs import predict
-    from dllabs.inputs import image_record
-    from dllabs.models import build_cnn
+    from dllabs.models.builders import build_cnn
+    from dllabs.models.inputs import image_record
     from dllabs.outputs import save_json
     from dllabs.params import load_params
+    from dllabs.prediction import command as predict_command
 
     params = load_params()
     x = digit_like_images(args.n)
@@ -103,8 +103,8 @@ def main() -> None:
         runs = {"bare": [], "files": [], "npy": []}
         calls = {
             "bare": lambda: model.predict(x, verbose=0),
-            "files": lambda: predict.predict_images(model, record, [str(images)], 3),
-            "npy": lambda: predict.predict_images(model, record, [str(root / "x.npy")], 3),
+            "files": lambda: predict_command.predict_images(model, record, [str(images)], 3),
+            "npy": lambda: predict_command.predict_images(model, record, [str(root / "x.npy")], 3),
         }
         for _ in range(args.rounds):  # alternated, so machine noise spreads over all three
             for name, call in calls.items():

@@ -3,7 +3,7 @@ hole-keeping copy of bring-your-own files, each against the plain call it wraps,
 
 - CSV: ``read_labelled_csv`` as it is (a scan in 1 MiB blocks for NUL bytes, UTF-8 and line
   length, then pandas and the cell checks) against the same function with the scan left out;
-- copies: ``dllabs.fetch.copy_file`` (``SEEK_DATA``/``SEEK_HOLE``, 1 MiB reads) against
+- copies: ``dllabs.data.fetch.copy_file`` (``SEEK_DATA``/``SEEK_HOLE``, 1 MiB reads) against
   ``shutil.copyfile`` (``sendfile``), on a folder of small image-sized files and on one large file,
   and the disk each copy of a sparse file takes.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.fetch import copy_file
+from dllabs.data.fetch import copy_file
+from dllabs.data.readers import read_labelled_csv
 from dllabs.provenance import platform_record
-from dllabs.readers import read_labelled_csv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "safe_io.json"
 
@@ -49,7 +49,7 @@ def paired(first: Callable[[], object], second: Callable[[], object], repeats: i
 
 
 def csv_case(root: Path, rows: int, columns: int, repeats: int) -> dict:
-    from dllabs import readers
+    from dllabs.data import readers
 
     rng = np.random.default_rng(0)
     table = np.column_stack([rng.normal(size=(rows, columns)).round(5), rng.integers(0, 2, rows)])

@@ -5,9 +5,9 @@ Measured, for each: images per second and seconds per step (median epoch after t
 compiles); for two processes, the seconds one all-reduce of the gradients takes on its own (a
 ``psum`` of as many float32 values as the model has parameters), and so the computation's share
 of a step. Bytes per step are counted, not measured: a ring all-reduce sends ``2 (N - 1) / N``
-times the gradients' bytes from every process. From those figures ``docs/scaling.md`` projects
-steps per second to 4, 16 and 64 machines for a stated network: a projection, not a
-measurement (``--project`` prints it).
+times the gradients' bytes from every process. From those figures
+``docs/guides/backends-and-devices.md`` projects steps per second to 4, 16 and 64 machines for a
+stated network: a projection, not a measurement (``--project`` prints it).
 
 Two processes on one 2-core machine share its cores, so they measure the engine's overhead and
 the exchange, not a speed-up; on machines of their own, each process has its own cores.
@@ -36,16 +36,18 @@ def worker(images: int, batch: int, epochs: int) -> dict:
     """One process's run (alone, or one of a cluster the environment describes)."""
     os.environ["KERAS_BACKEND"] = "jax"
     os.environ["JAX_PLATFORMS"] = "cpu"
-    from dllabs import cluster
+    from dllabs.training import cluster
 
     joined = cluster.join("jax")
     import jax
     import numpy as np
     import yaml
 
-    from dllabs.models import build_cnn
+    from dllabs.models.builders import build_cnn
     from dllabs.params import CNN, Base
-    from dllabs.training import EpochTimer, fit, setup_run
+    from dllabs.training.callbacks import EpochTimer
+    from dllabs.training.devices import setup_run
+    from dllabs.training.fit import fit
 
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["cnn"]
     params = CNN(**{**defaults, "batch_size": batch, "epochs": epochs, "patience": epochs,

@@ -158,10 +158,12 @@ def train(images: Path, mode: str, epochs: int) -> dict:
     """(In a child process) train as ``train_cnn`` does, one way; its peak RSS and epoch times."""
     import resource
 
-    from dllabs.datasets import ImageBatches, ImageSplits
-    from dllabs.models import PixelStats, build_cnn
+    from dllabs.data.datasets import ImageBatches, ImageSplits
+    from dllabs.models.builders import PixelStats, build_cnn
     from dllabs.params import load_params
-    from dllabs.training import EpochTimer, fit, setup_run
+    from dllabs.training.callbacks import EpochTimer
+    from dllabs.training.devices import setup_run
+    from dllabs.training.fit import fit
 
     params = load_params()
     cnn = params.cnn.model_copy(update={"epochs": epochs, "patience": 0, "reduce_lr_patience": 0})
@@ -190,10 +192,12 @@ def alternate(images: Path, rounds: int, epochs: int) -> dict:
     them alike; every run's first epoch (graph tracing) is left out."""
     import keras
 
-    from dllabs.datasets import ImageBatches, ImageSplits
-    from dllabs.models import PixelStats, build_cnn
+    from dllabs.data.datasets import ImageBatches, ImageSplits
+    from dllabs.models.builders import PixelStats, build_cnn
     from dllabs.params import load_params
-    from dllabs.training import EpochTimer, fit, setup_run
+    from dllabs.training.callbacks import EpochTimer
+    from dllabs.training.devices import setup_run
+    from dllabs.training.fit import fit
 
     params = load_params()
     cnn = params.cnn.model_copy(update={"epochs": epochs, "patience": 0, "reduce_lr_patience": 0})

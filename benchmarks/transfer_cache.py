@@ -33,16 +33,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 
+from dllabs.labs.transfer import build_transfer_model, cached_training, load_base, set_trainable_top
 from dllabs.params import Training, Transfer
-from dllabs.presets import compose_yaml
+from dllabs.prediction.batches import predict
 from dllabs.provenance import platform_record
-from dllabs.training import choose_device, fit, predict_evenly
-from dllabs.transfer import (
-    build_transfer_model,
-    cached_training,
-    load_base,
-    set_trainable_top,
-)
+from dllabs.tooling.presets import compose_yaml
+from dllabs.training.devices import choose_device
+from dllabs.training.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "transfer_cache.json"
@@ -73,8 +70,8 @@ def phase(transfer: Transfer, cnn: object, training: Training, unfreeze: int,
     (train, val), start = data, time.perf_counter()
     if cached:
         split = cached_training(model, base, transfer)
-        train = (predict_evenly(split.prefix, train[0], device), train[1])
-        val = (predict_evenly(split.prefix, val[0], device), val[1])
+        train = (predict(split.prefix, train[0], replicas=device.predict_replicas), train[1])
+        val = (predict(split.prefix, val[0], replicas=device.predict_replicas), val[1])
         fit(split.rest, train, val, training, device, None, verbose=0)
     else:
         fit(model, train, val, training, device, None, verbose=0)

@@ -13,7 +13,7 @@ USAGE = """usage: dl-labs predict LAB ...
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["predict"]:
-        from dllabs.predict import main as predict
+        from dllabs.prediction.command import main as predict
 
         predict(argv[1:])
     elif argv[:1] in (["-h"], ["--help"]):

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+from dllabs.processes import distributed
+
 
 class LabError(Exception):
     """A problem with the user's params or data, reported as one line (no traceback)."""
@@ -74,9 +76,7 @@ def stage_errors(stage: str) -> Iterator[None]:
 def _exit(code: int) -> NoReturn:
     """``sys.exit``, except in a multi-process run: the other processes cannot finish without
     this one, and Python's exit would wait for them at JAX's shutdown barrier, then abort."""
-    from dllabs import cluster
-
-    if cluster.current() is not None:
+    if distributed():
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(code)

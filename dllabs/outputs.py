@@ -7,7 +7,8 @@ Two properties matter for a DVC pipeline:
   permissions, only when the whole stage body succeeded. A run killed outright leaves its
   temporaries; the next run of the stage removes them. A full disk or a folder that cannot be
   written is reported as one line naming the output, not the temporary.
-- **One writer**: in a multi-process run (:mod:`dllabs.cluster`) only process 0 writes; the others
+- **One writer**: in a multi-process run (:mod:`dllabs.training.cluster`) only process 0 writes; the
+others
   stage into a private temporary folder that is discarded, so DVC sees one set of outputs.
 - **Deterministic**: the same arrays give the same bytes, so DVC sees an unchanged hash and does not
   rerun downstream stages. ``numpy.savez`` stamps the current time into its zip entries;
@@ -31,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from dllabs.cluster import is_primary
 from dllabs.errors import DataError, os_error
+from dllabs.processes import is_primary
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -142,12 +143,14 @@ class StagedOutputs:
         self._created.clear()
 
 
-_open: set[StagedOutputs] = set()  # transactions in progress, for discard_open
+# The transactions in progress: what an emergency exit from another thread must clean up
+# (discard_open). A registry of open resources, like atexit's; no call's result depends on it.
+_open: set[StagedOutputs] = set()
 
 
 def discard_open() -> None:
     """Discard every transaction in progress: for a process about to end itself from another
-    thread (:mod:`dllabs.cluster`'s watchdog), where no ``except`` clause will run."""
+    thread (:mod:`dllabs.training.cluster`'s watchdog), where no ``except`` clause will run."""
     for staged in list(_open):
         staged.discard()
 

@@ -77,7 +77,9 @@ class Split(Section):
 class Data(Section):
     """Which source each lab reads, and how bring-your-own sources are interpreted."""
 
-    preset: str  # the dataset preset composed into params.yaml (dllabs.presets); informational
+    preset: (
+        str  # the dataset preset composed into params.yaml (dllabs.tooling.presets); informational
+    )
     images: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder"]
     images_dir: str | None
     # A params.yaml without the key gets the safe choice: links leading outside are refused.
@@ -296,7 +298,9 @@ class Transfer(Section):
     @model_validator(mode="after")
     def _disjoint_classes(self) -> Transfer:
         if self.source_classes == "auto" or self.target_classes == "auto":
-            return self  # resolved against the data's classes (dllabs.transfer.resolve_classes)
+            return (
+                self  # resolved against the data's classes (dllabs.labs.transfer.resolve_classes)
+            )
         source = {str(c) for c in self.source_classes}
         shared = sorted(source & {str(c) for c in self.target_classes})
         if shared:

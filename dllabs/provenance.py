@@ -5,9 +5,9 @@ BLAS, through SciPy) pick kernels by the CPU's instruction set and cache sizes, 
 gives slightly different weights on an AVX-512 machine than on an AVX2 one, and another library
 version can change any number. Every training stage records :func:`platform_record` in its run
 summary and ``evaluate`` copies it into the metrics under ``run.platform``. The drift check
-(:mod:`dllabs.drift`) compares the committed record with this machine's :func:`fingerprint`:
-the same fingerprint means the numbers must reproduce exactly; another one means they may move
-within their intervals.
+(:mod:`dllabs.tooling.reproducibility`) compares the committed record with this machine's
+:func:`fingerprint`: the same fingerprint means the numbers must reproduce exactly; another one
+means they may move within their intervals.
 
 Reading it costs no TensorFlow import: versions come from package metadata.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "gensim", "scikit-learn")
-# Environment variables that change which kernels run (see the README's "Numerics" section).
+# Environment variables that change which kernels run (docs/guides/reproducibility.md).
 KERNEL_VARIABLES = (
     "TF_ENABLE_ONEDNN_OPTS",
     "ONEDNN_MAX_CPU_ISA",
@@ -33,7 +33,8 @@ KERNEL_VARIABLES = (
     "KERAS_BACKEND",
 )
 # What else a run on another Keras backend depends on: its packages and its start-up settings
-# (dllabs/backend.py). Recorded only for that backend, so TensorFlow's records stay as they were.
+# (dllabs/training/backend.py). Recorded only for that backend, so TensorFlow's records stay as they
+# were.
 BACKEND_PACKAGES = {"jax": ("jax", "jaxlib"), "torch": ("torch",)}
 BACKEND_VARIABLES = {"jax": ("XLA_FLAGS", "JAX_PLATFORMS"), "torch": ("CUBLAS_WORKSPACE_CONFIG",)}
 # x86-64 micro-architecture levels (the psABI's), by the /proc/cpuinfo flags each one needs.

@@ -4,16 +4,16 @@
 command line, so ``dvc.yaml`` alone shows the data flow.
 
 Importing this package first sets the Keras backend from ``params.yaml``'s ``base.backend``
-(:mod:`dllabs.backend`), before any stage module imports Keras, then joins the other processes
-of a multi-process run when a launcher started several (:mod:`dllabs.cluster`): both must happen
-before JAX starts.
+(:mod:`dllabs.training.backend`), before any stage module imports Keras, then joins the other
+processes of a multi-process run when a launcher started several (:mod:`dllabs.training.cluster`):
+both must happen before JAX starts.
 """
 
 import sys
 
-from dllabs.backend import select_backend
-from dllabs.cluster import join
 from dllabs.errors import ParamsError
+from dllabs.training.backend import select_backend
+from dllabs.training.cluster import join
 
 
 def _stage() -> str | None:

@@ -8,7 +8,7 @@ One folder per lab, whatever its source, so ``dvc.yaml`` names fixed paths:
 - text (``data.text``): gensim's bundled Lee corpus, Alice in Wonderland, or your text file;
 - text evaluation: gensim's bundled WordSim-353, SimLex-999 and analogy files.
 
-Remote files are checked against their published hash (see ``dllabs.sources.REMOTE``) and kept
+Remote files are checked against their published hash (see ``dllabs.data.sources.REMOTE``) and kept
 in a user cache, so switching sources back and forth downloads nothing twice. Your own files are
 checked as they are copied (folder layout, links, text encoding and line ends), so errors name
 them. Every folder gets a ``manifest.json`` with the source name and each file's SHA-256. Imports
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dllabs import sources
 from dllabs.cli import parse_paths
+from dllabs.data import sources
 from dllabs.errors import stage_errors
 from dllabs.outputs import staged_outputs
 from dllabs.params import Data, load_params

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dllabs.cli import parse_paths
 from dllabs.errors import DataError, one_line, stage_errors
+from dllabs.evaluation.reports import LAB_FILES, results_table, runs_table, summary_markdown
 from dllabs.outputs import load_json, staged_outputs
-from dllabs.reports import LAB_FILES, results_table, runs_table, summary_markdown
 
 
 def lab_metrics(lab: str, path: Path) -> dict:

@@ -14,20 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.anomaly import (
+from dllabs.cli import parse_paths
+from dllabs.errors import stage_errors
+from dllabs.evaluation.reports import error_histogram, reconstructions_figure, run_info
+from dllabs.labs.anomaly import (
     detection_scores,
     reconstruction_errors,
     require_finite,
     saved_threshold,
 )
-from dllabs.cli import parse_paths
-from dllabs.errors import stage_errors
-from dllabs.evaluation import load_model, run_info
-from dllabs.inputs import ModelFolder
+from dllabs.models.inputs import ModelFolder
+from dllabs.models.loading import load_model
 from dllabs.outputs import load_json, load_npz, save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.reports import error_histogram, reconstructions_figure
-from dllabs.training import open_live, setup_run
+from dllabs.prediction.batches import predict
+from dllabs.training.callbacks import open_live
+from dllabs.training.devices import setup_run
 
 
 def evaluate_anomaly(
@@ -43,7 +45,7 @@ def evaluate_anomaly(
     data = load_npz(series_path, required=("x_test", "y_test", "label_test", "row_shape"))
     chosen = load_json(threshold_path)
     x_test, y_test = data["x_test"], data["y_test"].astype(bool)
-    reconstructed = model.predict(x_test, verbose=0)
+    reconstructed = predict(model, x_test)
     errors = require_finite(reconstruction_errors(x_test, reconstructed, loss),
                             f"{model_folder} on the test rows of {series_path}")  # fmt: skip
     threshold = saved_threshold(chosen, threshold_path)

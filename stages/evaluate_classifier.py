@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageBatches, ImageSplits
+from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.evaluation import load_model
-from dllabs.inputs import ModelFolder
-from dllabs.models import architecture_markdown
+from dllabs.evaluation.reports import classification_metrics, misclassified_grid
+from dllabs.models.builders import architecture_markdown
+from dllabs.models.inputs import ModelFolder
+from dllabs.models.loading import load_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.reports import classification_metrics, misclassified_grid
-from dllabs.training import open_live, setup_run
+from dllabs.prediction.batches import predict
+from dllabs.training.callbacks import open_live
+from dllabs.training.devices import setup_run
 
 LABS = ("mlp", "cnn")
 
@@ -42,7 +44,7 @@ def evaluate_classifier(
     training = folder.summary()
     x_test, y_test = data["test"]  # on disk when large: predicted a batch at a time
     loss, _ = model.evaluate(ImageBatches(x_test, y_test, batch_size), verbose=0)
-    y_pred = np.argmax(model.predict(ImageBatches(x_test, None, batch_size), verbose=0), axis=1)
+    y_pred = np.argmax(predict(model, x_test, batch_size), axis=1)
 
     live = open_live(plots)
     labels = [data.class_names[i] for i in y_test]

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.evaluation import load_model
+from dllabs.evaluation.reports import classification_metrics
+from dllabs.evaluation.stats import bootstrap, over_repeats
+from dllabs.labs.transfer import task
+from dllabs.models.loading import load_model
 from dllabs.outputs import load_json, save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.reports import classification_metrics
-from dllabs.stats import bootstrap, over_repeats
-from dllabs.training import setup_run
-from dllabs.transfer import task
+from dllabs.prediction.batches import predict
+from dllabs.training.devices import setup_run
 
 TRANSFER_PHASES = ("scratch", "feature_extraction", "fine_tune")
 
@@ -44,7 +45,7 @@ def evaluate_transfer(model_dir: Path, data: ImageSplits) -> dict:
     for r in range(len(draws)):
         for phase in TRANSFER_PHASES:
             model = load_model(model_dir / f"repeat_{r}" / f"{phase}.keras")
-            y_pred = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=1)
+            y_pred = np.argmax(predict(model, x_test), axis=1)
             scores[phase].append(classification_metrics(y_test, y_pred, training["classes"]))
             hits[phase].append(y_pred == y_test)
     n = len(y_test)

@@ -12,14 +12,16 @@ this stage trains nothing and says why in its summary.
 from __future__ import annotations
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.models import build_pretrain_model
+from dllabs.labs.transfer import NotApplicable, source_task
+from dllabs.models.builders import build_pretrain_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.resume import resumable
-from dllabs.training import fit, open_live, setup_run
-from dllabs.transfer import NotApplicable, source_task
+from dllabs.training.callbacks import open_live
+from dllabs.training.devices import setup_run
+from dllabs.training.fit import fit
+from dllabs.training.resume import resumable
 
 
 def main(argv: list[str] | None = None) -> None:

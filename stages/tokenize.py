@@ -2,20 +2,20 @@
 
 Strip the Project Gutenberg header and footer when present; split into sentences; remove special
 characters and digits; remove punctuation; lowercase; split into words; remove stop words. Runs
-offline (see ``dllabs.text``). Writes one sentence per line, tokens separated by spaces, and a JSON
-of counts. Imports no TensorFlow.
+offline (see ``dllabs.data.text``). Writes one sentence per line, tokens separated by spaces, and a
+JSON of counts. Imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from dllabs import sources
 from dllabs.cli import parse_paths
+from dllabs.data import sources
+from dllabs.data.text import tokenize
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
-from dllabs.text import tokenize
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from dllabs.anomaly import reconstruction_errors
 from dllabs.cli import parse_paths
 from dllabs.errors import ParamsError, stage_errors
-from dllabs.inputs import series_record
-from dllabs.models import build_autoencoder
+from dllabs.labs.anomaly import reconstruction_errors
+from dllabs.models.builders import build_autoencoder
+from dllabs.models.inputs import series_record
 from dllabs.outputs import load_json, load_npz, save_npz, staged_outputs
 from dllabs.params import Autoencoder, load_params
-from dllabs.resume import resumable
-from dllabs.training import fit_and_save, predict_evenly, setup_run
+from dllabs.prediction.batches import predict
+from dllabs.training.devices import setup_run
+from dllabs.training.fit import fit_and_save
+from dllabs.training.resume import resumable
 
 
 def check_loss_fits_data(params: Autoencoder, rows: np.ndarray, source: str) -> None:
@@ -65,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
                 checkpoint=checkpoint,
             )  # fmt: skip
             errors = {
-                split: reconstruction_errors(x, predict_evenly(model, x, device), ae.loss)
+                split: reconstruction_errors(
+                    x, predict(model, x, replicas=device.predict_replicas), ae.loss
+                )
                 for split, x in (("train", x_train), ("val", x_val))
             }
             save_npz(out.file(args.errors), {

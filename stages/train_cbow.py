@@ -5,11 +5,11 @@ is cut into pieces); train Word2Vec in CBOW mode (``sg=0``: the averaged context
 the centre word) with the ``cbow`` params, logging the loss of every epoch with DVCLive; train
 gensim's defaults on the same corpus as a baseline; save the full model (with the output weights
 ``predict_output_word`` needs) and the baseline's word vectors as ``.npy`` arrays and JSON
-(``dllabs.word2vec_files``: nothing a reader loads can run code).
+(``dllabs.models.word2vec_files``: nothing a reader loads can run code).
 
 ``cbow.engine: gensim`` (the default) imports no TensorFlow. ``cbow.engine: keras`` trains the same
-model written in Keras layers (``dllabs.keras_cbow``) and packs its weights into a gensim model, so
-evaluation and probes are the same code for both engines.
+model written in Keras layers (``dllabs.models.keras_cbow``) and packs its weights into a gensim
+model, so evaluation and probes are the same code for both engines.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 
 from dllabs.cli import parse_paths
-from dllabs.embeddings import MAX_SENTENCE_WORDS, read_corpus, split_long_sentences, train_cbow
 from dllabs.errors import stage_errors
+from dllabs.labs.word2vec import MAX_SENTENCE_WORDS, read_corpus, split_long_sentences, train_cbow
+from dllabs.models.word2vec_files import save_vectors, save_word2vec
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.provenance import platform_record
-from dllabs.word2vec_files import save_vectors, save_word2vec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
             engine, device = train_cbow, "CPU (gensim)"
             if params.cbow.engine == "keras":
-                from dllabs.keras_cbow import train_keras_cbow as engine
-                from dllabs.training import setup_run
+                from dllabs.models.keras_cbow import train_keras_cbow as engine
+                from dllabs.training.devices import setup_run
 
                 device = setup_run(params.base).description
             start = time.perf_counter()

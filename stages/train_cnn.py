@@ -1,7 +1,7 @@
 """Stage ``train_cnn`` (lab 2: a CNN image classifier).
 
 Load the training and validation images (from disk a batch at a time when they do not fit
-in memory: :mod:`dllabs.datasets`); define a convolutional network (conv -> batch norm ->
+in memory: :mod:`dllabs.data.datasets`); define a convolutional network (conv -> batch norm ->
 ReLU -> max-pool blocks, a dense head with dropout, random augmentation active only while
 training; or the classic LeNet-5); train it with validation loss driving early stopping; save the
 model, its training curves (DVCLive) and a summary of the run. The test split is not read here.
@@ -10,13 +10,14 @@ model, its training curves (DVCLive) and a summary of the run. The test split is
 from __future__ import annotations
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageBatches, ImageSplits
+from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.inputs import image_record
-from dllabs.models import PixelStats, build_cnn
+from dllabs.models.builders import PixelStats, build_cnn
+from dllabs.models.inputs import image_record
 from dllabs.params import load_params
-from dllabs.resume import resumable
-from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run, sum_over_processes
+from dllabs.training.devices import setup_run, sum_over_processes
+from dllabs.training.fit import TRAINING_PATHS, fit_and_save
+from dllabs.training.resume import resumable
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Stage ``train_mlp`` (lab 1: a feedforward network trained with SGD).
 
 Load the training and validation images (from disk a batch at a time when they do not fit
-in memory: :mod:`dllabs.datasets`); build a multilayer perceptron (flatten, dense hidden
+in memory: :mod:`dllabs.data.datasets`); build a multilayer perceptron (flatten, dense hidden
 layers with the chosen activation, dropout, L1/L2 penalties, optional batch norm, softmax); train
 it with the chosen optimizer (SGD with momentum by default) while validation loss drives early
 stopping; save the model, its training curves (DVCLive) and a summary of the run.
@@ -11,13 +11,14 @@ The test split is not read here.
 from __future__ import annotations
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageBatches, ImageSplits
+from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.inputs import image_record
-from dllabs.models import PixelStats, build_mlp
+from dllabs.models.builders import PixelStats, build_mlp
+from dllabs.models.inputs import image_record
 from dllabs.params import load_params
-from dllabs.resume import resumable
-from dllabs.training import TRAINING_PATHS, fit_and_save, setup_run, sum_over_processes
+from dllabs.training.devices import setup_run, sum_over_processes
+from dllabs.training.fit import TRAINING_PATHS, fit_and_save
+from dllabs.training.resume import resumable
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@
    stays in inference mode), recompile with a low learning rate, and train on. Both phases log to
    one DVCLive run whose steps continue from phase 1 into phase 2. Where nothing augments the
    images, what does not train in a phase is computed once per image and the rest trains on its
-   outputs (``dllabs.transfer.cached_training``), the same training at a fraction of the cost.
+   outputs (``dllabs.labs.transfer.cached_training``), the same training at a fraction of the cost.
 6. Baseline: from random weights, on the same data, with the epochs of both phases as its budget:
    the same network, or lab 2's CNN (``transfer.scratch: cnn``).
 
@@ -23,8 +23,8 @@ the same images, so ``evaluate`` can report paired differences. Draw 0 logs the 
 Saves the models of every draw (``repeat_<r>/<phase>.keras``) and a summary of epochs, seconds and
 parameter counts; ``evaluate`` tests them. On data with too few classes for ``auto`` classes it
 trains nothing and records why. Each phase of each draw keeps its own checkpoint
-(``dllabs.resume``): a killed run reruns nothing that had finished and continues the phase it was
-in from its last epoch.
+(``dllabs.training.resume``): a killed run reruns nothing that had finished and continues the phase
+it was in from its last epoch.
 """
 
 from __future__ import annotations
@@ -37,15 +37,9 @@ import keras
 import numpy as np
 
 from dllabs.cli import parse_paths
-from dllabs.datasets import ImageSplits
+from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
-from dllabs.inputs import image_record
-from dllabs.outputs import save_json, staged_outputs
-from dllabs.params import Params, Training, Transfer, load_params
-from dllabs.provenance import platform_record
-from dllabs.resume import Checkpoint, resumable
-from dllabs.training import RunDevice, fit, open_live, predict_evenly, setup_run
-from dllabs.transfer import (
+from dllabs.labs.transfer import (
     MAX_CACHE_BYTES,
     NotApplicable,
     build_transfer_model,
@@ -57,12 +51,21 @@ from dllabs.transfer import (
     set_trainable_top,
     target_task,
 )
+from dllabs.models.inputs import image_record
+from dllabs.outputs import save_json, staged_outputs
+from dllabs.params import Params, Training, Transfer, load_params
+from dllabs.prediction.batches import predict
+from dllabs.provenance import platform_record
+from dllabs.training.callbacks import open_live
+from dllabs.training.devices import RunDevice, setup_run
+from dllabs.training.fit import fit
+from dllabs.training.resume import Checkpoint, resumable
 
 
 def validation_accuracy(model: keras.Model, val: tuple, device: RunDevice) -> dict[str, float]:
     """Accuracy on the target's validation split: what choosing a configuration may look at.
     Every row counts, also where JAX's data parallelism splits each batch over the devices."""
-    predicted = np.argmax(predict_evenly(model, val[0], device), axis=1)
+    predicted = np.argmax(predict(model, val[0], replicas=device.predict_replicas), axis=1)
     return {"val_accuracy": round(float(np.mean(predicted == val[1])), 6)}
 
 
@@ -73,7 +76,7 @@ def train_phase(
     """One phase: fit ``model`` (its trainable layers as set), and what the phase did.
 
     Without augmentation, the part of the model that does not train is run once per image
-    (:func:`~dllabs.transfer.cached_training`) and the rest trains on its outputs: the same
+    (:func:`~dllabs.labs.transfer.cached_training`) and the rest trains on its outputs: the same
     training in a fraction of the time. With augmentation, every step runs the whole model.
     """
     (train, val), start = data, time.perf_counter()
@@ -84,8 +87,8 @@ def train_phase(
     ):
         split = None  # too large to hold: the whole model, step by step
     if split is not None:
-        train = (predict_evenly(split.prefix, train[0], device), train[1])
-        val = (predict_evenly(split.prefix, val[0], device), val[1])
+        train = (predict(split.prefix, train[0], replicas=device.predict_replicas), train[1])
+        val = (predict(split.prefix, val[0], replicas=device.predict_replicas), val[1])
         trained = split.rest
     else:
         trained = model

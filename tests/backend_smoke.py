@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dllabs.backend import select_backend
+from dllabs.training.backend import select_backend
 
 select_backend(sys.argv[1])  # the params.yaml to read base.backend from; before Keras
 
 import keras  # noqa: E402
 
-from dllabs.models import (  # noqa: E402
+from dllabs.labs.transfer import build_transfer_model, set_trainable_top  # noqa: E402
+from dllabs.models.builders import (  # noqa: E402
     PixelStats,
     build_autoencoder,
     build_cnn,
@@ -35,8 +36,8 @@ from dllabs.models import (  # noqa: E402
     build_pipeline_base,
 )
 from dllabs.params import Params  # noqa: E402
-from dllabs.training import fit, setup_run  # noqa: E402
-from dllabs.transfer import build_transfer_model, set_trainable_top  # noqa: E402
+from dllabs.training.devices import setup_run  # noqa: E402
+from dllabs.training.fit import fit  # noqa: E402
 
 
 def tiny_images(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

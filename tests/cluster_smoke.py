@@ -24,7 +24,7 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 if mode == "devices":
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 
-from dllabs import cluster  # noqa: E402
+from dllabs.training import cluster  # noqa: E402
 
 joined = cluster.join("jax") if mode == "cluster" else None
 
@@ -32,10 +32,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from dllabs.models import build_cnn, build_mlp  # noqa: E402
+from dllabs.models.builders import build_cnn, build_mlp  # noqa: E402
 from dllabs.outputs import save_npz, staged_outputs  # noqa: E402
 from dllabs.params import CNN, MLP, Base  # noqa: E402
-from dllabs.training import fit, setup_run  # noqa: E402
+from dllabs.training.devices import setup_run  # noqa: E402
+from dllabs.training.fit import fit  # noqa: E402
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 SMALL = {"epochs": 3, "batch_size": 16, "patience": 10, "reduce_lr_patience": 0, "dropout": 0.0,

@@ -165,7 +165,7 @@ def shrink_pipeline(root: Path) -> None:
     """One epoch per training section and one transfer draw: a quick `dvc repro` that still runs
     every stage (the wiring, not the numbers, is under test). Set in ``conf/config.yaml``, which
     `dvc exp run` composes into ``params.yaml``, and in ``params.yaml`` for `dvc repro`."""
-    from dllabs.presets import compose_yaml
+    from dllabs.tooling.presets import compose_yaml
 
     path = root / "conf" / "config.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -194,10 +194,20 @@ def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shrink_pipeline(building)
             sh(["git", "init", "-q"], building)
             commit_all(building, "copy")
-            sh([*DVC, "repro"], building)
+            # Each stage records the params it reads, for tests/test_dvc_yaml.py.
+            param_reads_log(root).unlink(missing_ok=True)  # a failed build's
+            reads = {"DL_LABS_PARAM_READS": str(param_reads_log(root)),
+                     "PYTHONPATH": str(REPO / "tests" / "param_reads")}  # fmt: skip
+            sh([*DVC, "repro"], building, env=reads)
             commit_all(building, "baseline")
             building.rename(root)  # whole or not at all, should the build fail
     return root
+
+
+def param_reads_log(baseline: Path) -> Path:
+    """Where the baseline's `dvc repro` recorded each stage's reads of params
+    (:mod:`dllabs.tooling.param_reads`), beside the baseline itself."""
+    return baseline.with_name(f"{baseline.name}.param-reads.jsonl")
 
 
 def copy_of(baseline: Path, dest: Path) -> Path:
@@ -207,16 +217,21 @@ def copy_of(baseline: Path, dest: Path) -> Path:
 
 
 def sh(
-    cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float | None = None
+    cmd: list[str] | str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a command with the venv's ``bin`` first on PATH, as `make` does for DVC's workers.
 
     Output goes through files, not pipes, and only the command itself is waited for: a DVC queue
     worker it started lives on as a daemon holding the command's stdout, and waiting for the end
     of a pipe would then wait for that worker. Past ``timeout`` seconds the command and its
-    children are killed and TimeoutExpired raised.
+    children are killed and TimeoutExpired raised. ``env`` adds variables to the environment.
     """
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, **(env or {})}
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True,

@@ -29,9 +29,10 @@ else:
 import numpy as np  # noqa: E402
 
 from dllabs.errors import ParamsError  # noqa: E402
-from dllabs.models import build_mlp  # noqa: E402
+from dllabs.models.builders import build_mlp  # noqa: E402
 from dllabs.params import MLP, Base  # noqa: E402
-from dllabs.training import fit, setup_run  # noqa: E402
+from dllabs.training.devices import setup_run  # noqa: E402
+from dllabs.training.fit import fit  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from dllabs.resume import Checkpoint, TrainingState
+from dllabs.training.resume import Checkpoint, TrainingState
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from dllabs.anomaly import choose_threshold, detection_scores, reconstruction_errors
 from dllabs.errors import DataError, ParamsError
-from dllabs.models import build_autoencoder
+from dllabs.labs.anomaly import choose_threshold, detection_scores, reconstruction_errors
+from dllabs.models.builders import build_autoencoder
 from dllabs.params import Autoencoder
 from stages.train_autoencoder import check_loss_fits_data
 

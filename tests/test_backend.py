@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dllabs import backend
 from dllabs.errors import ParamsError
+from dllabs.training import backend
 from tests.conftest import REPO, run_stage, set_key
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -103,7 +103,7 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
     if not installed("jax"):
         pytest.skip("the jax package is not installed")
     path = write_params(tmp_path, default_params, **{"base.backend": "jax", "base.device": "cpu"})
-    code = ("import os, sys; from dllabs.backend import select_backend; "
+    code = ("import os, sys; from dllabs.training.backend import select_backend; "
             "select_backend(sys.argv[1]); print(os.environ['XLA_FLAGS']); "
             "print(os.environ['JAX_PLATFORMS'], 'keras' in sys.modules)")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": given}
@@ -175,7 +175,7 @@ def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
     """train_mlp with base.backend jax: its run summary and platform record say jax."""
     import numpy as np
 
-    from dllabs.arrays import save_arrays
+    from dllabs.data.arrays import save_arrays
 
     root = workdir(**{"base.backend": "jax", "base.device": "cpu", "mlp.epochs": 2,
                       "mlp.hidden_units": [8]})  # fmt: skip

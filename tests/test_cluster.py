@@ -1,5 +1,5 @@
-"""Multi-process training (:mod:`dllabs.cluster`): what the environment of a launcher means, and
-two processes on 127.0.0.1 training as one process with two devices does.
+"""Multi-process training (:mod:`dllabs.training.cluster`): what the environment of a launcher
+means, and two processes on 127.0.0.1 training as one process with two devices does.
 
 Every test that starts processes gives each a time limit: a cluster that hangs fails the test.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dllabs.cluster import Cluster, from_environment, join, timeout_seconds
 from dllabs.errors import ParamsError
+from dllabs.training.cluster import Cluster, from_environment, join, timeout_seconds
 from tests.conftest import REPO
 from tests.loopback import free_port
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs import models
-from dllabs.arrays import NpyRows, NpyWriter, save_arrays, save_npy
-from dllabs.datasets import MEMORY_ENV, ImageBatches, ImageSplits
+from dllabs.data.arrays import NpyRows, NpyWriter, save_arrays, save_npy
+from dllabs.data.datasets import MEMORY_ENV, ImageBatches, ImageSplits
 from dllabs.errors import DataError, LabError
-from dllabs.models import PixelStats, build_cnn
+from dllabs.models import builders
+from dllabs.models.builders import PixelStats, build_cnn
 from dllabs.params import CNN, Base
-from dllabs.training import fit, setup_run
+from dllabs.training.devices import setup_run
+from dllabs.training.fit import fit
 
 
 def images(n: int = 37, shape: tuple[int, ...] = (5, 4, 3), seed: int = 0) -> np.ndarray:
@@ -158,7 +159,7 @@ def test_pixel_stats_read_disk_rows_a_chunk_at_a_time(tmp_path: Path, monkeypatc
     x = images(100, (6, 6, 3))
     save_npy(tmp_path / "x.npy", x)
     whole = PixelStats.of(x)
-    monkeypatch.setattr(models, "PIXEL_CHUNK_VALUES", 7 * 6 * 6 * 3)  # 7 images a chunk
+    monkeypatch.setattr(builders, "PIXEL_CHUNK_VALUES", 7 * 6 * 6 * 3)  # 7 images a chunk
     read = []
     rows = NpyRows(tmp_path / "x.npy")
     original = NpyRows.__getitem__

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dllabs import drift
-from dllabs.drift import compare, headline_tolerances, stale_entries
+from dllabs.tooling import reproducibility
+from dllabs.tooling.reproducibility import compare, headline_tolerances, stale_entries
 
 PLATFORM = {"cpu": {"model": "AMD EPYC", "isa": "x86-64-v3"}, "machine": "x86_64",
             "system": "Linux", "python": "3.11.7", "backend": "tensorflow",
@@ -44,7 +44,7 @@ def verdicts(rows: list) -> dict[str, str]:
 
 
 def test_headline_metrics_are_those_with_an_interval() -> None:
-    tolerances = headline_tolerances(drift.flatten(COMMITTED))
+    tolerances = headline_tolerances(reproducibility.flatten(COMMITTED))
     assert tolerances == {"test.accuracy": pytest.approx(0.9778 - 0.952)}
 
 
@@ -100,7 +100,7 @@ def test_declared_metrics_expand_foreach_stages(tmp_path: Path) -> None:
         "single": {"cmd": "true", "metrics": ["metrics/cbow.json"]},
     }  # fmt: skip
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
-    assert drift.declared_metrics(tmp_path / "dvc.yaml") == [
+    assert reproducibility.declared_metrics(tmp_path / "dvc.yaml") == [
         "metrics/mlp.json", "metrics/cnn.json", "metrics/cbow.json"
     ]  # fmt: skip
 
@@ -109,7 +109,7 @@ def test_a_run_on_another_cpu_passes_within_tolerance(committed_metrics: Path, c
     new = changed(accuracy=0.9741)
     new["run"]["platform"] = AVX512
     (committed_metrics / "m.json").write_text(json.dumps(new))
-    assert drift.main(["HEAD"]) == 0
+    assert reproducibility.main(["HEAD"]) == 0
     out = capsys.readouterr().out
     assert "another platform than HEAD (differs in cpu" in out
     assert "| m.json | test.accuracy | 0.9778 | 0.9741 | 0.0258 | ok: within tolerance |" in out
@@ -117,7 +117,7 @@ def test_a_run_on_another_cpu_passes_within_tolerance(committed_metrics: Path, c
 
 def test_the_same_cpu_fails_on_any_change(committed_metrics: Path, capsys) -> None:
     (committed_metrics / "m.json").write_text(json.dumps(changed(accuracy=0.9741)))
-    assert drift.main(["HEAD"]) == 1
+    assert reproducibility.main(["HEAD"]) == 1
     captured = capsys.readouterr()
     assert "same platform as HEAD" in captured.out
     assert "1 metric(s) did not reproduce HEAD" in captured.err

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs import efficientnet_lite
 from dllabs.errors import DataError
-from dllabs.torch_state import read_state_dict
+from dllabs.models import efficientnet_lite
+from dllabs.models.torch_state import read_state_dict
 from tests.reference.efficientnet_lite0 import OUTPUT, pixels_digest, reference_inputs
 from tests.torch_files import torch_save
 
@@ -90,18 +90,18 @@ def test_predict_imagenet_names_the_classes_of_the_installed_network(
 
     from PIL import Image
 
-    from dllabs import predict
+    from dllabs.prediction import command as predict_command
 
     names = efficientnet_lite.imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby"
     Image.fromarray(reference_inputs()[0]).save(tmp_path / "temple.png")
     monkeypatch.chdir(tmp_path)
-    predict.main(["imagenet", "temple.png", "--top", "2", "--json"])
+    predict_command.main(["imagenet", "temple.png", "--top", "2", "--json"])
     out, err = capsys.readouterr()
     (record,) = json.loads(out)
     expected = int(np.load(OUTPUT)["logits"][0].argmax())
     assert record["predictions"][0]["class"] == names[expected] == "palace"
     assert "EfficientNet-Lite0 trained on ImageNet" in err
     with pytest.raises(SystemExit):
-        predict.main(["imagenet", "temple.png", "--model", "models/cnn"])
+        predict_command.main(["imagenet", "temple.png", "--model", "models/cnn"])
     assert "predict imagenet: the network installed with the project" in capsys.readouterr().err

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from dllabs.embeddings import (
+from dllabs.data.sources import write_text_eval
+from dllabs.errors import DataError, ParamsError
+from dllabs.labs.word2vec import (
     evaluate_vectors,
     probe_report,
     read_corpus,
     train_cbow,
     word_pair_similarities,
 )
-from dllabs.errors import DataError, ParamsError
 from dllabs.params import CBOW, validate_params
-from dllabs.sources import write_text_eval
 from tests.conftest import TINY_CORPUS as CORPUS
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs.arrays import save_arrays
+from dllabs.data.arrays import save_arrays
+from dllabs.data.sources import write_text_eval
+from dllabs.evaluation.reports import classification_metrics
 from dllabs.outputs import save_json, save_npz
-from dllabs.reports import classification_metrics
-from dllabs.sources import write_text_eval
 from stages import (
     evaluate,
     evaluate_anomaly,

@@ -1,4 +1,4 @@
-"""dllabs.fetch.fetch() against a loopback HTTP server started by the tests.
+"""dllabs.data.fetch.fetch() against a loopback HTTP server started by the tests.
 
 Nothing here touches the real network: every URL points at 127.0.0.1. The server answers each
 path from a scripted list of responses (the last one repeats), and counts requests per path, so
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from dllabs.data.fetch import MIRROR_ENV, RemoteFile, cache_dir, fetch
 from dllabs.errors import DataError
-from dllabs.fetch import MIRROR_ENV, RemoteFile, cache_dir, fetch
 from tests.loopback import LoopbackServer
 
 # Deterministic, incompressible-looking bytes the tests own (no fixture files needed).

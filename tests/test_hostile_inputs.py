@@ -21,11 +21,11 @@ import pytest
 from PIL import Image
 
 from dllabs import outputs
-from dllabs.embeddings import MAX_SENTENCE_WORDS, split_long_sentences, train_cbow
+from dllabs.data.readers import MAX_IMAGE_PIXELS, check_text_file, decode_image
 from dllabs.errors import DataError, ParamsError
+from dllabs.labs.word2vec import MAX_SENTENCE_WORDS, split_long_sentences, train_cbow
 from dllabs.outputs import load_npz, save_json, save_npz
 from dllabs.params import CBOW, load_params
-from dllabs.readers import MAX_IMAGE_PIXELS, check_text_file, decode_image
 from stages import download, evaluate, preprocess, threshold_anomaly
 from tests.conftest import (
     DOWNLOAD_ARGS,
@@ -103,7 +103,7 @@ def lambda_model(tmp_path: Path, marker: Path) -> Path:
 def test_a_keras_file_with_python_bytecode_is_refused_without_running_it(tmp_path: Path) -> None:
     import keras
 
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     marker = tmp_path / "created-by-the-lambda"
     crafted = lambda_model(tmp_path, marker)
@@ -133,7 +133,7 @@ def test_a_keras_file_naming_a_python_function_is_refused(tmp_path: Path) -> Non
     unknown function) is one line, not a traceback, and nothing is called."""
     import keras
 
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "plain.keras")
     for module, name in (("builtins", "open"), ("os", "system"), ("builtins", "no_such_function")):
@@ -151,7 +151,7 @@ def test_a_keras_file_naming_a_python_function_is_refused(tmp_path: Path) -> Non
 def test_a_truncated_or_foreign_keras_file_is_named_as_such(tmp_path: Path) -> None:
     import keras
 
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "whole.keras")
     whole = (tmp_path / "whole.keras").read_bytes()
@@ -165,7 +165,7 @@ def test_a_truncated_or_foreign_keras_file_is_named_as_such(tmp_path: Path) -> N
 def test_a_zip_bomb_keras_file_is_refused_unread(tmp_path: Path) -> None:
     import zipfile
 
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("model.weights.h5", b"\0" * (64 * 2**20))  # 64 MB in about 64 KB
@@ -262,7 +262,7 @@ def test_nan_reconstruction_errors_stop_the_threshold_stage(workdir, capsys) -> 
 
 
 def test_a_saved_threshold_that_is_not_a_number_is_refused() -> None:
-    from dllabs.anomaly import saved_threshold
+    from dllabs.labs.anomaly import saved_threshold
 
     assert saved_threshold({"threshold": 0.25}, "t.json") == 0.25
     for bad in (float("nan"), float("inf"), None, "0.3", True):
@@ -290,7 +290,7 @@ def test_a_line_longer_than_the_limit_is_refused_before_any_parser_reads_it(
 ) -> None:
     import pandas as pd
 
-    from dllabs.readers import read_labelled_csv
+    from dllabs.data.readers import read_labelled_csv
 
     path = tmp_path / "one-line.csv"
     path.write_bytes(b"1,2,3\n4,5,6\n" + b"7," * (20 * 2**20))  # 40 MB, no line end
@@ -330,7 +330,7 @@ def test_the_line_scan_counts_lines_across_blocks(tmp_path: Path) -> None:
 
 
 def test_a_sparse_file_is_copied_no_larger_than_it_is(tmp_path: Path) -> None:
-    from dllabs.fetch import copy_file
+    from dllabs.data.fetch import copy_file
 
     source = tmp_path / "sparse.bin"
     with source.open("wb") as handle:
@@ -364,7 +364,7 @@ def test_an_image_past_the_limit_is_refused_from_its_header(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Below Pillow's own refusal, the project's limit decides (and Pillow's warning is quiet)."""
-    from dllabs import readers
+    from dllabs.data import readers
 
     big = png_header_only(tmp_path / "big.png", 3000, 2000)
     monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", 5_000_000)

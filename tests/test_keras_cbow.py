@@ -10,15 +10,15 @@ import pytest
 from gensim.models import Word2Vec
 
 from dllabs.errors import DataError
-from dllabs.keras_cbow import (
+from dllabs.models.keras_cbow import (
     build_cbow_model,
     context_windows,
     fit_keras_cbow,
     shrink_windows,
     train_keras_cbow,
 )
+from dllabs.models.word2vec_files import load_word2vec, save_word2vec
 from dllabs.params import CBOW
-from dllabs.word2vec_files import load_word2vec, save_word2vec
 from tests.conftest import TINY_CORPUS as CORPUS
 
 

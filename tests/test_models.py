@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dllabs.errors import ParamsError
-from dllabs.models import (
+from dllabs.models.builders import (
     PixelStats,
     architecture_markdown,
     architecture_table,
@@ -72,7 +72,7 @@ def test_lenet_style_architecture_table(cnn_params: dict) -> None:
 def test_every_optimizer_and_activation_trains_a_step(
     mlp_params: dict, optimizer: str, activation: str
 ) -> None:
-    from dllabs.models import make_optimizer
+    from dllabs.models.builders import make_optimizer
 
     mlp_params.update(optimizer=optimizer, activation=activation, hidden_units=[8], batch_norm=True)
     params = MLP(**mlp_params)

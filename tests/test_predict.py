@@ -18,11 +18,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from dllabs import predict
-from dllabs.anomaly import reconstruction_errors
-from dllabs.inputs import image_record
+from dllabs.labs.anomaly import reconstruction_errors
+from dllabs.models.inputs import image_record
+from dllabs.models.word2vec_files import load_word2vec
 from dllabs.outputs import save_json
-from dllabs.word2vec_files import load_word2vec
+from dllabs.prediction import command as predict_command
+from dllabs.prediction.batches import Predictor
 from tests.conftest import DVC, REPO, commit_all, copy_of, png_header_only, sh
 
 
@@ -39,7 +40,7 @@ def run(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 
     def call(*argv: str) -> tuple[int, str, str]:
         try:
-            predict.main(list(argv))
+            predict_command.main(list(argv))
             status = 0
         except SystemExit as exc:
             status = int(exc.code or 0)
@@ -314,7 +315,7 @@ def test_rev_reads_another_revisions_model_without_touching_the_workspace(
     model_bytes = (two_commits / "models/mlp/model.keras").read_bytes()
 
     def top1(*extra: str) -> list[list[dict]]:
-        predict.main(["mlp", str(tmp_path), "--json", "--top", "10", *extra])
+        predict_command.main(["mlp", str(tmp_path), "--json", "--top", "10", *extra])
         return [r["predictions"] for r in json.loads(capsys.readouterr().out)]
 
     now, first, experiment = top1(), top1("--rev", "first"), top1("--rev", "slow-mlp")
@@ -340,16 +341,19 @@ def test_rev_errors_name_the_revision(two_commits: Path, monkeypatch, capsys, tm
         ("first~1", "models/mlp at first~1: not in the local DVC cache or the remote"),
     ):
         with pytest.raises(SystemExit):
-            predict.main(["mlp", str(tmp_path), "--rev", rev])
+            predict_command.main(["mlp", str(tmp_path), "--rev", rev])
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
 
 
 def readme_block(heading: str) -> str:
-    """The first ```bash block under ``heading`` in the README."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"^{re.escape(heading)}\n.*?```bash\n(.*?)```", readme, re.S | re.M)
-    assert match, f"README.md: no bash block under {heading}"
+    """The first ```bash block under ``heading`` in the docs' predictions guide
+    (docs/guides/predictions.md), the heading matched at any level: "## Predictions" is the
+    page's title there."""
+    page = (REPO / "docs/guides/predictions.md").read_text(encoding="utf-8")
+    title = re.escape(heading.lstrip("#").strip())
+    match = re.search(rf"^#+ {title}\n.*?```bash\n(.*?)```", page, re.S | re.M)
+    assert match, f"docs/guides/predictions.md: no bash block under a heading {heading!r}"
     return match.group(1)
 
 
@@ -395,7 +399,7 @@ def test_every_trained_model_is_an_artifact_that_dvc_artifacts_get_returns(
     artifacts = dvc_yaml["artifacts"]
     outs = {str(o) for stage in dvc_yaml["stages"].values() for o in stage.get("outs", [])}
     assert {a["path"] for a in artifacts.values()} <= outs
-    assert set(predict.MODEL_PATHS.values()) | {predict.THRESHOLD_PATH} <= {
+    assert set(predict_command.MODEL_PATHS.values()) | {predict_command.THRESHOLD_PATH} <= {
         a["path"] for a in artifacts.values()
     }
     for name, artifact in artifacts.items():
@@ -426,9 +430,32 @@ def test_batches_after_a_full_one_are_padded_and_the_padding_dropped() -> None:
 
     x = np.arange(600 * 4, dtype=np.float32).reshape(600, 2, 2)
     model = Recorder()
-    out = predict.BatchPredictor(model, batch_size=256)(x)
+    out = Predictor(model, batch_size=256)(x)
     assert [s[0] for s in model.shapes] == [256, 256, 256]
     assert out.shape == (600, 1) and np.array_equal(out[:, 0], x.reshape(600, -1).sum(axis=1))
     model.shapes.clear()
-    assert predict.BatchPredictor(model, batch_size=256)(x[:5]).shape == (5, 1)
+    assert Predictor(model, batch_size=256)(x[:5]).shape == (5, 1)
     assert [s[0] for s in model.shapes] == [5]
+
+
+def test_batches_split_over_devices_are_padded_to_a_multiple_of_them() -> None:
+    """Under JAX's data parallelism every batch must divide over the devices: with 4 devices a
+    batch of 7 becomes 8, 10 rows go as two batches of 8 (the last padded to the full size
+    traced), 5 rows alone as one of 8; through ``predict``, and every row comes back."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.shapes: list[int] = []
+
+        def predict(self, x: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+            assert batch_size == len(x)
+            self.shapes.append(len(x))
+            return x[:, :1] * 2
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    model = Recorder()
+    out = Predictor(model, batch_size=7, replicas=4)(x)
+    assert model.shapes == [8, 8] and np.array_equal(out[:, 0], x[:, 0] * 2)
+    model.shapes.clear()
+    out = Predictor(model, batch_size=256, replicas=4)(x[:5])
+    assert model.shapes == [8] and np.array_equal(out[:, 0], x[:5, 0] * 2)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from dllabs.errors import ParamsError
-from dllabs.models import PixelStats, build_cnn, build_mlp
+from dllabs.models.builders import PixelStats, build_cnn, build_mlp
 from dllabs.params import CNN, MLP, Base, validate_params
-from dllabs.presets import compose, preset_names, stale_params
-from dllabs.training import fit, setup_run
+from dllabs.tooling.presets import compose, preset_names, stale_params
+from dllabs.training.devices import setup_run
+from dllabs.training.fit import fit
 from tests.conftest import DVC, REPO, copy_of, sh
 
 CONF = REPO / "conf"
@@ -73,7 +74,7 @@ def test_an_unknown_preset_or_key_or_a_missing_folder_is_one_clear_error() -> No
 
 def test_the_command_writes_params_and_refuses_a_bad_preset(tmp_path: Path) -> None:
     out = tmp_path / "params.yaml"
-    run = [sys.executable, "-m", "dllabs.presets", "--output", str(out)]
+    run = [sys.executable, "-m", "dllabs.tooling.presets", "--output", str(out)]
     done = subprocess.run([*run, "dataset=mnist"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "preset: mnist" in out.read_text()
@@ -109,7 +110,7 @@ def test_dvc_params_diff_shows_what_a_preset_changes(
     """The switch in a repository: make params PRESET=photos, then dvc params diff lists the
     values the preset changed (and only those)."""
     repo = copy_of(reproduced_baseline, tmp_path / "repo")
-    sh([sys.executable, "-m", "dllabs.presets", "dataset=photos", FOLDER], repo)
+    sh([sys.executable, "-m", "dllabs.tooling.presets", "dataset=photos", FOLDER], repo)
     diff = json.loads(sh([*DVC, "params", "diff", "--json"], repo).stdout)["params.yaml"]
     assert diff["data.preset"] == {"old": "digits", "new": "photos"}
     assert diff["data.images"] == {"old": "digits", "new": "folder"}
@@ -120,7 +121,12 @@ def test_dvc_params_diff_shows_what_a_preset_changes(
 def test_the_photos_preset_transfers_from_imagenet_offline_a_step_each_phase() -> None:
     """Lab 5 as the photos preset sets it: the installed EfficientNet-Lite0 at the photos' size,
     frozen parts computed once (no augmentation), then blocks 14-15 fine-tuned."""
-    from dllabs.transfer import build_transfer_model, cached_training, load_base, set_trainable_top
+    from dllabs.labs.transfer import (
+        build_transfer_model,
+        cached_training,
+        load_base,
+        set_trainable_top,
+    )
 
     params = validate_params(compose(["dataset=photos", FOLDER], CONF))
     t = params.transfer

@@ -1,4 +1,5 @@
-"""dllabs.readers on small files the tests make in tmp_path (no downloads, no fixture files)."""
+"""dllabs.data.readers on small files the tests make in tmp_path (no downloads, no fixture
+files)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dllabs.errors import DataError
-from dllabs.readers import (
+from dllabs.data.readers import (
     canonical_label,
     folder_splits,
     read_cifar_batch,
@@ -26,6 +26,7 @@ from dllabs.readers import (
     read_text,
     safe_extract_tar,
 )
+from dllabs.errors import DataError
 
 # --- IDX ------------------------------------------------------------------------------------
 

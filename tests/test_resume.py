@@ -21,12 +21,13 @@ import keras
 import numpy as np
 import pytest
 
-from dllabs.arrays import save_arrays
+from dllabs.data.arrays import save_arrays
 from dllabs.errors import LabError
-from dllabs.models import build_mlp
+from dllabs.models.builders import build_mlp
 from dllabs.params import MLP, Base
-from dllabs.resume import Checkpoint, TrainingState, resumable
-from dllabs.training import fit, setup_run
+from dllabs.training.devices import setup_run
+from dllabs.training.fit import fit
+from dllabs.training.resume import Checkpoint, TrainingState, resumable
 from tests.conftest import REPO, run_stage
 from tests.test_training import tiny_data
 from tests.test_transfer import images as transfer_images

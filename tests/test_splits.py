@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dllabs.data.splits import anomaly_indices, fit_scaler, stratified_indices
 from dllabs.errors import DataError
-from dllabs.splits import anomaly_indices, fit_scaler, stratified_indices
 
 LABELS = np.repeat(np.arange(5), [40, 60, 80, 100, 120])
 

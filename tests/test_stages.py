@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs import sources
-from dllabs.fetch import RemoteFile, file_hash
+from dllabs.data import sources
+from dllabs.data.fetch import RemoteFile, file_hash
 from stages import download, preprocess
 from stages import tokenize as tokenize_stage
 from tests.conftest import (
@@ -146,7 +146,7 @@ def test_unreachable_origin_points_to_the_mirror_and_defaults(workdir, monkeypat
 
 
 def _fetch_no_retry(remote: RemoteFile):
-    from dllabs.fetch import fetch
+    from dllabs.data.fetch import fetch
 
     return fetch(remote, retries=0, progress=False)
 
@@ -363,9 +363,9 @@ def test_a_folder_streams_through_preprocess_in_chunks_writing_the_in_memory_arr
 ) -> None:
     """Chunks of 4 images (crossing class and split boundaries) give the bytes one chunk of all
     gives, and those hold what decoding the whole folder in memory and splitting it gives."""
+    from dllabs.data.readers import ImageFiles, read_image_folder
+    from dllabs.data.splits import stratified_indices
     from dllabs.params import load_params
-    from dllabs.readers import ImageFiles, read_image_folder
-    from dllabs.splits import stratified_indices
 
     folder = tmp_path / "pets"
     make_image_folder(folder, {"cat": 11, "dog": 9, "eel": 10})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from dllabs import stats
-from dllabs.stats import bootstrap, macro_f1, over_repeats, tolerance, wilson
+from dllabs.evaluation import stats
+from dllabs.evaluation.stats import bootstrap, macro_f1, over_repeats, tolerance, wilson
 
 
 def test_wilson_matches_the_textbook_values() -> None:

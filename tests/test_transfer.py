@@ -10,11 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from dllabs.datasets import ImageSplits
+from dllabs.data.datasets import ImageSplits
 from dllabs.errors import DataError, ParamsError
-from dllabs.params import CNN, Transfer, validate_params
-from dllabs.training import RunDevice, fit, open_live
-from dllabs.transfer import (
+from dllabs.labs.transfer import (
     NotApplicable,
     application_base,
     build_transfer_model,
@@ -27,6 +25,10 @@ from dllabs.transfer import (
     target_task,
     task,
 )
+from dllabs.params import CNN, Transfer, validate_params
+from dllabs.training.callbacks import open_live
+from dllabs.training.devices import RunDevice
+from dllabs.training.fit import fit
 from tests.loopback import LoopbackServer
 
 CPU = RunDevice("cpu", "CPU", False, keras.backend.backend())
@@ -112,8 +114,8 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     tiny, workdir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two classes of photos (cats and dogs): the pipeline base cannot apply; nothing fails."""
-    from dllabs.arrays import save_arrays
-    from dllabs.reports import results_table
+    from dllabs.data.arrays import save_arrays
+    from dllabs.evaluation.reports import results_table
     from stages import evaluate_transfer, pretrain_base, train_transfer
 
     workdir()
@@ -207,7 +209,7 @@ def test_both_phases_log_to_one_run_with_continuous_steps(tiny, tmp_path: Path) 
 
 
 def test_pipeline_base_loads_from_the_pretrained_model(tiny, tmp_path: Path) -> None:
-    from dllabs.models import build_pretrain_model
+    from dllabs.models.builders import build_pretrain_model
 
     params, cnn = tiny
     keras.utils.set_random_seed(1)
@@ -344,7 +346,7 @@ def test_the_cached_path_trains_what_the_whole_model_trains(tiny, unfreeze: int)
     """Computing once what does not train gives the weights that running the whole model every
     step gives: the same sums per image, only batched otherwise when computed once (measured
     within 1e-6 here; 1e-4 allows for another CPU's kernels)."""
-    from dllabs.transfer import cached_training
+    from dllabs.labs.transfer import cached_training
 
     params, cnn = tiny
     target = target_task(images(), params, seed=0)
@@ -363,7 +365,7 @@ def test_the_cached_path_trains_what_the_whole_model_trains(tiny, unfreeze: int)
 
 
 def test_augmentation_runs_the_whole_model(tiny) -> None:
-    from dllabs.transfer import cached_training
+    from dllabs.labs.transfer import cached_training
 
     params, cnn = tiny
     params = params.model_copy(update={"augment": params.augment.model_copy(
@@ -379,7 +381,7 @@ def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Pa
     params = params.model_copy(update={"base": "efficientnet_lite0", "weights": "imagenet",
                                        "input_size": [32, 32]})  # fmt: skip
     base = load_base(params, "unused", cnn, (8, 8, 1))
-    from dllabs import efficientnet_lite
+    from dllabs.models import efficientnet_lite
 
     expected = efficientnet_lite.pretrained((32, 32, 3)).get_layer("top_conv").get_weights()
     assert np.array_equal(base.get_layer("top_conv").get_weights()[0], expected[0])
@@ -390,7 +392,7 @@ def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Pa
     target = target_task(images(5), params, seed=0)
     fit(model, target["train"], target["val"], params.feature_extraction, CPU, None, verbose=0)
     model.save(tmp_path / "m.keras")
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     again = load_model(tmp_path / "m.keras")
     x = target["val"][0][:4]
@@ -424,8 +426,8 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
     evaluation stage and `dl-labs predict transfer` on a saved image."""
     from PIL import Image
 
-    from dllabs import predict
-    from dllabs.arrays import save_arrays
+    from dllabs.data.arrays import save_arrays
+    from dllabs.prediction import command as predict_command
     from stages import evaluate_transfer, pretrain_base, train_transfer
 
     quick = {f"transfer.{phase}.{key}": value for phase in ("feature_extraction", "fine_tune")
@@ -459,4 +461,4 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
     assert {"scratch", "feature_extraction", "fine_tune"} <= set(metrics)
     assert metrics["fine_tune"]["n"] == 8
     Image.fromarray(arrays["x_test"][1]).save("dog.png")
-    predict.main(["transfer", "dog.png", "--model", "tr", "--json"])
+    predict_command.main(["transfer", "dog.png", "--model", "tr", "--json"])

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs.embeddings import train_cbow
 from dllabs.errors import DataError
+from dllabs.labs.word2vec import train_cbow
+from dllabs.models.word2vec_files import load_vectors, load_word2vec, save_vectors, save_word2vec
 from dllabs.params import CBOW
-from dllabs.word2vec_files import load_vectors, load_word2vec, save_vectors, save_word2vec
 from tests.conftest import REPO, TINY_CORPUS, CreatesAFile
 
 

@@ -1,5 +1,5 @@
 """Writing PyTorch state-dict files without torch, byte for byte as ``torch.save`` writes them
-(both layouts), for the tests of :mod:`dllabs.torch_state` and of the weights that use it."""
+(both layouts), for the tests of :mod:`dllabs.models.torch_state` and of the weights that use it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Reference logits of EfficientNet-Lite0 from the implementation its weights were made for.
 
-``dllabs.efficientnet_lite`` ports the network to Keras; this script runs the reference PyTorch
-implementation (the PyPI package ``efficientnet-lite-pytorch``, which needs torch) on images the
-tests can rebuild offline, scikit-learn's two bundled sample photos cut into 224x224 crops, and
+``dllabs.models.efficientnet_lite`` ports the network to Keras; this script runs the reference
+PyTorch implementation (the PyPI package ``efficientnet-lite-pytorch``, which needs torch) on images
+the tests can rebuild offline, scikit-learn's two bundled sample photos cut into 224x224 crops, and
 writes its 1,000 logits per image to ``efficientnet_lite0_logits.npz`` beside this file. The test
 ``tests/test_efficientnet_lite.py`` compares the Keras port with them, without torch.
 

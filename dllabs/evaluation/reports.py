@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dllabs.evaluation.stats import bootstrap, macro_f1, wilson
 from dllabs.provenance import describe
-from dllabs.stats import bootstrap, macro_f1, wilson
 
 
 def classification_metrics(
@@ -228,8 +228,9 @@ def results_table(labs: dict[str, dict]) -> str:
     """Every lab's headline test metrics with their 95% interval and test-set size, one row each
     (labs missing from ``labs`` are left out).
 
-    The same table opens ``reports/summary.md`` and the README (``python -m dllabs.readme``), so
-    the README's numbers are the committed metrics, never typed by hand.
+    The same table opens ``reports/summary.md`` and the documentation's pages (``python -m
+    dllabs.tooling.result_tables``), so the published numbers are the committed metrics, never typed
+    by hand.
     """
     builders = {
         "mlp": lambda m: _classifier_rows("1. Feedforward network", "MLP", m),
@@ -305,3 +306,12 @@ def _body(markdown: str) -> str:
     """``markdown`` without its leading ``#`` title line, so it nests under another heading."""
     lines = markdown.strip().splitlines()
     return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
+
+
+def run_info(training: dict) -> dict:
+    """Where and how long a model trained (timings differ between runs), and the platform."""
+    return {
+        "device": training["device"],
+        "train_seconds": round(training["train_seconds"], 2),
+        "platform": training.get("platform"),
+    }

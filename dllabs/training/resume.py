@@ -240,7 +240,7 @@ def fingerprint(model: keras.Model, arrays: Iterable[Any], settings: dict[str, A
     Call it before training: the model's variables then hold their initial values. The arrays are
     hashed whole (0.6 s per GB here), which catches any change of data, where a file's size and
     modification time would miss a transfer draw of other images from the same file. Arrays on
-    disk (``dllabs.arrays.NpyRows``) are read a block of rows at a time, never whole.
+    disk (``dllabs.data.arrays.NpyRows``) are read a block of rows at a time, never whole.
     """
     digest = hashlib.sha256()
     described = {

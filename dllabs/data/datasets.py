@@ -5,10 +5,10 @@ Training stages ask for ``train`` and ``val`` only; the ``test`` split is read b
 
 ``preprocess`` writes one ``.npy`` per array in a folder. A split's images are loaded into memory
 when they fit the budget (``DL_LABS_MEMORY_MB``, :data:`DEFAULT_MEMORY_MB` by default), else read
-from disk a batch at a time (:class:`~dllabs.arrays.NpyRows`). Either way the image stages train on
-:class:`ImageBatches`, whose order depends on the seed and the epoch only, so where the rows come
-from changes no batch, no weight and no metric: the budget is a property of the machine, not a
-param, as the download mirror is.
+from disk a batch at a time (:class:`~dllabs.data.arrays.NpyRows`). Either way the image stages
+train on :class:`ImageBatches`, whose order depends on the seed and the epoch only, so where the
+rows come from changes no batch, no weight and no metric: the budget is a property of the machine,
+not a param, as the download mirror is.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from dllabs.arrays import NpyRows, load_npy
+from dllabs.data.arrays import NpyRows, load_npy
 from dllabs.errors import DataError, LabError
 
 MEMORY_ENV = "DL_LABS_MEMORY_MB"

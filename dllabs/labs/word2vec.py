@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from dllabs.errors import DataError
+from dllabs.evaluation.stats import bootstrap, spearman, wilson
 from dllabs.params import CBOW
-from dllabs.stats import bootstrap, spearman, wilson
 
 WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words.txt"
 # gensim's training stops reading a sentence at 10,000 words (MAX_WORDS_IN_BATCH in its compiled

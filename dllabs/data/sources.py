@@ -29,11 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.errors import DataError, paths_shown_as
-from dllabs.fetch import RemoteFile, fetch, file_hash
-from dllabs.fetch import copy_file as copy_bytes
-from dllabs.outputs import load_json, load_npz, save_json, save_npz
-from dllabs.readers import (
+from dllabs.data.fetch import RemoteFile, fetch, file_hash
+from dllabs.data.fetch import copy_file as copy_bytes
+from dllabs.data.readers import (
     IMAGE_SUFFIXES,
     ImageSet,
     LabelledRows,
@@ -46,6 +44,8 @@ from dllabs.readers import (
     read_text,
     safe_extract_tar,
 )
+from dllabs.errors import DataError, paths_shown_as
+from dllabs.outputs import load_json, load_npz, save_json, save_npz
 
 MANIFEST = "manifest.json"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets"
@@ -254,7 +254,7 @@ def image_tree(folder: Path, follow_links: bool) -> Iterator[tuple[Path, Path]]:
 def copy_file(dest: Path, path: str | Path, source: str, key: str) -> Materialised:
     """Copy a bring-your-own CSV or text file; ``key`` names the param for error messages.
 
-    The file is scanned first (:func:`~dllabs.readers.check_text_file`): a binary file or one
+    The file is scanned first (:func:`~dllabs.data.readers.check_text_file`): a binary file or one
     without line ends is refused here, naming the user's file, before a byte is copied.
     """
     path = Path(path).expanduser()
@@ -336,7 +336,7 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     """Load the image source in ``raw_dir`` as uint8 NHWC arrays on a 0..255 scale.
 
     ``size`` and ``color_mode`` apply to image folders only; the named datasets keep their own.
-    An image folder is listed, not decoded (its sets hold :class:`~dllabs.readers.ImageFiles`):
+    An image folder is listed, not decoded (its sets hold :class:`~dllabs.data.readers.ImageFiles`):
     it may not fit in memory, so ``preprocess`` decodes it a block at a time as it writes.
     """
     raw_dir = Path(raw_dir)

@@ -4,7 +4,7 @@ Run the sweep, then write its report::
 
     dvc exp run --queue -S 'transfer.target_train_size=2,5,10,25,50'
     dvc queue start && dvc queue status    # wait until every experiment has run
-    python -m dllabs.sweep --out reports/transfer_sweep.md --title "digits 0-4 -> 5-9"
+    python -m dllabs.tooling.sweep --out reports/transfer_sweep.md --title "digits 0-4 -> 5-9"
 
 Each row is one experiment (the latest one per size; the workspace counts as one): scratch,
 feature extraction and fine-tuning as mean ± standard deviation over ``transfer.repeats`` draws,
@@ -103,7 +103,7 @@ def report(rows: list[dict[str, Any]], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dllabs.sweep",
+        prog="python -m dllabs.tooling.sweep",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

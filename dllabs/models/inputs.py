@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dllabs.data.readers import IMAGE_SUFFIXES, decode_image, read_labelled_csv
+from dllabs.data.splits import Scaler
 from dllabs.errors import DataError
 from dllabs.outputs import load_json
-from dllabs.readers import IMAGE_SUFFIXES, decode_image, read_labelled_csv
-from dllabs.splits import Scaler
 
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "summary.json"

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from dllabs.errors import ParamsError
+from dllabs.processes import distributed
 
 TIMEOUT_ENV = "DL_LABS_CLUSTER_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
@@ -68,17 +69,10 @@ class Cluster:
         return f"process {self.index} of {self.processes}, coordinator {self.coordinator}"
 
 
-_joined: Cluster | None = None  # the cluster this process joined (one per process, as JAX's)
-
-
 def current() -> Cluster | None:
-    """The cluster :func:`join` joined in this process; None when training alone."""
-    return _joined
-
-
-def is_primary() -> bool:
-    """Whether this process writes outputs: alone, or process 0 of a cluster."""
-    return _joined is None or _joined.primary
+    """The cluster :func:`join` joined in this process (as the environment describes it, once
+    JAX's distributed runtime says this process joined one); None when training alone."""
+    return from_environment() if distributed() else None
 
 
 def _integer(env: Mapping[str, str], key: str, low: int) -> int:
@@ -274,7 +268,6 @@ def join(
     cluster early makes JAX abort the others), bad variables, or a coordinator that cannot be
     listened on or reached.
     """
-    global _joined
     cluster = from_environment(env)
     if cluster is None:
         return None
@@ -285,8 +278,8 @@ def join(
             f"{cluster.processes} processes ({cluster.source}) need base.backend jax, Keras's "
             f"multi-process engine; base.backend is {backend!r}"
         )
-    if _joined is not None:
-        return _joined
+    if distributed():  # joined already: JAX's runtime is one per process
+        return cluster
     timeout = timeout_seconds(env)
     _check_reachable(cluster, timeout)
     import jax
@@ -306,10 +299,9 @@ def join(
     )
     joined.set()
     # JAX's key-value store has no public handle; its client is the one initialize() made.
-    from jax._src import distributed
+    from jax._src import distributed as jax_distributed
 
-    _watch_peers(cluster, distributed.global_state.client, timeout)
-    _joined = cluster
+    _watch_peers(cluster, jax_distributed.global_state.client, timeout)
     return cluster
 
 

@@ -1,22 +1,22 @@
 """The reproducibility check, in two parts (``make check-reproducible`` runs both).
 
-``python -m dllabs.drift --stale`` needs no training: it fails when ``params.yaml`` is not the
-composition of ``conf/`` (``dllabs.presets``), or when the committed ``dvc.lock`` no longer matches
-the code and params, that is when a stage's command, a source file it depends on
-(one that no stage produces) or one of its params changed but the results were not recomputed and
-committed, or when a committed metrics or report file (``cache: false``) differs from the hash
-that ``dvc.lock`` records for it.
+``python -m dllabs.tooling.reproducibility --stale`` needs no training: it fails when
+``params.yaml`` is not the composition of ``conf/`` (``dllabs.tooling.presets``), or when the
+committed ``dvc.lock`` no longer matches the code and params, that is when a stage's command, a
+source file it depends on (one that no stage produces) or one of its params changed but the results
+were not recomputed and committed, or when a committed metrics or report file (``cache: false``)
+differs from the hash that ``dvc.lock`` records for it.
 
-``python -m dllabs.drift [REV]``, after ``dvc repro``, compares every metric in the metrics files
-``dvc.yaml`` declares with the ones committed at ``REV`` (default ``HEAD``):
+``python -m dllabs.tooling.reproducibility [REV]``, after ``dvc repro``, compares every metric in
+the metrics files ``dvc.yaml`` declares with the ones committed at ``REV`` (default ``HEAD``):
 
 - same platform (the ``run.platform`` fingerprint of the new run equals the committed one: CPU
   model and instruction-set level, OS, Python, backend, library versions, kernel settings): every
   metric must be identical, tolerance 0, because the pipeline is deterministic there;
 - another platform: floating-point kernels differ, so each headline metric (one that carries a
   95% interval under ``ci95``) may move by at most its tolerance, the interval's half-width and
-  never less than one test item (:func:`dllabs.stats.tolerance`); the other numbers (losses,
-  epochs, thresholds) are shown when they moved but not judged. Strings, counts (test-set
+  never less than one test item (:func:`dllabs.evaluation.stats.tolerance`); the other numbers
+  (losses, epochs, thresholds) are shown when they moved but not judged. Strings, counts (test-set
   sizes, vocabulary, parameters) and the set of metrics must match on any platform.
 
 Keys under ``run.`` (timings, device, the platform itself) are never compared. The check prints
@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
+from dllabs.evaluation.stats import tolerance
 from dllabs.provenance import describe, fingerprint
-from dllabs.stats import tolerance
 
 IGNORED_PREFIXES = ("run.",)
 # Counts that no floating-point kernel can change: on any platform they must match exactly.
@@ -56,7 +56,7 @@ def stale_entries(root: str | Path = ".") -> list[str]:
     lock_path = Path(root) / "dvc.lock"
     locked = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
     locked_stages = (locked or {}).get("stages", {})
-    from dllabs.presets import stale_params
+    from dllabs.tooling.presets import stale_params
 
     params_reason = stale_params(Path(root) / "params.yaml", Path(root) / "conf")
     lines: list[str] = [f"params.yaml: {params_reason}"] if params_reason else []
@@ -223,7 +223,7 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dllabs.drift",
+        prog="python -m dllabs.tooling.reproducibility",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,10 +1,6 @@
-"""What every ``evaluate_*`` stage shares: loading a saved model safely, and where it trained.
-
-Each lab has its own evaluation stage (``evaluate_classifier@mlp``, ``@cnn``,
-``evaluate_anomaly``, ``evaluate_cbow``, ``evaluate_transfer``), so one lab's failure or change
-leaves the others' metrics alone; ``evaluate`` then collects them into ``reports/summary.md``.
-These stages are the only readers of the test split.
-"""
+"""The one loader of saved ``.keras`` models: evaluation stages, the transfer lab's pretrained
+base and ``dl-labs predict`` all open models through :func:`load_model`, so none of them can
+run code a crafted file carries."""
 
 from __future__ import annotations
 
@@ -45,7 +41,7 @@ def load_model(path: Path) -> keras.Model:
             f"{path}: unpacks to {unpacked:,} bytes from {path.stat().st_size:,} (a zip bomb?); "
             "refused unread"
         )
-    import dllabs.transfer  # noqa: F401 - registers the project's own layers for loading
+    import dllabs.models.applications  # noqa: F401 - registers the project's own layers for loading
 
     try:
         return keras.models.load_model(path, safe_mode=True)
@@ -62,12 +58,3 @@ def _keras_reason(exc: Exception) -> str:
     layer, each wrapper repeating the whole config; the innermost one says what was wrong."""
     text = str(exc).rsplit("Exception encountered:", 1)[-1].strip()
     return one_line(text.split(". ", 1)[0], 200)
-
-
-def run_info(training: dict) -> dict:
-    """Where and how long a model trained (timings differ between runs), and the platform."""
-    return {
-        "device": training["device"],
-        "train_seconds": round(training["train_seconds"], 2),
-        "platform": training.get("platform"),
-    }

@@ -6,9 +6,10 @@ dataset has a preset that sets its source and the values tuned for it, and one s
 ``.dvc/config``): on every ``dvc exp run`` DVC composes ``conf/`` with the ``-S`` overrides and
 writes the result to ``params.yaml``, so ``dvc params diff`` and ``dvc exp show`` show every value
 a preset changed, and ``-S key=value`` still overrides any single key. ``dvc repro`` reads
-``params.yaml`` as it is: ``python -m dllabs.presets [OVERRIDE ...]`` (``make params``) writes the
-same composition for it, byte for byte what DVC writes, and ``python -m dllabs.drift --stale``
-fails when the committed ``params.yaml`` is not the composition of ``conf/``.
+``params.yaml`` as it is: ``python -m dllabs.tooling.presets [OVERRIDE ...]`` (``make params``)
+writes the same composition for it, byte for byte what DVC writes, and ``python -m
+dllabs.tooling.reproducibility --stale`` fails when the committed ``params.yaml`` is not the
+composition of ``conf/``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def stale_params(params_file: Path = Path(PARAMS_FILE), conf_dir: Path = CONF_DI
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m dllabs.presets",
+        prog="python -m dllabs.tooling.presets",
         description="Write params.yaml: conf/config.yaml composed with a dataset preset, as "
         "`dvc exp run` does, for `dvc repro`.",
     )

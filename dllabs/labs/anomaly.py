@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dllabs.errors import DataError
-from dllabs.stats import average_precision, bootstrap, roc_auc, wilson
+from dllabs.evaluation.stats import average_precision, bootstrap, roc_auc, wilson
 
 LOSSES = ("mae", "mse", "binary_crossentropy")
 

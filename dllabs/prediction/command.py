@@ -1,8 +1,8 @@
 """``dl-labs predict``: every lab's trained model on new data, from this workspace or any revision.
 
 The lab sheets end with "make predictions on new data". Each lab reads what its training recorded
-beside the model (:mod:`dllabs.inputs`), so a model trained on another dataset converts its inputs
-as it was trained:
+beside the model (:mod:`dllabs.models.inputs`), so a model trained on another dataset converts its
+inputs as it was trained:
 
 - ``mlp``, ``cnn``, ``transfer``: image files, folders or glob patterns (or ``.npy`` arrays of
   images at the model's size) -> the top-k classes with their probabilities;
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dllabs.errors import DataError, one_line, stage_errors
-from dllabs.inputs import (
+from dllabs.models.inputs import (
     SUMMARY_FILE,
     ModelFolder,
     image_chunks,
@@ -45,6 +45,7 @@ from dllabs.inputs import (
     recorded_inputs,
 )
 from dllabs.outputs import load_json
+from dllabs.prediction.batches import BATCH, Predictor
 
 # Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
 MODEL_PATHS = {
@@ -56,7 +57,6 @@ MODEL_PATHS = {
 }
 THRESHOLD_PATH = "models/anomaly_threshold.json"
 TRANSFER_VARIANTS = ("scratch", "feature_extraction", "fine_tune")
-BATCH = 256  # images predicted at a time; the next batch is decoded meanwhile
 
 
 # --- where the models come from: the workspace or a revision ----------------------------------
@@ -160,7 +160,7 @@ class Table:
 def load_keras(path: Path) -> Any:
     """The model at ``path``. TensorFlow's native notices while it starts (CUDA stubs, absl) are
     dropped: they would fill a user's terminal on every call. Python errors still show."""
-    from dllabs.evaluation import load_model
+    from dllabs.models.loading import load_model
 
     with _quiet_native_stderr():
         return load_model(path)
@@ -180,34 +180,6 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-class BatchPredictor:
-    """A model's outputs, ``batch_size`` rows at a time through ``predict_on_batch`` (no input
-    pipeline to build per call, unlike ``model.predict``).
-
-    Each new batch shape costs a graph trace. Once a full batch has been predicted, a shorter
-    last batch is padded to the full size, so that 1,000 images trace one shape, not two.
-    """
-
-    def __init__(self, model: Any, batch_size: int = BATCH) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._traced_full = False
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(x), self.batch_size):
-            batch = x[start : start + self.batch_size]
-            rows = len(batch)
-            if rows == self.batch_size:
-                self._traced_full = True
-            elif self._traced_full:
-                padding = np.zeros((self.batch_size - rows, *batch.shape[1:]), batch.dtype)
-                batch = np.concatenate([batch, padding])
-            output = np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
-            outputs.append(output[:rows])
-        return np.concatenate(outputs)
-
-
 def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Table:
     """Top-``top`` classes per image, images converted as ``preprocess`` converted the model's
     training images; the next chunk is decoded while the model predicts the current one."""
@@ -216,14 +188,14 @@ def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Tabl
     files = image_paths(specs)
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    predict = BatchPredictor(model)
+    predict = Predictor(model)
     with ThreadPoolExecutor(max_workers=1) as decoder:
         chunks = image_chunks(files, record, BATCH)
         pending = decoder.submit(next, chunks, None)
         while (chunk := pending.result()) is not None:
             pending = decoder.submit(next, chunks, None)
             labels, images = chunk
-            probabilities = predict(images)
+            probabilities = predict(images).astype(np.float64)
             ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
             for name, p, best in zip(labels, probabilities, ranked, strict=True):
                 predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
@@ -236,10 +208,10 @@ def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Tabl
 
 def predict_rows(model: Any, record: dict, threshold: float, path: str, label_column: Any) -> Table:
     """Reconstruction error per row against the saved threshold: above it, an anomaly."""
-    from dllabs.anomaly import reconstruction_errors
+    from dllabs.labs.anomaly import reconstruction_errors
 
     rows = read_rows(path, record, label_column)
-    reconstructed = BatchPredictor(model)(rows.x)
+    reconstructed = Predictor(model)(rows.x).astype(np.float64)
     errors = reconstruction_errors(rows.x, reconstructed, record["error"])
     out = []
     for i, error in enumerate(errors):
@@ -278,7 +250,7 @@ def parse_analogy(text: str) -> tuple[list[str], list[str]]:
 def query_words(model: Any, args: argparse.Namespace) -> Table:
     """``most_similar``, ``predict_output_word`` and analogies; unknown words become rows that
     say so, not errors."""
-    from dllabs.embeddings import analogy, centre_words, similar_words
+    from dllabs.labs.word2vec import analogy, centre_words, similar_words
 
     rows: list[dict[str, Any]] = []
 
@@ -386,7 +358,7 @@ def run(args: argparse.Namespace, source: Source) -> Table:
             raise DataError("predict imagenet: the network installed with the project; no --rev "
                             "or --model")  # fmt: skip
         with _quiet_native_stderr():  # TensorFlow's start-up notices
-            from dllabs import efficientnet_lite
+            from dllabs.models import efficientnet_lite
 
             model = efficientnet_lite.imagenet_classifier()
         size = efficientnet_lite.IMAGE_SIZE
@@ -399,14 +371,14 @@ def run(args: argparse.Namespace, source: Source) -> Table:
     if args.lab == "cbow":
         if not (args.similar or args.context or args.analogy):
             raise DataError("predict cbow: give --similar, --context or --analogy")
-        from dllabs.word2vec_files import load_word2vec
+        from dllabs.models.word2vec_files import load_word2vec
 
         model = load_word2vec(_cbow_folder(source.path(folder)))
         return query_words(model, args)
     if args.lab == "anomaly":
         local = ModelFolder(source.path(folder))
         record = local.inputs("rows")
-        from dllabs.anomaly import saved_threshold
+        from dllabs.labs.anomaly import saved_threshold
 
         threshold_file = source.path(args.threshold or THRESHOLD_PATH)
         threshold = saved_threshold(load_json(threshold_file), threshold_file)

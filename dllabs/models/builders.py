@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from dllabs.arrays import NpyRows
+from dllabs.data.arrays import NpyRows
 from dllabs.errors import ParamsError
 from dllabs.params import CNN, MLP, Augment, Autoencoder, Training
 
@@ -43,10 +43,10 @@ class PixelStats:
         add_up: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> PixelStats:
         """Statistics of uint8 NHWC ``images``, summed in float64 a chunk of rows at a time, so
-        images on disk (:class:`~dllabs.arrays.NpyRows`) are read once and never held whole.
+        images on disk (:class:`~dllabs.data.arrays.NpyRows`) are read once and never held whole.
 
         In a multi-process run each process reads only its ``share`` (part, parts) of the rows and
-        ``add_up`` sums the processes' totals (:func:`dllabs.training.sum_over_processes`).
+        ``add_up`` sums the processes' totals (:func:`dllabs.training.devices.sum_over_processes`).
         """
         channels = images.shape[-1]
         rows = min(PIXEL_CHUNK, max(1, PIXEL_CHUNK_VALUES // int(np.prod(images.shape[1:]))))

@@ -1,0 +1,5 @@
+"""What a lab needs beyond a model and a fit: the anomaly lab's errors and thresholds
+(``anomaly``), the CBOW lab's gensim training and evaluation (``word2vec``), and the transfer
+lab's tasks, bases, heads and freezing (``transfer``). Labs 1 and 2 need only ``models.builders``
+and ``training``.
+"""

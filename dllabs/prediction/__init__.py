@@ -1,0 +1,3 @@
+"""Predictions: the one batched path every stage and ``dl-labs predict`` share (``batches``), and
+the ``dl-labs predict`` command itself (``command``).
+"""

@@ -47,6 +47,8 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
         ("mlp", "optimizer", "adam", {"train_mlp"}),
         ("cnn", "dropout", 0.1, {"train_cnn", "pretrain_base"}),  # the base is lab 2's CNN
         ("cnn", "batch_size", 32, {"train_cnn", "evaluate_classifier@cnn"}),
+        # Lab 5's pipeline base and its scratch baseline are built from cnn.preset's blocks.
+        ("cnn", "preset", "lenet5", {"train_cnn", "pretrain_base", "train_transfer"}),
         ("transfer.head", "dropout", 0.1, {"train_transfer"}),  # the base is not retrained
         ("transfer.fine_tune", "learning_rate", 0.001, {"train_transfer"}),
         ("transfer.pretrain", "learning_rate", 0.001, {"pretrain_base"}),

@@ -37,7 +37,7 @@ export PYTHONDONTWRITEBYTECODE :=
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help repro params test lint check-reproducible install clean-venv lock check-lock FORCE
+.PHONY: help repro params test lint docs docs-serve check-reproducible install clean-venv lock check-lock FORCE
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -71,22 +71,31 @@ repro: $(STAMP)  ## run the pipeline on the offline default data (dvc repro)
 # params.yaml from conf/ (conf/config.yaml and a dataset preset), as `dvc exp run` composes it, for
 # `dvc repro`: `make params` (the defaults) or `make params PRESET=photos`.
 params: $(STAMP)  ## write params.yaml from conf/ (PRESET=photos for a preset)
-	python -m dllabs.presets $(if $(PRESET),dataset=$(PRESET))
+	python -m dllabs.tooling.presets $(if $(PRESET),dataset=$(PRESET))
 
 # Parallel on every core (at most 4; the DVC integration tests share one reproduced pipeline,
 # tests/conftest.py). `python -m pytest` alone runs serially.
 test: $(STAMP)  ## run the tests, in parallel
 	python -m pytest -n auto --maxprocesses 4
 
-# Rebuild the pipeline and compare it with the committed metrics (see dllabs/drift.py).
+# Rebuild the pipeline and compare it with the committed metrics (see dllabs/tooling/reproducibility.py).
 check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the committed metrics
-	python -m dllabs.drift --stale
+	python -m dllabs.tooling.reproducibility --stale
 	dvc repro
-	python -m dllabs.drift HEAD
+	python -m dllabs.tooling.reproducibility HEAD
 
 lint: $(STAMP)  ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
+
+# The documentation site (mkdocs.yml, docs/): offline (no web fonts, no external inventories), and
+# --strict, so a broken link, anchor or API reference fails the build. NO_MKDOCS_2_WARNING silences
+# the Material theme's banner about its successor, printed on every build.
+docs: $(STAMP)  ## build the documentation site into site/ (offline, --strict)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
+docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000 with live reload
+	NO_MKDOCS_2_WARNING=1 mkdocs serve
 
 # Re-resolve every dependency to the newest version pyproject.toml allows and rewrite uv.lock.
 lock: | $(UV_STAMP)  ## re-resolve every dependency and rewrite uv.lock

@@ -1,4 +1,4 @@
-"""Write the example inputs the README's predict commands use (committed; rerun to remake them).
+"""Write the example inputs of docs/guides/predictions.md's commands (committed; rerun to remake).
 
 From scikit-learn's bundled 8x8 digits, the offline default data: one image per digit, scaled up
 to 32x32 PNGs so that ``predict`` has to resize them as ``preprocess`` would, and twelve rows of

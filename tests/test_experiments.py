@@ -1,7 +1,7 @@
-"""The README's "Experiments" recipes, run as written on a temporary copy of the repository.
+"""The experiment recipes of docs/guides/experiments-and-plots.md, run as written on a copy.
 
 The copy (of the session's reproduced baseline) has its own git repository and DVC cache, quick
-params (committed, so queued experiments see them too) and the baseline commit. Then the README's
+params (committed, so queued experiments see them too) and the baseline commit. Then the page's
 block runs as one bash script, killed with the queue's workers if it runs past RECIPE_TIMEOUT;
 the assertions check what it left: the named experiment and the queued optimizer sweep with their
 metrics, and a plots comparison holding every plot ID of dvc.yaml.
@@ -27,11 +27,12 @@ OPTIMIZERS = {"sgd", "adagrad", "adadelta", "rmsprop", "adam"}
 
 
 def readme_recipe() -> str:
-    """The first ```bash block under the README's "## Experiments" heading."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
+    """The first ```bash block under "## Experiments" in the docs' experiments guide
+    (docs/guides/experiments-and-plots.md; the README links to it)."""
+    page = (REPO / "docs/guides/experiments-and-plots.md").read_text(encoding="utf-8")
+    section = page.split("\n## Experiments\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
-    assert match, "README.md: no bash block under ## Experiments"
+    assert match, "docs/guides/experiments-and-plots.md: no bash block under ## Experiments"
     return match.group(1)
 
 
@@ -43,7 +44,7 @@ def ran_recipe(reproduced_baseline: Path, tmp_path_factory: pytest.TempPathFacto
             result = sh(f"set -euo pipefail\n{readme_recipe()}", root, timeout=RECIPE_TIMEOUT)
         except subprocess.TimeoutExpired:
             status = sh([*DVC, "queue", "status"], root, check=False, timeout=120).stdout
-            pytest.fail(f"the README's recipe ran past {RECIPE_TIMEOUT} s; the queue:\n{status}")
+            pytest.fail(f"the documented recipe ran past {RECIPE_TIMEOUT} s; the queue:\n{status}")
         yield root, result.stdout
     finally:
         stop_queue_workers(root)

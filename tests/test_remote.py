@@ -1,4 +1,4 @@
-"""The README's "Sharing with a team": one pipeline shared through a git remote and a DVC remote.
+"""docs/guides/sharing.md: one pipeline shared through a git remote and a DVC remote.
 
 Every test runs twice: with a local folder as the team's DVC remote, and with an S3 bucket on
 moto's S3 server on 127.0.0.1 (tests/s3_server.py; GCS, Azure and SSH are the same commands with
@@ -37,7 +37,7 @@ from tests.s3_server import create_bucket, s3_server
 
 QUICK = 180  # seconds for a git or DVC command that runs no stage (a few on 2 busy cores)
 EXPERIMENT = 900  # an experiment: the anomaly threshold, its evaluation and the summary
-REMOTE = "storage"  # the README's name for the DVC remote
+REMOTE = "storage"  # the docs' name for the DVC remote (docs/guides/sharing.md)
 EXPERIMENT_NAME = "anomaly-k2"
 # Everything the pipeline writes (DVC outputs, cached or not); a clone must hold it all, unchanged.
 OUTPUT_FOLDERS = ("data", "models", "plots", "metrics", "reports")

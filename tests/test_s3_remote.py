@@ -1,7 +1,7 @@
 """An S3 bucket as the team's DVC remote, on moto's S3 server on 127.0.0.1 (tests/s3_server.py).
 
-tests/test_remote.py runs the README's sharing commands against such a bucket as well as against
-a local folder. Here, with one bare git repository and one bucket:
+tests/test_remote.py runs the sharing commands of docs/guides/sharing.md against such a bucket as
+well as against a local folder. Here, with one bare git repository and one bucket:
 
 - experiments from several machines: two clones each run a trial and `dvc exp push` it; a third
   `dvc exp pull`s both, `dvc exp show` lists them with their metrics, and `dvc plots diff`
@@ -114,7 +114,8 @@ def test_a_bucket_out_of_reach_fails_in_one_line(
     team: Path, s3: Storage, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # botocore makes 5 attempts at each request, backing off between them, and `dvc pull` tries
-    # each folder's listing in turn: minutes before it fails (README). One attempt fails at once.
+    # each folder's listing in turn: minutes before it fails (docs/guides/sharing.md). One attempt
+    # fails at once.
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     pusher = copy_of(team / "origin", tmp_path / "pusher")  # every output in its cache
     puller = clone(team, f"puller-{kind.replace(' ', '-')}")  # none

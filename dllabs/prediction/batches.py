@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-BATCH = 256  # rows predicted at a time: large enough to keep the kernels busy, small in memory
+# Rows a step, as model.predict's default. A prediction's last bits depend on the batch it was
+# computed in (the kernels block a batch differently by its size), so the stages keep the one
+# their committed numbers came from; dl-labs predict takes larger ones for throughput.
+BATCH = 32
 
 
 class Predictor:

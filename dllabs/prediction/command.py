@@ -45,7 +45,9 @@ from dllabs.models.inputs import (
     recorded_inputs,
 )
 from dllabs.outputs import load_json
-from dllabs.prediction.batches import BATCH, Predictor
+from dllabs.prediction.batches import Predictor
+
+BATCH = 256  # images decoded and predicted at a time; the next batch is decoded meanwhile
 
 # Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
 MODEL_PATHS = {
@@ -188,7 +190,7 @@ def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Tabl
     files = image_paths(specs)
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    predict = Predictor(model)
+    predict = Predictor(model, BATCH)
     with ThreadPoolExecutor(max_workers=1) as decoder:
         chunks = image_chunks(files, record, BATCH)
         pending = decoder.submit(next, chunks, None)
@@ -211,7 +213,7 @@ def predict_rows(model: Any, record: dict, threshold: float, path: str, label_co
     from dllabs.labs.anomaly import reconstruction_errors
 
     rows = read_rows(path, record, label_column)
-    reconstructed = Predictor(model)(rows.x).astype(np.float64)
+    reconstructed = Predictor(model, BATCH)(rows.x).astype(np.float64)
     errors = reconstruction_errors(rows.x, reconstructed, record["error"])
     out = []
     for i, error in enumerate(errors):

@@ -5,9 +5,10 @@ autoencoder, and a transfer model on the pipeline base) for one epoch through th
 tiny data, then saves each as ``.keras``, loads it back and predicts again. Prints one JSON line:
 per model, the loss before and after the epoch, the largest difference between the saved and
 the loaded model's predictions, and a SHA-256 of the trained weights (two runs compare it to
-measure determinism); and the backend and device ``setup_run`` chose. With a second argument
-``mixed_float16`` the models are built under that policy, as ``setup_run`` sets it on a GPU that
-supports it, and the dtype of each model's predictions is reported too.
+measure determinism); and the backend and device ``setup_run`` chose. The arguments after the
+params file are the dtype policies to run in turn (``float32``, and ``mixed_float16`` as
+``setup_run`` sets it on a GPU that supports it): one report per policy, each with the dtype of
+its predictions. One process runs both, so the backend starts once.
 """
 
 from __future__ import annotations
@@ -57,8 +58,15 @@ def weights_digest(model: keras.Model) -> str:
 def main() -> None:
     params = Params(**yaml.safe_load(Path(sys.argv[1]).read_text()))
     device = setup_run(params.base)
-    policy = sys.argv[2] if len(sys.argv) > 2 else "float32"
-    keras.mixed_precision.set_global_policy(policy)
+    report: dict = {"backend": keras.backend.backend(), "device": device.description}
+    for policy in sys.argv[2:] or ["float32"]:
+        keras.mixed_precision.set_global_policy(policy)
+        report[policy] = train_every_model(params, device)
+    print(json.dumps(report))
+
+
+def train_every_model(params: Params, device: object) -> dict:
+    """Each model type for one epoch under the global policy; its losses, round trip, weights."""
     x, y = tiny_images()
     rows = np.random.default_rng(1).random((48, 16)).astype(np.float32)
     one_epoch = {"epochs": 1, "batch_size": 16}
@@ -75,8 +83,7 @@ def main() -> None:
     transfer = build_transfer_model(base, x.shape[1:], 3, params.transfer)
     models["transfer"] = (transfer, (x, y), params.transfer.feature_extraction,
                           "sparse_categorical_crossentropy")  # fmt: skip
-    report: dict = {"backend": keras.backend.backend(), "device": device.description,
-                    "policy": keras.mixed_precision.global_policy().name}  # fmt: skip
+    report: dict = {"policy": keras.mixed_precision.global_policy().name}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (model, (inputs, targets), training, loss) in models.items():
             training = training.model_copy(update=one_epoch)
@@ -94,7 +101,7 @@ def main() -> None:
                             "max_difference": float(np.max(np.abs(ours - theirs))),
                             "weights": weights_digest(model),
                             "output_dtype": str(ours.dtype)}  # fmt: skip
-    print(json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":

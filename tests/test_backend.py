@@ -116,33 +116,25 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_every_model_type_trains_a_step_round_trips_and_repeats_exactly_on_each_backend(
+def test_every_model_type_trains_round_trips_and_repeats_exactly_in_float32_and_mixed_precision(
     name: str, tmp_path: Path, default_params: dict
 ) -> None:
-    """Two runs in new processes train bit-identical weights: seeding and the backend's
-    determinism switches (``setup_run``) hold on this machine's CPU."""
+    """Two runs in new processes train bit-identical float32 weights: seeding and the backend's
+    determinism switches (``setup_run``) hold on this machine's CPU. The first run then trains
+    every model type again under the policy ``setup_run`` sets on a capable GPU, exercised on the
+    CPU: float16 compute (loss scaling included), outputs kept in float32."""
     path = smoke_params(name, tmp_path, default_params)
-    first, again = (smoke_report(path, tmp_path) for _ in range(2))
+    first = smoke_report(path, tmp_path, "float32", "mixed_float16")
+    again = smoke_report(path, tmp_path, "float32")
     assert first["backend"] == name and first["device"] == "CPU"
+    plain, mixed = first["float32"], first["mixed_float16"]
+    assert (plain["policy"], mixed["policy"]) == ("float32", "mixed_float16")
     for model in ("mlp", "cnn", "autoencoder", "transfer"):
-        assert first[model]["loss_after"] < first[model]["loss_before"], model
-        assert first[model]["max_difference"] == 0.0, model  # the loaded model is the same
-        assert first[model]["weights"] == again[model]["weights"], model
-
-
-@pytest.mark.parametrize("name", BACKENDS)
-def test_every_model_type_trains_under_mixed_precision_on_each_backend(
-    name: str, tmp_path: Path, default_params: dict
-) -> None:
-    """The policy ``setup_run`` sets on a capable GPU, exercised on the CPU: every model type
-    trains with float16 compute (loss scaling included) and keeps its outputs in float32."""
-    path = smoke_params(name, tmp_path, default_params)
-    report = smoke_report(path, tmp_path, "mixed_float16")
-    assert report["policy"] == "mixed_float16"
-    for model in ("mlp", "cnn", "autoencoder", "transfer"):
-        assert report[model]["loss_after"] < report[model]["loss_before"], model
-        assert report[model]["output_dtype"] == "float32", model
-        assert report[model]["max_difference"] == 0.0, model
+        for report in (plain, mixed):
+            assert report[model]["loss_after"] < report[model]["loss_before"], model
+            assert report[model]["max_difference"] == 0.0, model  # the loaded model is the same
+        assert plain[model]["weights"] == again["float32"][model]["weights"], model
+        assert mixed[model]["output_dtype"] == "float32", model
 
 
 def smoke_params(name: str, folder: Path, default_params: dict) -> Path:
@@ -155,16 +147,16 @@ def smoke_params(name: str, folder: Path, default_params: dict) -> Path:
                         **{"base.backend": name, "base.device": "cpu", **small})  # fmt: skip
 
 
-def smoke_report(params: Path, cwd: Path, policy: str = "float32") -> dict:
-    done = run_smoke(params, cwd, policy)
+def smoke_report(params: Path, cwd: Path, *policies: str) -> dict:
+    done = run_smoke(params, cwd, *policies)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_smoke(params: Path, cwd: Path, policy: str = "float32") -> subprocess.CompletedProcess:
+def run_smoke(params: Path, cwd: Path, *policies: str) -> subprocess.CompletedProcess:
     """tests/backend_smoke.py in a new process: Keras's backend is fixed once imported."""
     return subprocess.run(
-        [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params), policy],
+        [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params), *policies],
         cwd=cwd, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
     )  # fmt: skip

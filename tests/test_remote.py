@@ -225,6 +225,9 @@ def experiments(root: Path) -> dict[str, dict]:
     }
 
 
+# Through a folder remote only: tests/test_s3_remote.py sends experiments through a bucket, from
+# two machines to a third, and the other tests here run against both kinds of remote.
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_an_experiment_travels_from_one_clone_to_another(team: Path) -> None:
     first = clone(team, "first")
     dvc(first, "pull")

@@ -46,7 +46,9 @@ class Base(Section):
     """Settings every stage shares."""
 
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
-    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"  # params of older commits
+    # A default, unlike other keys: `dl-labs predict --rev` and the reproducibility check read
+    # the params of revisions made before the key existed, whose models trained on TensorFlow.
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
     device: Literal["auto", "cpu", "gpu"]
     devices: Annotated[int, Field(ge=1)] | Literal["all"] = 1
     mixed_precision: Literal["off", "auto"]
@@ -174,7 +176,7 @@ class CNN(Training):
     """The convolutional classifier: conv -> (batch norm) -> ReLU -> pool blocks, dense head."""
 
     preset: Literal["custom", "lenet5"]
-    # A params.yaml without the key resizes nothing, as before the key existed.
+    # Revisions whose params.yaml lacks the key trained on the images at their own size.
     input_size: ImageSize | None = None
     filters: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]
     kernel_sizes: Annotated[list[PositiveInt], Field(min_length=1, max_length=10)]

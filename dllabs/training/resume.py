@@ -24,9 +24,9 @@ one, so a kill at any moment leaves the previous epoch's checkpoint whole:
 Measured cost per epoch, on this project's 2-core machine: 10 ms for the default MLP and CNN
 (1-2 MB); 1.3 s for a ResNet50 base trained with Adam (410 MB).
 
-The data order needs nothing saved: with a seed set, Keras 3 on TensorFlow draws ``fit``'s
-shuffle inside a dataset function whose random op starts again at every epoch's iterator, so every
-epoch, resumed or not, sees the training rows in the same seeded order (measured).
+The data order needs nothing saved: :class:`~dllabs.data.datasets.ImageBatches` draws each
+epoch's order from ``(base.seed, epoch)``, and ``fit`` starts a resumed run's batches at its first
+epoch (``from_epoch``), so every epoch, resumed or not, sees the training rows in the same order.
 
 **Where**: ``<outputs' folder>/.resume/<output name>/`` (``models/.resume/mlp/``), git-ignored and
 not declared in ``dvc.yaml``. DVC deletes a stage's outputs before running it, so the checkpoint

@@ -37,7 +37,7 @@ export PYTHONDONTWRITEBYTECODE :=
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help repro params test lint docs docs-serve check-reproducible install clean-venv lock check-lock FORCE
+.PHONY: help repro params test test-quick lint docs docs-serve check-reproducible install clean-venv lock check-lock FORCE
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -77,6 +77,11 @@ params: $(STAMP)  ## write params.yaml from conf/ (PRESET=photos for a preset)
 # tests/conftest.py). `python -m pytest` alone runs serially.
 test: $(STAMP)  ## run the tests, in parallel
 	python -m pytest -n auto --maxprocesses 4
+
+# The same without the tests marked slow (the reproduced pipeline, several processes, whole
+# training runs): for the edit loop. `make test`, which CI runs, runs them all.
+test-quick: $(STAMP)  ## run the tests except the slow end-to-end ones
+	python -m pytest -n auto --maxprocesses 4 -m "not slow"
 
 # Rebuild the pipeline and compare it with the committed metrics (see dllabs/tooling/reproducibility.py).
 check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the committed metrics

@@ -95,6 +95,14 @@ class CreatesAFile:
         return (open, (str(self.path), "w"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the reproduced pipeline (a `dvc repro` of its own, then DVC commands
+    in new processes) is slow, as are those marked so by hand."""
+    for item in items:
+        if "reproduced_baseline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def default_params() -> dict[str, Any]:
     """params.yaml as committed (the offline defaults)."""

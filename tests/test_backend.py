@@ -115,6 +115,7 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
     assert platforms == "cpu False"  # base.device cpu hides GPUs; Keras is not imported yet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKENDS)
 def test_every_model_type_trains_round_trips_and_repeats_exactly_in_float32_and_mixed_precision(
     name: str, tmp_path: Path, default_params: dict
@@ -162,6 +163,7 @@ def run_smoke(params: Path, cwd: Path, *policies: str) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not installed("jax"), reason="the jax package is not installed")
 def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
     """train_mlp with base.backend jax: its run summary and platform record say jax."""

@@ -137,6 +137,7 @@ def one_error_line(err: str) -> str:
     return last
 
 
+@pytest.mark.slow
 @needs_jax
 def test_two_processes_train_the_mlp_and_the_cnn_as_two_devices_do(tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -162,6 +163,7 @@ def test_two_processes_train_the_mlp_and_the_cnn_as_two_devices_do(tmp_path: Pat
         assert abs(first[model]["loss"] - two_devices[model]["loss"]) < TOLERANCE
 
 
+@pytest.mark.slow
 @needs_jax
 def test_a_process_that_dies_stops_the_other_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -202,6 +204,7 @@ def listing(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 @needs_jax
 def test_a_stage_on_two_processes_writes_its_outputs_once(tmp_path: Path, default_params) -> None:
     root = stage_workspace(tmp_path / "work", default_params)

@@ -23,6 +23,7 @@ from tests.conftest import REPO
 TOLERANCE = 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_devices_train_the_model_as_one_does(backend: str, default_params: dict) -> None:
     if importlib.util.find_spec(backend) is None:

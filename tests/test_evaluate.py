@@ -102,6 +102,7 @@ def tiny_series(path: Path, features: int = 16) -> None:
     })  # fmt: skip
 
 
+@pytest.mark.slow
 def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     workdir(**{"mlp.epochs": 2, "cnn.epochs": 2, "cnn.filters": [4, 8], "cnn.kernel_sizes": [3],
                "cnn.dense_units": [8], "mlp.hidden_units": [8], "autoencoder.epochs": 3,

@@ -88,6 +88,7 @@ def without_timings(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if "seconds" not in k and k != "platform"}
 
 
+@pytest.mark.slow
 def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> None:
     root = workdir(**MLP_PARAMS)
     overlapping_images(root / "images")
@@ -136,6 +137,7 @@ TRANSFER_PARAMS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_killed_transfer_run_continues_its_phase_and_retrains_no_finished_one(workdir) -> None:
     """Killed in the fine-tuning phase: feature extraction is taken from its checkpoint, fine-tuning
     continues after its last epoch, the scratch baseline trains; all as an uninterrupted run."""

@@ -226,6 +226,7 @@ def test_pipeline_base_loads_from_the_pretrained_model(tiny, tmp_path: Path) -> 
         cut_base(base, "pool_9")
 
 
+@pytest.mark.slow
 def test_application_base_from_a_local_weights_file(tmp_path: Path) -> None:
     """The air-gapped path: weights saved by Keras load into the same base, and only into it."""
     keras.utils.set_random_seed(0)
@@ -374,6 +375,7 @@ def test_augmentation_runs_the_whole_model(tiny) -> None:
     assert cached_training(model, base, params) is None
 
 
+@pytest.mark.slow
 def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Path) -> None:
     """efficientnet_lite0 with the installed ImageNet weights: resized, scaled inside the model,
     offline; the saved model reloads and predicts the same."""
@@ -420,6 +422,7 @@ def test_offline_keras_bases_name_the_installed_one(keras_weights_origin) -> Non
         application_base("mobilenet_v2", [32, 32], "imagenet")
 
 
+@pytest.mark.slow
 def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> None:
     """The photos case the pipeline base cannot take: two classes, every labelled image, the
     ImageNet base offline, the frozen parts computed once, lab 2's CNN as the baseline; then the

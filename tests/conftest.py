@@ -97,31 +97,10 @@ class CreatesAFile:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the reproduced pipeline (a `dvc repro` of its own, then DVC commands
-    in new processes) is slow, as are those marked so by hand.
-
-    The order serves `make test`'s parallel workers, which xdist hands the first quarter of the
-    tests in turn: one test that builds the reproduced pipeline, then the slow tests that need
-    none of it (the other workers run those while one builds, instead of waiting on its lock),
-    then those that need it, then the quick ones, which even out the workers' ends. Within each
-    group the order stays as collected.
-    """
-
-    def needs_pipeline(item: pytest.Item) -> bool:
-        return "reproduced_baseline" in getattr(item, "fixturenames", ())
-
+    in new processes) is slow, as are those marked so by hand."""
     for item in items:
-        if needs_pipeline(item):
+        if "reproduced_baseline" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-
-    def group(item: pytest.Item) -> int:
-        if item.get_closest_marker("slow") is None:
-            return 3
-        return 2 if needs_pipeline(item) else 1
-
-    items.sort(key=group)
-    builder = next((i for i, item in enumerate(items) if needs_pipeline(item)), None)
-    if builder is not None:
-        items.insert(0, items.pop(builder))
 
 
 @pytest.fixture(scope="session")

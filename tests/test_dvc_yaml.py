@@ -249,10 +249,7 @@ def test_a_source_file_dropped_or_added_is_found(derived) -> None:
     edited = copy.deepcopy(dvc_yaml)
     edited["stages"]["train_mlp"]["deps"].remove("dllabs/training/fit.py")
     edited["stages"]["tokenize"]["deps"].append("dllabs/training/fit.py")
-    assert disagreements(edited, reads, params) == [
-        "tokenize: lists files it never runs: ['dllabs/training/fit.py']",
-        "train_mlp: runs files it does not list: ['dllabs/training/fit.py']",
-    ] or sorted(disagreements(edited, reads, params)) == [
+    assert sorted(disagreements(edited, reads, params)) == [
         "tokenize: lists files it never runs: ['dllabs/training/fit.py']",
         "train_mlp: runs files it does not list: ['dllabs/training/fit.py']",
     ]

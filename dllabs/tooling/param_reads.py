@@ -2,9 +2,10 @@
 
 DVC reruns a stage when a key under its ``params:`` changes, so a key a stage reads but does not
 list leaves its results stale after ``dvc exp run -S key=...``, and a key it lists but never reads
-reruns it for nothing. Set ``DL_LABS_PARAM_READS=<file>`` and run stages (``dvc repro`` or
-``python -m stages.<name>``): each stage process appends one JSON line to the file, its command
-line and the keys it read (``tests/test_dvc_yaml.py`` compares them with ``dvc.yaml``).
+reruns it for nothing. Run stages (``dvc repro`` or ``python -m stages.<name>``) with
+``DL_LABS_PARAM_READS=<file>`` and ``PYTHONPATH=tests/param_reads`` (whose ``sitecustomize``
+calls :func:`record` as each stage process starts): each appends one JSON line to the file, its
+command line and the keys it read (``tests/test_dvc_yaml.py`` compares them with ``dvc.yaml``).
 
 A key counts as read when a stage takes its value from the loaded params (an attribute of a
 section), or dumps a section that holds it (``model_dump``: every key under it). Validation's own
@@ -16,12 +17,9 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
-
-ENV = "DL_LABS_PARAM_READS"
 
 
 def leaves(section: Any, prefix: str = "") -> list[str]:
@@ -101,9 +99,3 @@ def record(log: str | Path) -> None:
 def _module() -> str:
     argv = getattr(sys, "orig_argv", [])
     return argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
-
-
-def record_if_asked() -> None:
-    """:func:`record` when ``DL_LABS_PARAM_READS`` names a file."""
-    if os.environ.get(ENV):
-        record(os.environ[ENV])

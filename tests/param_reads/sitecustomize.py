@@ -7,6 +7,6 @@ import sys
 
 _argv = getattr(sys, "orig_argv", [])
 if os.environ.get("DL_LABS_PARAM_READS") and any(a.startswith("stages.") for a in _argv):
-    from dllabs.tooling.param_reads import record_if_asked
+    from dllabs.tooling.param_reads import record
 
-    record_if_asked()
+    record(os.environ["DL_LABS_PARAM_READS"])

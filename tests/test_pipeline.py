@@ -97,44 +97,34 @@ def test_changing_a_param_reruns_only_its_stages(
     assert stale_stages(repo_copy) == set()
 
 
-def test_param_changes_rebuild_their_labs_and_the_summary_only(
+def test_param_changes_rebuild_their_labs_and_a_failing_lab_leaves_the_others_evaluated(
     reproduced_baseline: Path, tmp_path: Path
 ) -> None:
-    """What `dvc repro` runs, downstream stages included, after an MLP, a CBOW and a transfer-head
-    param change: those labs' training and evaluation stages and the summary, never the data
-    stages, the other labs (the CNN, the anomaly detector) or the pretrained base.
+    """What `dvc repro --keep-going` runs, downstream stages included, after an MLP and a
+    transfer-head param change, with the CBOW lab broken: those labs' training and evaluation
+    stages, never the data stages, the other labs (the CNN, the anomaly detector) or the
+    pretrained base. The CBOW stage fails with its one-line reason and only what needs it (its
+    evaluation, the summary) waits.
 
     A real run: `dvc repro --dry` runs nothing, so it cannot see that a stage's outputs will change
     and lists only the stages whose own dependencies changed. One run for the three changes keeps
-    this to one summary; which stage each param belongs to is the test above.
+    this to one retraining of each lab; which stage each param belongs to is the test above. The
+    summary after a successful change is in the long scenarios (tests/test_remote.py's
+    experiment, the docs' recipe in tests/test_experiments.py).
     """
     root = copy_of(reproduced_baseline, tmp_path)
     untouched = {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in ("cnn", "anomaly")}
-    edit_params(root, "mlp", "learning_rate", 0.02)
-    edit_params(root, "cbow", "window", 3)
-    edit_params(root, "transfer.head", "dense_units", [16])
-    out = sh([*DVC, "repro"], root).stdout
-    assert set(re.findall(r"Running stage '([\w@]+)'", out)) == {
-        "train_mlp", "evaluate_classifier@mlp", "train_cbow", "evaluate_cbow",
-        "train_transfer", "evaluate_transfer", "evaluate",
-    }  # fmt: skip
-    assert stale_stages(root) == set()
-    assert {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in untouched} == untouched
-
-
-def test_a_failing_lab_leaves_the_others_evaluated(
-    reproduced_baseline: Path, tmp_path: Path
-) -> None:
-    """`dvc repro --keep-going` with the CBOW lab broken and the MLP changed: the MLP is retrained
-    and scored, the CBOW stage fails with its one-line reason, and only the summary (which needs
-    every lab) is skipped."""
-    root = copy_of(reproduced_baseline, tmp_path)
     mlp_before = (root / "metrics/mlp.json").read_text()
     edit_params(root, "mlp", "learning_rate", 0.02)
+    edit_params(root, "transfer.head", "dense_units", [16])
     edit_params(root, "cbow", "min_count", 100000)
     result = sh([*DVC, "repro", "--keep-going"], root, check=False)
     assert result.returncode != 0
+    assert set(re.findall(r"Running stage '([\w@]+)'", result.stdout)) == {
+        "train_mlp", "evaluate_classifier@mlp", "train_cbow", "train_transfer", "evaluate_transfer",
+    }  # fmt: skip
     assert "train_cbow: error: no word occurs 100000 times in the corpus" in result.stderr
     assert (root / "metrics/mlp.json").read_text() != mlp_before
+    assert {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in untouched} == untouched
     # DVC removed train_cbow's outputs before running it, so the CBOW evaluation waits as well
     assert stale_stages(root) == {"train_cbow", "evaluate_cbow", "evaluate"}

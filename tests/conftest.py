@@ -97,10 +97,13 @@ class CreatesAFile:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the reproduced pipeline (a `dvc repro` of its own, then DVC commands
-    in new processes) is slow, as are those marked so by hand."""
+    in new processes) is slow, as are the long scenarios and those marked slow by hand. The tests
+    that need the pipeline run last, once :func:`baseline_in_background` has built it (the sort
+    is stable: each group keeps its files' order, the same on every worker)."""
     for item in items:
-        if "reproduced_baseline" in getattr(item, "fixturenames", ()):
+        if needs_baseline(item) or item.get_closest_marker("long"):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=needs_baseline)
 
 
 @pytest.fixture(scope="session")
@@ -184,16 +187,19 @@ def shrink_pipeline(root: Path) -> None:
     (root / "params.yaml").write_text(compose_yaml((), root / "conf"), encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
-def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's tracked files with quick params, in a new git repository, after one
-    `dvc repro`, committed. The DVC integration tests each start from a copy of it, so the
-    pipeline is reproduced once per test run: under `make test`'s parallel workers the first one
-    to need it builds it while the others wait on a file lock.
-    """
+def needs_baseline(item: pytest.Item) -> bool:
+    return "reproduced_baseline" in getattr(item, "fixturenames", ())
+
+
+def baseline_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's base folder, above each pytest-xdist worker's own: where the baseline is built."""
     shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's base folder, above each worker's own
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+
+
+def build_baseline(shared: Path) -> Path:
+    """The baseline under ``shared``, built unless it is there: whoever holds the file lock first
+    (the background builder or a test's fixture) builds it while the others wait."""
     root = shared / "reproduced-baseline"
     with (shared / "reproduced-baseline.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -210,6 +216,41 @@ def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
             commit_all(building, "baseline")
             building.rename(root)  # whole or not at all, should the build fail
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def baseline_in_background(request: pytest.FixtureRequest, tmp_path_factory):
+    """When a selected test needs the reproduced pipeline, start building it at once, in a process
+    of its own, while the workers run the tests that need none of it (those that need it run
+    last, :func:`pytest_collection_modifyitems`). Without it a worker would wait idle for the
+    build (about 90 s of a 2-core run); with it, no core does. One worker starts it; each waits
+    for it at the end, so that no build outlives the run (Ctrl-C stops it with the workers)."""
+    if not any(needs_baseline(item) for item in request.session.items):
+        yield
+        return
+    shared = baseline_folder(tmp_path_factory)
+    try:
+        (shared / "reproduced-baseline.started").open("x").close()
+    except FileExistsError:  # another worker started it
+        yield
+        return
+    code = "import sys; from pathlib import Path; from tests.conftest import build_baseline; "
+    code += "build_baseline(Path(sys.argv[1]))"
+    with (shared / "reproduced-baseline.log").open("w") as log:
+        builder = subprocess.Popen([sys.executable, "-c", code, str(shared)], cwd=REPO,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    yield
+    builder.wait()
+
+
+@pytest.fixture(scope="session")
+def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's tracked files with quick params, in a new git repository, after one
+    `dvc repro`, committed. The DVC integration tests each start from a copy of it, so the
+    pipeline is reproduced once per test run, by :func:`baseline_in_background` (or, should that
+    build fail, here, where its error is then reported).
+    """
+    return build_baseline(baseline_folder(tmp_path_factory))
 
 
 def param_reads_log(baseline: Path) -> Path:

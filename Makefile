@@ -37,7 +37,7 @@ export PYTHONDONTWRITEBYTECODE :=
 # DVC's queue workers launch `dvc` from PATH, so the venv's bin goes first for every target.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help repro params test test-quick lint docs docs-serve check-reproducible install clean-venv lock check-lock FORCE
+.PHONY: help repro params test test-long test-quick lint docs docs-serve check-reproducible install clean-venv lock check-lock FORCE
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -74,14 +74,19 @@ params: $(STAMP)  ## write params.yaml from conf/ (PRESET=photos for a preset)
 	python -m dllabs.tooling.presets $(if $(PRESET),dataset=$(PRESET))
 
 # Parallel on every core (at most 4; the DVC integration tests share one reproduced pipeline,
-# tests/conftest.py). `python -m pytest` alone runs serially.
-test: $(STAMP)  ## run the tests, in parallel
-	python -m pytest -n auto --maxprocesses 4
+# tests/conftest.py). `python -m pytest` alone runs serially. The long end-to-end scenarios (the
+# `long` marker in pyproject.toml: about 5 more minutes on 2 cores) run in `make test-long`, which
+# CI runs as a second job beside this one.
+test: $(STAMP)  ## run the tests except the long scenarios, in parallel (what CI's main job runs)
+	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m "not long"
 
-# The same without the tests marked slow (the reproduced pipeline, several processes, whole
-# training runs): for the edit loop. `make test`, which CI runs, runs them all.
+test-long: $(STAMP)  ## run only the long end-to-end scenarios (CI's second job)
+	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m long
+
+# Without the tests marked slow (the reproduced pipeline, several processes, whole training runs,
+# the long scenarios): for the edit loop.
 test-quick: $(STAMP)  ## run the tests except the slow end-to-end ones
-	python -m pytest -n auto --maxprocesses 4 -m "not slow"
+	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m "not slow"
 
 # Rebuild the pipeline and compare it with the committed metrics (see dllabs/tooling/reproducibility.py).
 check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the committed metrics

@@ -115,8 +115,15 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
     assert platforms == "cpu False"  # base.device cpu hides GPUs; Keras is not imported yet
 
 
+# The default backend in make test. On JAX this compiles every model twice over (73 s on 2 cores)
+# and PyTorch is an optional extra: both run with the long scenarios (make test-long). JAX still
+# trains in make test
+# (test_a_stage_records_the_backend_it_trained_on, tests/test_devices.py, tests/test_cluster.py).
 @pytest.mark.slow
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.long if name != "tensorflow" else ())
+             for name in BACKENDS],
+)  # fmt: skip
 def test_every_model_type_trains_round_trips_and_repeats_exactly_in_float32_and_mixed_precision(
     name: str, tmp_path: Path, default_params: dict
 ) -> None:

@@ -137,7 +137,7 @@ def one_error_line(err: str) -> str:
     return last
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @needs_jax
 def test_two_processes_train_the_mlp_and_the_cnn_as_two_devices_do(tmp_path: Path) -> None:
     out = tmp_path / "out"

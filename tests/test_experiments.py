@@ -65,6 +65,7 @@ def experiments(root: Path) -> dict[str, dict]:
     return found
 
 
+@pytest.mark.long
 def test_recipe_runs_the_named_experiment_and_the_optimizer_sweep(ran_recipe) -> None:
     root, _ = ran_recipe
     found = experiments(root)
@@ -78,6 +79,7 @@ def test_recipe_runs_the_named_experiment_and_the_optimizer_sweep(ran_recipe) ->
     assert not re.search(r"\b(Queued|Running|Failed)\b", sh([*DVC, "queue", "status"], root).stdout)
 
 
+@pytest.mark.long
 def test_recipe_shows_and_compares_experiments(ran_recipe) -> None:
     root, out = ran_recipe
     assert "adam-lr1e-3" in out and "metrics/mlp.json" in out  # exp show, then metrics diff

@@ -373,6 +373,7 @@ def test_readme_predict_examples_run_as_written(repo: Path) -> None:
     assert "similar president" in out and "context prime minister" in out
 
 
+@pytest.mark.long
 def test_readme_registry_recipe_fetches_models_by_name_and_by_experiment(
     repo: Path, tmp_path: Path, git_identity: None
 ) -> None:

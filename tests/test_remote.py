@@ -226,7 +226,10 @@ def experiments(root: Path) -> dict[str, dict]:
 
 
 # Through a folder remote only: tests/test_s3_remote.py sends experiments through a bucket, from
-# two machines to a third, and the other tests here run against both kinds of remote.
+# two machines to a third, and the other tests here run against both kinds of remote. Three
+# clones, two experiments and the run cache make this a long scenario (make test-long); in
+# make test, tests/test_predict.py runs an experiment and the tests here push and pull outputs.
+@pytest.mark.long
 @pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_an_experiment_travels_from_one_clone_to_another(team: Path) -> None:
     first = clone(team, "first")

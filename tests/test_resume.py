@@ -137,7 +137,7 @@ TRANSFER_PARAMS = {
 }  # fmt: skip
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_transfer_run_continues_its_phase_and_retrains_no_finished_one(workdir) -> None:
     """Killed in the fine-tuning phase: feature extraction is taken from its checkpoint, fine-tuning
     continues after its last epoch, the scratch baseline trains; all as an uninterrupted run."""

@@ -53,6 +53,7 @@ def team(reproduced_baseline: Path, s3: Storage, tmp_path_factory: pytest.TempPa
     return share(reproduced_baseline, s3, tmp_path_factory.mktemp("team"))
 
 
+@pytest.mark.long
 def test_experiments_from_two_machines_meet_in_a_third(team: Path) -> None:
     thresholds = {}
     for name, k in TRIALS.items():

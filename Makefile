@@ -75,7 +75,7 @@ params: $(STAMP)  ## write params.yaml from conf/ (PRESET=photos for a preset)
 
 # Parallel on every core (at most 4; the DVC integration tests share one reproduced pipeline,
 # tests/conftest.py). `python -m pytest` alone runs serially. The long end-to-end scenarios (the
-# `long` marker in pyproject.toml: about 5 more minutes on 2 cores) run in `make test-long`, which
+# `long` marker in pyproject.toml: about 6 more minutes on 2 cores) run in `make test-long`, which
 # CI runs as a second job beside this one.
 test: $(STAMP)  ## run the tests except the long scenarios, in parallel (what CI's main job runs)
 	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m "not long"

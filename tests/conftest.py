@@ -29,8 +29,9 @@ def share_the_cores() -> None:
     """Under pytest-xdist, each worker's native thread pools get its share of the cores, as
     scikit-learn's test suite does: with a pool per core in every worker (and in every process a
     test starts, which inherits these variables), TensorFlow's and OpenMP's threads spin-wait
-    against each other's. On 2 cores `make test` took 570 s of CPU with it against 607 to 632 s
-    without (its wall time, 302 to 351 s against 331 to 346 s, moves with this machine's noise).
+    against each other's. On 2 cores `make test` took 570 to 622 s of CPU with it against 607 to
+    632 s without (its wall time, 302 to 351 s against 331 to 346 s, moves with the machine's
+    noise).
     Tests compare runs made under the same settings, so no expected value depends on it; a
     variable the user set is kept."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -117,8 +117,8 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
 
 # The default backend in make test. On JAX this compiles every model twice over (73 s on 2 cores)
 # and PyTorch is an optional extra: both run with the long scenarios (make test-long). JAX still
-# trains in make test
-# (test_a_stage_records_the_backend_it_trained_on, tests/test_devices.py, tests/test_cluster.py).
+# trains in make test (test_a_stage_records_the_backend_it_trained_on, tests/test_devices.py and
+# tests/test_cluster.py).
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.long if name != "tensorflow" else ())

@@ -164,23 +164,36 @@ def main(argv: list[str] | None = None) -> None:
         with sources.shown_paths(args.raw_images):  # errors name the user's image files
             raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)
             image_sets = split_images(raw_images, params)
-        rows = sources.read_anomaly_rows(args.raw_anomaly, params.data.label_column)
+        with sources.shown_paths(args.raw_anomaly):  # errors name the user's CSV file
+            rows = sources.read_anomaly_rows(args.raw_anomaly, params.data.label_column)
         series, series_info = split_series(rows, params)
+        report = counts_report(raw_images.source, image_sets, rows.source, series_info)
 
+        # Every check has run: only writing is left, and a failure there discards it all.
         with staged_outputs() as out:
             with sources.shown_paths(args.raw_images):  # images are decoded as they are written
                 save_image_sets(out.dir(args.images), image_sets)
             save_json(out.file(args.images_summary), image_summary(raw_images.source, image_sets))
             save_npz(out.file(args.series), series)
             save_json(out.file(args.series_summary), series_info)
-        shapes = {split: s.x.shape for split, s in image_sets.items()}
-        print(f"preprocess: images from {raw_images.source}: {shapes}")
-        for split, images in image_sets.items():
-            counts = np.bincount(images.y, minlength=len(images.class_names))
-            pairs = [f"{c}: {n}" for c, n in zip(images.class_names, counts, strict=True)]
-            more = f", ... ({len(pairs)} classes)" if len(pairs) > 20 else ""
-            print(f"preprocess: {split}: {int(counts.sum())} images: {', '.join(pairs[:20])}{more}")
-        print(f"preprocess: series from {rows.source}: {series_info['splits']}")
+        print("\n".join(report))
+
+
+def counts_report(
+    image_source: str, sets: dict[str, ImageSet], series_source: str, series_info: dict
+) -> list[str]:
+    """What ``preprocess`` prints: each split's shape and rows per class."""
+    shapes = {split: s.x.shape for split, s in sets.items()}
+    lines = [f"preprocess: images from {image_source}: {shapes}"]
+    for split, images in sets.items():
+        counts = np.bincount(images.y, minlength=len(images.class_names))
+        pairs = [f"{c}: {n}" for c, n in zip(images.class_names, counts, strict=True)]
+        more = f", ... ({len(pairs)} classes)" if len(pairs) > 20 else ""
+        lines.append(
+            f"preprocess: {split}: {int(counts.sum())} images: {', '.join(pairs[:20])}{more}"
+        )
+    lines.append(f"preprocess: series from {series_source}: {series_info['splits']}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import math
 import pickle
 import tarfile
+import unicodedata
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -46,9 +48,19 @@ LAYOUTS = (
 # CSV row of 10,000 numbers is about 100 KB); a file without line ends would otherwise be read
 # whole as one "line" by the parsers, whatever its size.
 MAX_LINE_BYTES = 32 * 2**20
+# A table wider than this is refused from its first line. The widest rows the labs are meant for
+# are flattened pictures (CIFAR's 3,072 values; a 256x256 greyscale image's 65,536); parsing a
+# million columns took minutes and gigabytes before anything could be said of the file.
+MAX_CSV_COLUMNS = 100_000
+# Cells parsed at a time: pandas holds a block as Python strings, about 60 bytes a cell.
+_CSV_BLOCK_CELLS = 2**20
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Pillow's own refusal threshold (twice its warning one): a 179-megapixel image decodes to about
 # 540 MB of RGB; a forged header claiming 20000x20000 would need 1.2 GB before any check.
 MAX_IMAGE_PIXELS = 2 * 89_478_485
+# An IDX payload larger than this is refused from its header: MNIST's training images are 47 MB,
+# EMNIST's largest split about 550 MB; a forged header would otherwise size the read.
+MAX_IDX_BYTES = 2**31
 _BLOCK = 2**20
 # Byte-order marks of the encodings that hold NUL bytes (UTF-32's first: it starts as UTF-16's).
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
@@ -57,35 +69,91 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (``.gz`` or plain) into an array, checking header and payload size."""
+    """Read an IDX file (``.gz`` or plain) into an array, checking header and payload size.
+
+    The header's dimensions say how many bytes follow, so that is all that is decompressed: a
+    small gzip that inflates to gigabytes (or a header that claims more than ``MAX_IDX_BYTES``)
+    is refused having read one block past what the header allows.
+    """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            raw = path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: bad IDX header (expected magic 0x0000 then a type code)")
+            ndim = head[3]
+            sizes = handle.read(4 * ndim)
+            if ndim == 0 or len(sizes) < 4 * ndim:
+                raise DataError(f"{path}: bad IDX header ({ndim} dimensions)")
+            shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            dtype = np.dtype(_IDX_DTYPES[head[2]])
+            expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+            if expected > MAX_IDX_BYTES:
+                raise DataError(
+                    f"{path}: header shape {shape} needs {expected} bytes, more than the "
+                    f"{_size(MAX_IDX_BYTES)} limit (a corrupt file, or a data set to store as an "
+                    "image folder, which is read a block at a time)"
+                )
+            # np.empty maps pages only as they are written: memory follows the bytes that arrive.
+            payload = np.empty(expected, dtype=np.uint8)
+            got = _read_into(handle, memoryview(payload))
+            if got < expected:
+                raise DataError(
+                    f"{path}: IDX payload is {got} bytes, header shape {shape} needs {expected} "
+                    "(truncated or corrupt file)"
+                )
+            extra = len(handle.read(_BLOCK))
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: unreadable or truncated gzip file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: bad IDX header (expected magic 0x0000 then a type code)")
-    ndim = raw[3]
-    header_size = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header_size:
-        raise DataError(f"{path}: bad IDX header ({ndim} dimensions)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header_size != expected:
+        raise DataError(f"{path}: unreadable or truncated gzip file ({one_line(exc)})") from None
+    if extra:
+        total = f"{expected + extra} bytes" if extra < _BLOCK else f"over {expected + extra} bytes"
         raise DataError(
-            f"{path}: IDX payload is {len(raw) - header_size} bytes, header shape {shape} "
-            f"needs {expected} (truncated or corrupt file)"
+            f"{path}: IDX payload is {total}, more bytes than its header's shape {shape} allows "
+            f"(it needs {expected}; a corrupt file or a decompression bomb)"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header_size)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    return payload.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_into(handle: Any, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``handle`` a block at a time; the number of bytes read."""
+    got = 0
+    while got < len(buffer):
+        count = handle.readinto(buffer[got : got + _BLOCK])
+        if not count:
+            break
+        got += count
+    return got
+
+
+def check_pixels(file: Path, what: str, x: Any, layout: tuple[str, ...]) -> np.ndarray:
+    """``x`` as the uint8 images of a named dataset, ``layout`` naming its axes: refused in one
+    line when it holds other values (float pixels would become black images when cast) or has
+    another number of axes (a fourth would give five-dimensional images)."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise DataError(f"{file}: {what} holds {x.dtype} values; expected uint8 pixels")
+    if x.ndim != len(layout):
+        raise DataError(f"{file}: {what} has shape {x.shape}; expected ({', '.join(layout)})")
+    return x
+
+
+def check_labels(file: Path, what: str, labels: Any, images: int, classes: int) -> np.ndarray:
+    """``labels`` as int64 class indices, one per image, each in ``0..classes - 1``: a label that
+    is missing, extra or out of range would silently pair images with the wrong classes."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"{file}: {what} has shape {labels.shape}; expected one label per image")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{file}: {what} holds {labels.dtype} values; expected integer labels")
+    if len(labels) != images:
+        raise DataError(f"{file}: {what}: {len(labels)} labels for {images} images")
+    outside = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(outside):
+        row = int(outside[0])
+        raise DataError(
+            f"{file}: {what}: label {labels[row]} at row {row + 1}; expected 0 to {classes - 1}"
+        )
+    return labels.astype(np.int64)
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -195,14 +263,19 @@ class ImageSet:
 
 
 def decode_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
-    """One image file as uint8 ``(height, width, channels)``: converted to ``L`` (grayscale) or
-    ``RGB``, resized bilinearly to ``size`` (height, width).
+    """One image file as uint8 ``(height, width, channels)``, as an image viewer shows it:
+    turned upright by its EXIF orientation, transparent parts on white, converted to ``L``
+    (grayscale) or ``RGB``, resized bilinearly to ``size`` (height, width).
 
+    The orientation matters for photos: a phone stores a portrait photo as landscape pixels with
+    a tag saying to turn it, so without the tag a "dog" folder would hold dogs lying on their
+    sides. White, not the black Pillow's conversion gives, because transparent pixels usually
+    hold black and a logo or a cut-out object is drawn to be seen on a light page.
     16-bit greyscale (PNG, TIFF) is scaled to 8 bits, 65535 -> 255, where Pillow's own conversion
     would clip every value above 255 to white; floating-point images, which have no agreed scale,
     are refused. So is an image above ``MAX_IMAGE_PIXELS``, from its header, before decoding.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     mode = "L" if color_mode == "grayscale" else "RGB"
     height, width = size
@@ -213,8 +286,9 @@ def decode_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarr
             with Image.open(file) as image:
                 if image.width * image.height > MAX_IMAGE_PIXELS:
                     raise DataError(_too_large(file, image.width, image.height))
-                eight_bit = _eight_bit(image, file)
-                pixels = eight_bit.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                upright = _eight_bit(ImageOps.exif_transpose(image), file)
+                pixels = _on_white(upright).convert(mode)
+                pixels = pixels.resize((width, height), Image.Resampling.BILINEAR)
                 array = np.asarray(pixels, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # past Pillow's own limit, raised while opening
         raise DataError(f"{file}: {one_line(exc)} ({_REFUSED})") from None
@@ -228,6 +302,17 @@ _REFUSED = "refused unread: a decompression bomb, or a picture to scale down fir
 
 def _too_large(file: Path, width: int, height: int) -> str:
     return f"{file}: {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,} ({_REFUSED})"
+
+
+def _on_white(image: Any) -> Any:
+    """``image`` with any transparency (an alpha channel, or a palette's or greyscale's
+    transparent colour) composited onto white; an opaque image unchanged."""
+    from PIL import Image
+
+    if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
 
 
 def _eight_bit(image: Any, file: Path) -> Any:
@@ -264,7 +349,8 @@ def list_image_folder(
     by default it is the sorted sub-folder names. Files are in class order, sorted within a class.
     """
     folder = Path(folder)
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = _class_dirs(folder)
+    found = sorted(class_dirs)
     if not found:
         raise DataError(f"{folder}: no class sub-folders ({LAYOUTS})")
     if class_names is None and len(found) < 2:
@@ -278,8 +364,8 @@ def list_image_folder(
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
-        class_dir = folder / name
-        if not class_dir.is_dir():
+        class_dir = class_dirs.get(name)
+        if class_dir is None:
             continue
         if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in class_dir.iterdir()):
             nested = sorted(p.name for p in class_dir.iterdir() if p.is_dir())
@@ -297,6 +383,27 @@ def list_image_folder(
         labels += [label] * len(files)
     x = ImageFiles(tuple(paths), (int(size[0]), int(size[1])), color_mode)
     return ImageSet(x=x, y=np.asarray(labels, dtype=np.int64), class_names=list(names))
+
+
+def _class_dirs(folder: Path) -> dict[str, Path]:
+    """``folder``'s sub-folders by their names in NFC, the composed Unicode spelling.
+
+    macOS writes "café" decomposed (NFD), most other systems and keyboards composed (NFC): the two
+    print alike but compare unequal, so one class would become two, or a test folder's class would
+    be missing from the training classes. Two folders whose names differ only so are refused.
+    """
+    dirs: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        name = unicodedata.normalize("NFC", path.name)
+        if name in dirs:
+            raise DataError(
+                f"{folder}: class folders {dirs[name].name!r} and {path.name!r} are one name in "
+                "two Unicode spellings (composed and decomposed accents); merge or rename them"
+            )
+        dirs[name] = path
+    return dirs
 
 
 def read_image_folder(
@@ -355,12 +462,19 @@ class LabelledRows:
     labels: np.ndarray  # empty for a table read without a label column
 
 
-def read_labelled_csv(path: str | Path, label_column: int | str | None) -> LabelledRows:
+def read_labelled_csv(
+    path: str | Path, label_column: int | str | None, features: int | None = None
+) -> LabelledRows:
     """Read a numeric table with one label column (``None``: a table of features only).
 
     The layout is detected from the first line: comma-separated or whitespace-separated (UCR), with
     or without a header row. ``label_column`` is a header name or a 0-based index (-1 = last).
-    Every other cell must be a finite number; the first bad cell is named by row and column.
+    ``features``, where given, is the number of feature columns the caller needs (a model's input
+    width): the first line is checked against it, and against ``MAX_CSV_COLUMNS``, before the rest
+    is parsed. Every other cell must be a finite number within 32-bit floats (the rows are stored
+    and trained as float32, where 1e39 is infinite); the first bad cell is named by row and column.
+    Rows are parsed ``_CSV_BLOCK_CELLS`` cells at a time, so memory follows the result, not the
+    text.
     """
     import pandas as pd
 
@@ -375,57 +489,108 @@ def read_labelled_csv(path: str | Path, label_column: int | str | None) -> Label
         raise DataError(f"{path}: empty file, expected rows of numbers with a label column")
     sep = "," if "," in first else r"\s+"
     cells = [c.strip().strip('"') for c in (first.split(",") if sep == "," else first.split())]
-    has_header = not all(_is_number(c) for c in cells)
-    try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=0 if has_header else None,
-            dtype=str,
-            keep_default_na=False,
-            engine="python" if sep != "," else "c",
-            skip_blank_lines=True,
+    if len(cells) > MAX_CSV_COLUMNS:
+        raise DataError(
+            f"{path}: {len(cells):,} columns; expected at most {MAX_CSV_COLUMNS:,} (one row of "
+            "numbers per line, a label column among them)"
         )
+    has_header = not all(_is_number(c) for c in cells)
+    options = {
+        "sep": sep,
+        "header": 0 if has_header else None,
+        "dtype": str,
+        "keep_default_na": False,
+        "engine": "python" if sep != "," else "c",
+        "skip_blank_lines": True,
+    }
+    try:
+        columns = [str(c) for c in pd.read_csv(path, nrows=0, **options).columns]
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a well-formed table ({one_line(exc)})") from None
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
+    label = _label_index(path, columns, label_column, has_header)
+    if features is not None and len(columns) - (label is not None) != features:
+        found = (
+            f"{len(columns) - 1} feature columns and a label column"
+            if label is not None
+            else f"{len(columns)} columns"
+        )
+        raise DataError(f"{path}: {found}; the model reads {features} features")
+    xs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    first_line = 2 if has_header else 1  # the file's line of the block's first row
+    try:
+        blocks = pd.read_csv(path, chunksize=max(1, _CSV_BLOCK_CELLS // len(columns)), **options)
+        for block in blocks:
+            cells_of = block.to_numpy(dtype=object)
+            feature_cells = cells_of if label is None else np.delete(cells_of, label, axis=1)
+            xs.append(_float32_cells(path, feature_cells, columns, label, first_line))
+            if label is not None:
+                labels.append(_block_labels(path, cells_of[:, label], columns[label], first_line))
+            first_line += len(block)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a well-formed table ({one_line(exc)})") from None
+    rows = sum(len(x) for x in xs)
+    if rows == 0:
+        raise DataError(f"{path}: no data rows")
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    if label is None:
+        return LabelledRows(x=x, labels=np.array([], dtype=str))
+    return LabelledRows(x=x, labels=np.concatenate(labels).astype(str))
+
+
+def _label_index(
+    path: Path, columns: list[str], label_column: int | str | None, has_header: bool
+) -> int | None:
+    """The position of the label column among ``columns`` (``None``: no label column)."""
     if label_column is None:
-        label_name = None
-    elif isinstance(label_column, int):
+        return None
+    if isinstance(label_column, int):
         if not -len(columns) <= label_column < len(columns):
             raise DataError(
                 f"{path}: label column index {label_column} out of range ({len(columns)} columns)"
             )
-        label_name = columns[label_column]
-    else:
-        if label_column not in columns:
-            hint = (
-                f"columns: {', '.join(columns[:12])}"
-                if has_header
-                else "the file has no header row"
-            )
-            raise DataError(f"{path}: no label column {label_column!r} ({hint})")
-        label_name = label_column
-    features = frame if label_name is None else frame.drop(columns=[label_name])
-    numeric = features.apply(pd.to_numeric, errors="coerce")
-    bad = ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
+        return label_column % len(columns)
+    if label_column not in columns:
+        hint = f"columns: {', '.join(columns[:12])}" if has_header else "the file has no header row"
+        raise DataError(f"{path}: no label column {label_column!r} ({hint})")
+    return columns.index(label_column)
+
+
+def _float32_cells(
+    path: Path, cells: np.ndarray, columns: list[str], label: int | None, first_line: int
+) -> np.ndarray:
+    """A block of feature cells (strings) as float32, or one line naming the first cell that is
+    not a number or lies beyond float32's range."""
+    import pandas as pd
+
+    flat = pd.Series(cells.ravel(), dtype=object)
+    values = pd.to_numeric(flat, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = values.reshape(cells.shape)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
     if bad.any():
-        row, col = np.argwhere(bad)[0]
-        line = int(row) + (2 if has_header else 1)
-        value = features.iat[int(row), int(col)]
-        column = features.columns[int(col)]
-        raise DataError(f"{path}: row {line}, column {column!r}: expected a number, got {value!r}")
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows")
-    if label_name is None:
-        return LabelledRows(x=numeric.to_numpy(dtype=np.float32), labels=np.array([], dtype=str))
-    labels = frame[label_name].str.strip()
-    if (labels == "").any():
-        line = int(np.argmax((labels == "").to_numpy())) + (2 if has_header else 1)
-        raise DataError(f"{path}: row {line}, column {label_name!r}: missing label")
-    labels = labels.map(_canonical_label)
-    return LabelledRows(x=numeric.to_numpy(dtype=np.float32), labels=labels.to_numpy(dtype=str))
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        column = columns[col if label is None or col < label else col + 1]
+        value = cells[row, col]
+        where = f"{path}: row {first_line + row}, column {column!r}"
+        if np.isfinite(values[row, col]):
+            raise DataError(
+                f"{where}: {str(value).strip()} is outside the range of 32-bit floats "
+                f"(±{_FLOAT32_MAX:.1e})"
+            )
+        raise DataError(f"{where}: expected a number, got {value!r}")
+    return values.astype(np.float32)
+
+
+def _block_labels(path: Path, cells: np.ndarray, column: str, first_line: int) -> np.ndarray:
+    """A block's labels, stripped and in one spelling each; a missing label is named."""
+    labels = np.array([str(c).strip() for c in cells], dtype=object)
+    missing = np.flatnonzero(labels == "")
+    if len(missing):
+        raise DataError(
+            f"{path}: row {first_line + int(missing[0])}, column {column!r}: missing label"
+        )
+    return np.array([_canonical_label(text) for text in labels], dtype=object)
 
 
 def canonical_label(value: object) -> str:
@@ -524,10 +689,13 @@ def read_text(path: str | Path) -> str:
 
 
 __all__ = [
+    "MAX_CSV_COLUMNS",
     "ImageFiles",
     "ImageSet",
     "LabelledRows",
     "canonical_label",
+    "check_labels",
+    "check_pixels",
     "check_text_file",
     "decode_image",
     "folder_splits",

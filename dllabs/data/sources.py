@@ -35,6 +35,8 @@ from dllabs.data.readers import (
     IMAGE_SUFFIXES,
     ImageSet,
     LabelledRows,
+    check_labels,
+    check_pixels,
     check_text_file,
     folder_splits,
     list_image_folder,
@@ -323,13 +325,18 @@ def list_images(
 
 
 def shown_paths(raw_dir: str | Path) -> AbstractContextManager[None]:
-    """Errors about the files of an image folder's copy in ``raw_dir`` name them as the user's
-    folder (as the manifest records it): ``pets/cats/1.jpg``, not ``data/raw/images/folder/...``.
+    """Errors about the copy of a bring-your-own source in ``raw_dir`` name the user's own folder
+    or file (as the manifest records it): ``pets/cats/1.jpg``, not
+    ``data/raw/images/folder/...``; ``sensors.csv``, not ``data/raw/anomaly/sensors.csv``.
     """
     manifest = read_manifest(raw_dir)
-    if manifest["source"] != "folder":
-        return nullcontext()
-    return paths_shown_as(Path(raw_dir) / "folder", manifest.get("origin") or "data.images_dir")
+    origin = manifest.get("origin")
+    if manifest["source"] == "folder":
+        return paths_shown_as(Path(raw_dir) / "folder", origin or "data.images_dir")
+    if manifest["source"] in ("csv", "file") and origin and len(manifest["files"]) == 1:
+        (name,) = manifest["files"]
+        return paths_shown_as(Path(raw_dir) / name, origin)
+    return nullcontext()
 
 
 def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> RawImages:
@@ -344,28 +351,27 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     source = manifest["source"]
     digit_names = [str(d) for d in range(10)]
     if source == "digits":
-        arrays = load_npz(raw_dir / "digits.npz", required=("images", "labels"))
+        path = raw_dir / "digits.npz"
+        arrays = load_npz(path, required=("images", "labels"))
+        images = check_pixels(path, "images", arrays["images"], ("images", "height", "width"))
+        if images.size and images.max() > 16:
+            raise DataError(f"{path}: images: values up to {images.max()}; expected 0 to 16")
+        labels = check_labels(path, "labels", arrays["labels"], len(images), 10)
         # 4-bit intensities 0..16 -> 0..255, so every image source shares one pixel scale.
-        x = np.round(arrays["images"].astype(np.float64) * (255.0 / 16.0)).astype(np.uint8)
-        return RawImages(source, ImageSet(x[..., None], arrays["labels"], digit_names), None, None)
+        x = np.round(images.astype(np.float64) * (255.0 / 16.0)).astype(np.uint8)
+        return RawImages(source, ImageSet(x[..., None], labels, digit_names), None, None)
     if source == "mnist":
-        arrays = load_npz(
-            raw_dir / "mnist.npz", required=("x_train", "y_train", "x_test", "y_test")
-        )
-        train = ImageSet(
-            arrays["x_train"][..., None], arrays["y_train"].astype(np.int64), digit_names
-        )
-        test = ImageSet(arrays["x_test"][..., None], arrays["y_test"].astype(np.int64), digit_names)
+        path = raw_dir / "mnist.npz"
+        arrays = load_npz(path, required=("x_train", "y_train", "x_test", "y_test"))
+        train, test = (_npz_split(path, arrays, split, digit_names) for split in ("train", "test"))
         return RawImages(source, train, None, test)
     if source == "fashion_mnist":
         splits = {}
         for split, prefix in (("train", "train"), ("test", "t10k")):
-            x = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte.gz")
-            y = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-            if len(x) != len(y) or x.ndim != 3:
-                raise DataError(
-                    f"{raw_dir}: {prefix} images {x.shape} do not match labels {y.shape}"
-                )
+            images, labels = (raw_dir / f"{prefix}-{kind}-idx{n}-ubyte.gz"
+                              for kind, n in (("images", 3), ("labels", 1)))  # fmt: skip
+            x = check_pixels(images, "IDX payload", read_idx(images), ("images", "height", "width"))
+            y = check_labels(labels, "IDX payload", read_idx(labels), len(x), 10)
             splits[split] = ImageSet(x[..., None], y, FASHION_MNIST_CLASSES)
         return RawImages(source, splits["train"], None, splits["test"])
     if source == "cifar10":
@@ -379,6 +385,13 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     raise DataError(f"{raw_dir / MANIFEST}: unknown image source {source!r}")
 
 
+def _npz_split(path: Path, arrays: dict[str, np.ndarray], split: str, names: list[str]) -> ImageSet:
+    """``x_<split>`` and ``y_<split>`` of an ``.npz`` dataset (MNIST's layout), checked."""
+    x = check_pixels(path, f"x_{split}", arrays[f"x_{split}"], ("images", "height", "width"))
+    y = check_labels(path, f"y_{split}", arrays[f"y_{split}"], len(x), len(names))
+    return ImageSet(x[..., None], y, names)
+
+
 def _cifar_batches(paths: list[Path]) -> ImageSet:
     xs, ys = [], []
     for path in paths:
@@ -387,8 +400,11 @@ def _cifar_batches(paths: list[Path]) -> ImageSet:
             data, labels = batch[b"data"], batch[b"labels"]
         except (KeyError, TypeError):
             raise DataError(f"{path}: CIFAR batch without data/labels") from None
-        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        ys.append(np.asarray(labels, dtype=np.int64))
+        data = check_pixels(path, "b'data'", data, ("rows", "3072"))
+        if data.shape[1] != 3 * 32 * 32:
+            raise DataError(f"{path}: b'data' has shape {data.shape}; expected (rows, 3072)")
+        ys.append(check_labels(path, "b'labels'", labels, len(data), len(CIFAR10_CLASSES)))
+        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return ImageSet(np.concatenate(xs), np.concatenate(ys), CIFAR10_CLASSES)
 
 

@@ -21,6 +21,7 @@ import contextlib
 import glob
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from dllabs.data.arrays import npy_header
 from dllabs.errors import DataError, os_error
 from dllabs.processes import is_primary
 
@@ -211,11 +213,22 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` (never unpickling), checking the required names exist."""
+    """Load every array of an ``.npz`` (never unpickling), checking the required names exist.
+
+    Each array's header is read first and checked against the size its zip entry records, and
+    the arrays together against the machine's memory, before anything is allocated: an ``.npz``
+    from a shared remote (``mnist.npz`` through a teammate's ``dvc push``) whose header claims
+    10**12 values is refused in one line, not met with a ``MemoryError``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: not found; run the stage that writes it (dvc repro)")
     try:
+        claimed = sum(_npz_entry_bytes(path, entry) for entry in _npz_entries(path))
+        if claimed > _memory_bytes() // 2:
+            raise DataError(
+                f"{path}: its arrays need {claimed:,} bytes, more than half this machine's memory"
+            )
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -224,6 +237,32 @@ def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.n
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}")
     return arrays
+
+
+def _npz_entries(path: Path) -> list[zipfile.ZipInfo]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.infolist()
+
+
+def _npz_entry_bytes(path: Path, entry: zipfile.ZipInfo) -> int:
+    """The bytes one ``.npy`` entry of an ``.npz`` needs, from its header, checked against the
+    uncompressed size the zip records (which is all the zip module will inflate)."""
+    with zipfile.ZipFile(path) as archive, archive.open(entry) as member:
+        shape, _, dtype = npy_header(member)
+        if dtype.hasobject:  # pickled Python objects: never loaded
+            raise ValueError(f"{entry.filename} holds Python objects; refused unread")
+        needed = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+        if member.tell() + needed != entry.file_size:
+            raise DataError(
+                f"{path}: {entry.filename} has a header for {shape} {dtype} ({needed:,} bytes) "
+                f"but holds {entry.file_size - member.tell():,} (a corrupt or crafted file)"
+            )
+    return needed
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def save_json(path: str | Path, payload: Any) -> None:

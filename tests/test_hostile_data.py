@@ -403,3 +403,54 @@ def test_two_spellings_of_one_class_name_are_refused(tmp_path: Path) -> None:
     message = f"class folders {decomposed!r} and {composed!r} are one name in two Unicode spellings"
     with pytest.raises(DataError, match=re.escape(message)):
         list_image_folder(tmp_path, (4, 4), "grayscale")
+
+
+# --- arrays from a shared remote: headers checked against what the file holds -----------------
+
+
+def npy_claiming(shape: tuple[int, ...], payload: bytes = b"") -> bytes:
+    """An ``.npy`` whose header claims ``shape`` of uint8, followed by ``payload`` only."""
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + payload
+
+
+def test_an_npz_whose_header_claims_more_than_it_holds_is_refused(workdir) -> None:
+    """The probe's 128-byte ``.npy`` claiming 10**12 images, inside ``mnist.npz``: refused from
+    its header, where ``np.load`` would ask for a terabyte (``MemoryError``)."""
+    import zipfile
+
+    path = RAW_IMAGES / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", npy_claiming((10**12, 28, 28)))
+    with pytest.raises(DataError, match=r"mnist.npz: x_train.npy has a header for \(1000000000000, "
+                       r"28, 28\) uint8 \(784,000,000,000,000 bytes\) but holds 0"):  # fmt: skip
+        sources.load_npz(path)
+
+
+def test_an_npz_of_arrays_larger_than_memory_is_refused_unread(workdir, monkeypatch) -> None:
+    """Consistent sizes but more than the machine could hold: a deflated entry can claim
+    gigabytes in a few kilobytes, and the zip module would inflate all it claims."""
+    from dllabs import outputs
+
+    path = RAW_IMAGES / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    np.savez_compressed(path, x_train=np.zeros((1000, 28, 28), np.uint8))
+    monkeypatch.setattr(outputs, "_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(DataError, match=r"mnist.npz: its arrays need 784,000 bytes, more than "
+                       r"half this machine's memory"):  # fmt: skip
+        sources.load_npz(path)
+
+
+def test_an_npy_whose_header_claims_more_than_the_file_is_refused(tmp_path: Path) -> None:
+    from dllabs.data.arrays import load_npy
+
+    path = tmp_path / "y_train.npy"
+    path.write_bytes(npy_claiming((10**12,), b"\0" * 16))
+    with pytest.raises(DataError, match=r"y_train.npy: \d+ bytes, but its header "
+                       r"\(\(1000000000000,\), uint8\) needs"):  # fmt: skip
+        load_npy(path)

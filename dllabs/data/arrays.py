@@ -14,13 +14,14 @@ Imports no TensorFlow (``preprocess`` writes these files).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -108,11 +109,22 @@ def save_arrays(folder: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
         save_npy(folder / f"{name}.npy", array)
 
 
+def npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order and dtype of the ``.npy`` at ``handle``'s position, which is left
+    at its first data byte. Versions 1.0 and 2.0 (what ``numpy.save`` writes for plain dtypes)."""
+    version = _FORMAT.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+    reader = _FORMAT.read_array_header_1_0 if version == (1, 0) else _FORMAT.read_array_header_2_0
+    return reader(handle)
+
+
 def load_npy(path: str | Path) -> np.ndarray:
-    """A whole ``.npy`` file in memory (never unpickling), with a one-line error naming it."""
+    """A whole ``.npy`` file in memory (never unpickling), with a one-line error naming it. Its
+    header is checked against the file's size first (:class:`NpyRows`), so a header claiming more
+    than the file holds is refused before anything is allocated."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    NpyRows(path)
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
@@ -138,13 +150,7 @@ class NpyRows:
             raise DataError(f"{self.path}: not found; run the stage that writes it (dvc repro)")
         try:
             with self.path.open("rb") as handle:
-                version = _FORMAT.read_magic(handle)
-                reader = (
-                    _FORMAT.read_array_header_1_0
-                    if version == (1, 0)
-                    else _FORMAT.read_array_header_2_0
-                )
-                shape, fortran, dtype = reader(handle)
+                shape, fortran, dtype = npy_header(handle)
                 self.offset = handle.tell()
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{self.path}: not a readable .npy file ({exc})") from None
@@ -155,7 +161,7 @@ class NpyRows:
             )
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype: np.dtype = dtype
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.row_bytes = math.prod(shape[1:]) * dtype.itemsize  # Python integers: no overflow
         expected = self.offset + self.row_bytes * self.shape[0]
         size = self.path.stat().st_size
         if size != expected:

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Steps whose body never ends: what a hostile or broken mirror sends.
+ENDLESS = {"endless": 0.0, "trickle": 0.05}  # kind -> pause between repeats of the body, seconds
 
 
 class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1 with scripted per-path responses.
 
     ``script(path, *steps)``: each request to ``path`` takes the next step, and the last step
-    repeats. A step is ``("ok", body)``, ``("404", b"")`` or ``("truncated", body)`` (headers
-    announce the full length, half the body is sent, then the connection is closed).
-    Unscripted paths get 404. Request counts are in ``hits``.
+    repeats. A step is ``(kind, body)``:
+
+    - ``"ok"``: the body, with its length; ``"404"``: not found;
+    - ``"truncated"``: headers announce the full length, half the body is sent, then the
+      connection is closed;
+    - ``"endless"``: no length, the body over and over until the client hangs up; ``"trickle"``:
+      the same, one body every 50 ms (a download that is still running when a test signals it);
+    - ``"resumable"``, ``"resumable-truncated"``: as ``"ok"`` and ``"truncated"``, with an ETag,
+      and a request's ``Range: bytes=N-`` (with an ``If-Range`` naming that ETag) answered with
+      the rest of the body, 206.
+
+    Unscripted paths get 404. Request counts are in ``hits``, each request's headers in
+    ``headers[path]``, and the body bytes the server managed to send in ``sent``.
     """
 
     def __init__(self) -> None:
         self.steps: dict[str, list[tuple[str, bytes]]] = {}
         self.hits: dict[str, int] = {}
+        self.headers: dict[str, list[dict[str, str]]] = {}
+        self.sent: dict[str, int] = {}
         self.lock = threading.Lock()
         owner = self
 
@@ -33,6 +51,7 @@ class LoopbackServer:
                 with owner.lock:
                     count = owner.hits.get(self.path, 0)
                     owner.hits[self.path] = count + 1
+                    owner.headers.setdefault(self.path, []).append(dict(self.headers.items()))
                     steps = owner.steps.get(self.path, [("404", b"")])
                     kind, body = steps[min(count, len(steps) - 1)]
                 if kind == "404":
@@ -40,18 +59,50 @@ class LoopbackServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if kind == "truncated":
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    with contextlib.suppress(OSError):
-                        self.connection.shutdown(socket.SHUT_RDWR)
+                if kind in ENDLESS:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.end_headers()
+                    self._endless(body, ENDLESS[kind])
                     return
-                self.wfile.write(body)
+                start = self._range_start(body) if kind.startswith("resumable") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body) - start))
+                if kind.startswith("resumable"):
+                    self.send_header("ETag", etag(body))
+                    self.send_header("Accept-Ranges", "bytes")
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.end_headers()
+                rest = body[start:]
+                with contextlib.suppress(OSError):  # a client may hang up early, as on a cap
+                    if not kind.endswith("truncated"):
+                        self._send(rest)
+                        return
+                    self._send(rest[: len(rest) // 2])
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _range_start(self, body: bytes) -> int:
+                wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                if not wanted or self.headers.get("If-Range") != etag(body):
+                    return 0
+                start = int(wanted.group(1))
+                return start if start < len(body) else 0
+
+            def _send(self, data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+                with owner.lock:
+                    owner.sent[self.path] = owner.sent.get(self.path, 0) + len(data)
+
+            def _endless(self, body: bytes, pause: float) -> None:
+                with contextlib.suppress(OSError):  # the client hung up: the only way this ends
+                    while True:
+                        self._send(body)
+                        if pause:
+                            time.sleep(pause)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -69,6 +120,11 @@ class LoopbackServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def etag(body: bytes) -> str:
+    """The ETag the ``resumable`` steps give ``body``."""
+    return f'"{hashlib.sha256(body).hexdigest()[:16]}"'
 
 
 def free_port() -> int:

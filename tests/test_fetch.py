@@ -8,6 +8,8 @@ the tests can tell a download from a cache hit and a mirror from the origin.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from dllabs.data.fetch import MIRROR_ENV, RemoteFile, cache_dir, fetch
 from dllabs.errors import DataError
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, etag
 
 # Deterministic, incompressible-looking bytes the tests own (no fixture files needed).
 BODY = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(1024))  # 32 KiB
@@ -48,6 +50,16 @@ def cache_entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+RECORD = ".data.bin.dl-labs-record"  # fetch's record that it wrote data.bin
+
+
+def corrupt_in_place(path: Path, data: bytes) -> None:
+    """Change a file's bytes and keep its modification time, as a failing disk would."""
+    stat = path.stat()
+    path.write_bytes(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_cache_dir_follows_the_environment(cache: Path) -> None:
     assert cache_dir() == cache
 
@@ -65,7 +77,7 @@ def test_good_file_is_downloaded_verified_and_then_reused(
     assert path.read_bytes() == BODY
     assert sha == digest(BODY)  # always the SHA-256, whatever algorithm was pinned
     assert server.hits == {"/files/data.bin": 1}
-    assert cache_entries(cache) == ["data.bin"]  # no temporary file left behind
+    assert cache_entries(cache) == [RECORD, "data.bin"]  # no temporary file left behind
 
     again, sha_again = fetch(remote, retries=1, progress=False)
 
@@ -167,7 +179,7 @@ def test_corrupted_cache_copy_is_reported_and_deleted(server: LoopbackServer, ca
     remote = RemoteFile("data.bin", url, f"sha256:{digest(BODY)}")
     path, _ = fetch(remote, retries=0, progress=False)
     rotten = b"X" + BODY[1:]
-    path.write_bytes(rotten)
+    corrupt_in_place(path, rotten)  # still the file fetch wrote (a file written over it is not)
 
     with pytest.raises(DataError) as caught:
         fetch(remote, retries=0, progress=False)
@@ -181,6 +193,49 @@ def test_corrupted_cache_copy_is_reported_and_deleted(server: LoopbackServer, ca
     again, sha = fetch(remote, retries=0, progress=False)
     assert again.read_bytes() == BODY and sha == digest(BODY)
     assert server.hits == {"/data.bin": 2}
+
+
+def test_an_unpinned_cached_copy_changed_in_place_is_reported_and_deleted(
+    server: LoopbackServer, cache: Path
+) -> None:
+    # Without a pinned hash, the SHA-256 seen on download (fetch's record) is the reference.
+    url = server.script("/ecg.csv", ("ok", BODY))
+    path, _ = fetch(RemoteFile("ecg.csv", url), retries=0, progress=False)
+    corrupt_in_place(path, b"X" + BODY[1:])
+
+    with pytest.raises(DataError, match=f"expected sha256 {digest(BODY)}"):
+        fetch(RemoteFile("ecg.csv", url), retries=0, progress=False)
+
+    assert cache_entries(cache) == []
+
+
+def test_a_cut_download_resumes_where_it_stopped(server: LoopbackServer, cache: Path) -> None:
+    body = BODY * 8  # 256 KiB, cut after 128 KiB
+    url = server.script("/data.bin", ("resumable-truncated", body), ("resumable", body))
+    remote = RemoteFile("data.bin", url, f"sha256:{digest(body)}")
+
+    path, sha = fetch(remote, retries=1, progress=False)
+
+    assert path.read_bytes() == body and sha == digest(body)
+    first, second = server.headers["/data.bin"]
+    assert "Range" not in first and second["If-Range"] == etag(body)
+    # From the last whole read: urllib3 drops the bytes of the read that the cut ended.
+    start = int(re.fullmatch(r"bytes=(\d+)-", second["Range"]).group(1))
+    assert len(body) // 4 <= start <= len(body) // 2
+    assert server.sent["/data.bin"] == len(body) // 2 + len(body) - start
+    assert cache_entries(cache) == [RECORD, "data.bin"]
+
+
+def test_a_file_changed_between_tries_is_downloaded_again_from_its_start(
+    server: LoopbackServer,
+) -> None:
+    changed = BODY[::-1]
+    url = server.script("/data.bin", ("resumable-truncated", BODY), ("resumable", changed))
+
+    path, sha = fetch(RemoteFile("data.bin", url), retries=1, progress=False)
+
+    assert path.read_bytes() == changed and sha == digest(changed)  # not half of each
+    assert server.sent["/data.bin"] == len(BODY) // 2 + len(changed)
 
 
 def test_mirror_folder_is_used_instead_of_the_origin(
@@ -197,7 +252,7 @@ def test_mirror_folder_is_used_instead_of_the_origin(
     assert path == cache / "data.bin"
     assert path.read_bytes() == BODY and sha == digest(BODY)
     assert server.hits == {}  # the origin was never asked
-    assert cache_entries(cache) == ["data.bin"]
+    assert cache_entries(cache) == [RECORD, "data.bin"]
     assert (mirror / "data.bin").read_bytes() == BODY  # copied, not moved
 
 

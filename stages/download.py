@@ -9,10 +9,11 @@ One folder per lab, whatever its source, so ``dvc.yaml`` names fixed paths:
 - text evaluation: gensim's bundled WordSim-353, SimLex-999 and analogy files.
 
 Remote files are checked against their published hash (see ``dllabs.data.sources.REMOTE``) and kept
-in a user cache, so switching sources back and forth downloads nothing twice. Your own files are
-checked as they are copied (folder layout, links, text encoding and line ends), so errors name
-them. Every folder gets a ``manifest.json`` with the source name and each file's SHA-256. Imports
-no TensorFlow.
+in a user cache, so switching sources back and forth downloads nothing twice. Each download stops at
+a size cap (a few times the file's own size), and one stopped or interrupted leaves no partial file
+(``dllabs.data.fetch``). Your own files are checked as they are copied (folder layout, links, text
+encoding and line ends), so errors name them. Every folder gets a ``manifest.json`` with the source
+name and each file's SHA-256. Imports no TensorFlow.
 """
 
 from __future__ import annotations

@@ -12,11 +12,34 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-STORAGE_NAMES = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage"}
+FLOAT32 = np.dtype(np.float32)
+STORAGE_NAMES = {FLOAT32: "FloatStorage", np.dtype(np.int64): "LongStorage"}
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A storage as a crafted file declares it: ``size`` elements of ``dtype``. The file holds
+    ``data`` whatever its length, so a file can claim more than it has; with ``data`` None it
+    holds ``size`` zeros, written in blocks: a deflated entry of gigabytes costs no memory."""
+
+    size: int
+    dtype: np.dtype = FLOAT32
+    data: np.ndarray | None = None
+
+    def write(self, out: IO[bytes]) -> None:
+        if self.data is not None:
+            out.write(self.data.astype(self.data.dtype.newbyteorder("<")).tobytes())
+            return
+        left, block = self.size * self.dtype.itemsize, bytes(2**22)
+        while left:
+            out.write(block[: min(left, len(block))])
+            left -= min(left, len(block))
 
 
 @contextmanager
@@ -54,24 +77,29 @@ class _Tensor:
     """Pickles as torch pickles a tensor: its rebuild function, its storage by persistent id,
     offset, shape and strides (in elements)."""
 
-    def __init__(self, names, key: str, storage: np.ndarray, shape, strides) -> None:
+    def __init__(self, names, key: str, storage: Storage, shape, strides) -> None:
         self.names, self.key, self.storage = names, key, storage
         self.shape, self.strides = tuple(shape), tuple(strides)
 
     def __reduce__(self):
-        storage = ("storage", self.names.storages[STORAGE_NAMES[self.storage.dtype]], self.key,
-                   "cpu", self.storage.size)  # fmt: skip
+        storage = ("storage", self.names.storages[STORAGE_NAMES[np.dtype(self.storage.dtype)]],
+                   self.key, "cpu", self.storage.size)  # fmt: skip
         return (self.names.rebuild, (_Persistent(storage), 0, self.shape, self.strides, False,
                                      OrderedDict()))  # fmt: skip
 
 
-def _as_storage(value) -> tuple[np.ndarray, tuple, tuple]:
-    """An array (stored whole, C order), or ``(storage, shape, strides)`` for a strided view."""
+def _as_storage(value) -> tuple[Storage, tuple, tuple]:
+    """An array (stored whole, C order), or ``(storage, shape, strides)`` for a strided view, the
+    storage an array or a :class:`Storage`."""
     if isinstance(value, tuple):
-        return value
+        storage, shape, strides = value
+        if not isinstance(storage, Storage):
+            storage = Storage(storage.size, storage.dtype, storage)
+        return storage, shape, strides
     contiguous = np.require(value, requirements="C")  # keeps 0-d arrays 0-d
     strides = tuple(s // contiguous.itemsize for s in contiguous.strides)
-    return contiguous.reshape(-1), contiguous.shape, strides
+    flat = contiguous.reshape(-1)
+    return Storage(flat.size, flat.dtype, flat), contiguous.shape, strides
 
 
 class _Persistent:
@@ -84,31 +112,34 @@ class _Pickler(pickle.Pickler):
         return obj.pid if isinstance(obj, _Persistent) else None
 
 
-def torch_save(path: Path, arrays: dict[str, np.ndarray], layout: str = "legacy") -> Path:
-    """``torch.save(state_dict, path)``'s bytes for NumPy arrays, in either layout."""
+def torch_save(
+    path: Path, arrays: dict, layout: str = "legacy", compression: int = zipfile.ZIP_STORED
+) -> Path:
+    """``torch.save(state_dict, path)``'s bytes for NumPy arrays, in either layout (a zip's
+    entries stored, as torch stores them, or with ``compression``)."""
     stored = {name: _as_storage(value) for name, value in arrays.items()}
     with torch_names() as names:
         state = OrderedDict((name, _Tensor(names, str(i), *parts))
                             for i, (name, parts) in enumerate(stored.items()))  # fmt: skip
         body = io.BytesIO()
         _Pickler(body, protocol=2).dump(state)
-    raw = {str(i): storage.astype(storage.dtype.newbyteorder("<")).tobytes()
-           for i, (storage, _, _) in enumerate(stored.values())}  # fmt: skip
+    storages = {str(i): storage for i, (storage, _, _) in enumerate(stored.values())}
     if layout == "zip":
-        with zipfile.ZipFile(path, "w") as archive:
+        with zipfile.ZipFile(path, "w", compression) as archive:
             archive.writestr("archive/data.pkl", body.getvalue())
-            for key, data in raw.items():
-                archive.writestr(f"archive/data/{key}", data)
+            for key, storage in storages.items():
+                large = storage.size * storage.dtype.itemsize >= zipfile.ZIP64_LIMIT
+                with archive.open(f"archive/data/{key}", "w", force_zip64=large) as entry:
+                    storage.write(entry)
         return path
     header = b"".join(pickle.dumps(value, protocol=2) for value in (
         0x1950A86A20F9469CFC6C, 1001,
         {"protocol_version": 1001, "little_endian": True,
          "type_sizes": {"short": 2, "int": 4, "long": 4}},
     ))  # fmt: skip
-    storages = b"".join(
-        struct.pack("<q", storage.size) + raw[str(i)]
-        for i, (storage, _, _) in enumerate(stored.values())
-    )
-    keys = pickle.dumps(list(raw), protocol=2)
-    path.write_bytes(header + body.getvalue() + keys + storages)
+    with path.open("wb") as out:
+        out.write(header + body.getvalue() + pickle.dumps(list(storages), protocol=2))
+        for storage in storages.values():
+            out.write(struct.pack("<q", storage.size))
+            storage.write(out)
     return path

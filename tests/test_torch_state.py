@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dllabs.errors import DataError
-from dllabs.models.torch_state import read_state_dict
+from dllabs.models.torch_state import TensorInfo, open_state_dict, read_state_dict
 from tests.conftest import CreatesAFile
 from tests.torch_files import torch_save
 
@@ -33,6 +33,19 @@ def test_both_layouts_read_back_every_tensor(layout: str, tmp_path: Path) -> Non
     assert list(state) == list(ARRAYS)
     for name, array in EXPECTED.items():
         assert state[name].dtype == array.dtype and np.array_equal(state[name], array), name
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_the_tensors_are_described_before_any_is_read(layout: str, tmp_path: Path) -> None:
+    state = open_state_dict(torch_save(tmp_path / "w.pth", ARRAYS, layout))
+    assert list(state.tensors) == list(ARRAYS)
+    assert state.tensors["fc.weight"] == TensorInfo((2, 3), np.dtype(np.float32))
+    assert state.tensors["bn.num_batches_tracked"] == TensorInfo((), np.dtype(np.int64))
+    some = state.read(["fc.weight", "bn.running_var"])
+    assert list(some) == ["fc.weight", "bn.running_var"]
+    assert all(np.array_equal(some[name], EXPECTED[name]) for name in some)
+    with pytest.raises(DataError, match=r"w.pth: no tensor fc.bias"):
+        state.read(["fc.bias"])
 
 
 def test_the_packaged_imagenet_weights_read_without_torch() -> None:

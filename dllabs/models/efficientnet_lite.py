@@ -26,7 +26,7 @@ import numpy as np
 from keras import layers
 
 from dllabs.errors import DataError
-from dllabs.models.torch_state import read_state_dict
+from dllabs.models.torch_state import open_state_dict
 
 NAME = "efficientnet_lite0"
 IMAGE_SIZE = 224  # the resolution it was trained at
@@ -169,29 +169,53 @@ def _tensor_names(layer: keras.layers.Layer, prefix: str) -> list[str]:
     return [f"{prefix}.weight"]  # the convolutions have no bias
 
 
-def _keras_layout(layer: keras.layers.Layer, tensor: np.ndarray, name: str) -> np.ndarray:
+def _permutation(layer: keras.layers.Layer, name: str) -> tuple[int, ...] | None:
+    """The axes that take a tensor from PyTorch's layout to the Keras weight's, if they differ."""
     if isinstance(layer, layers.DepthwiseConv2D):  # (channels, 1, kh, kw) -> (kh, kw, channels, 1)
-        return tensor.transpose(2, 3, 0, 1)
+        return (2, 3, 0, 1)
     if isinstance(layer, layers.Conv2D):  # (out, in, kh, kw) -> (kh, kw, in, out)
-        return tensor.transpose(2, 3, 1, 0)
+        return (2, 3, 1, 0)
     if isinstance(layer, layers.Dense) and name.endswith(".weight"):  # (out, in) -> (in, out)
-        return tensor.T
-    return tensor
+        return (1, 0)
+    return None
+
+
+def _keras_layout(layer: keras.layers.Layer, tensor: np.ndarray, name: str) -> np.ndarray:
+    axes = _permutation(layer, name)
+    return tensor if axes is None else tensor.transpose(axes)
+
+
+def _torch_shape(
+    layer: keras.layers.Layer, keras_shape: tuple[int, ...], name: str
+) -> tuple[int, ...]:
+    """The shape the state dict's tensor must have to become a Keras weight of ``keras_shape``."""
+    axes = _permutation(layer, name)
+    if axes is None:
+        return keras_shape
+    shape = [0] * len(axes)
+    for keras_axis, torch_axis in enumerate(axes):
+        shape[torch_axis] = keras_shape[keras_axis]
+    return tuple(shape)
 
 
 def load_imagenet_weights(model: keras.Model, path: str | Path | None = None) -> None:
     """Put the state dict's tensors in ``model`` (from :func:`build`), every one accounted for:
-    a missing or extra tensor, or one of another shape, fails naming the file and the tensor."""
+    a missing or extra tensor, or one of another shape, fails naming the file and the tensor.
+
+    The names and shapes are checked from the file's pickle alone, against the model's weights,
+    before any storage is read; then only the tensors the model takes are read, so a file cannot
+    make this allocate more than the model's own weights (:mod:`dllabs.models.torch_state`)."""
     path = Path(path) if path is not None else weights_file()
-    state = read_state_dict(path)
+    state = open_state_dict(path)
     include_top = any(layer.name == "predictions" for layer in model.layers)
     wanted = {keras_name: _tensor_names(model.get_layer(keras_name), prefix)
               for keras_name, prefix in _torch_layers(include_top).items()}  # fmt: skip
     expected = {name for names in wanted.values() for name in names}
-    unused = {name for name in state if name.endswith(".num_batches_tracked")}
+    unused = {name for name in state.tensors if name.endswith(".num_batches_tracked")}
     if not include_top:
         unused |= {"_fc.weight", "_fc.bias"}
-    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected - unused)
+    missing = sorted(expected - set(state.tensors))
+    extra = sorted(set(state.tensors) - expected - unused)
     if missing or extra:
         what = f"no tensor {missing[0]}" if missing else f"an unknown tensor {extra[0]}"
         raise DataError(
@@ -200,14 +224,18 @@ def load_imagenet_weights(model: keras.Model, path: str | Path | None = None) ->
         )
     for keras_name, names in wanted.items():
         layer = model.get_layer(keras_name)
-        weights = [_keras_layout(layer, state[name], name) for name in names]
-        for current, new, name in zip(layer.get_weights(), weights, names, strict=True):
-            if current.shape != new.shape:
+        for weight, name in zip(layer.weights, names, strict=True):
+            needed = _torch_shape(layer, tuple(weight.shape), name)
+            if state.tensors[name].shape != needed:
                 raise DataError(
-                    f"{path}: {name} has shape {state[name].shape}, which does not fit the "
-                    f"Keras layer {keras_name} ({current.shape})"
+                    f"{path}: tensor {name} has shape {state.tensors[name].shape}, which does "
+                    f"not fit the Keras layer {keras_name}: expected {needed}"
                 )
-        layer.set_weights([np.ascontiguousarray(w, dtype=np.float32) for w in weights])
+    tensors = state.read([name for names in wanted.values() for name in names])
+    for keras_name, names in wanted.items():
+        layer = model.get_layer(keras_name)
+        layer.set_weights([np.ascontiguousarray(_keras_layout(layer, tensors[name], name),
+                                                dtype=np.float32) for name in names])  # fmt: skip
 
 
 def pretrained(

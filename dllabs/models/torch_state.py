@@ -14,17 +14,27 @@ layouts are read:
 - the zip one (torch >= 1.6): ``<name>/data.pkl`` and the raw bytes of each storage in
   ``<name>/data/<key>``.
 
-Every tensor's shape, strides and offset are checked against its storage before the array is cut
-from it; a file that is truncated, or not a state dict, fails with one line naming it.
+Reading is in two steps, so that nothing a file claims is allocated before it is checked.
+:func:`open_state_dict` reads the pickle alone: every tensor's name, shape and element type, with
+its strides checked to be a dense layout (no zero, overlapping or gapped strides) inside its
+storage, and every storage's declared size checked against the bytes the file holds for it (the
+rest of the file, or its zip entry's size). The caller then compares the tensors with the model's
+weights and :meth:`StateDictFile.read` reads only the storages of the tensors it asks for, each no
+larger than those tensors, through a bounded reader: a deflated entry inflates no further than its
+declared size. A file that is truncated, or not a state dict, fails with one line naming it.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import os
 import pickle
 import struct
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +48,7 @@ _PROTOCOL = 1001
 # A state dict of a few hundred tensors pickles to tens of KB; a "dict" far larger than this is
 # not one, and is refused before it is unpickled.
 MAX_PICKLE_BYTES = 64 * 2**20
+_BLOCK = 2**20  # bytes read (and inflated) at a time
 
 
 @dataclass(frozen=True)
@@ -61,12 +72,17 @@ _STORAGES = {
 
 @dataclass
 class _Storage:
-    """A storage the pickle refers to by key; its bytes are read after the pickle."""
+    """A storage the pickle refers to by key, and where its bytes lie: the legacy layout's byte
+    offset of its element count, or the zip entry that holds it."""
 
     key: str
     kind: _StorageType
     size: int
-    data: np.ndarray | None = None
+    where: int | str = -1
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.kind.dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,18 @@ class _Tensor:
     offset: int
     shape: tuple[int, ...]
     strides: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor of a state dict file as its pickle describes it, before any of it is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
 
 
 def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> _Tensor:
@@ -130,18 +158,11 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing {module}.{name}: a header holds plain values")
 
 
-def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """The named tensors of a PyTorch state dict file, as little-endian NumPy arrays (copies)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: not found")
+@contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """What a malformed file makes the parsers raise, as one line naming it."""
     try:
-        if zipfile.is_zipfile(path):
-            state = _read_zip(path)
-        else:
-            with path.open("rb") as handle:
-                state = _read_legacy(handle)
-        return _arrays(state)
+        yield
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
@@ -149,6 +170,101 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(
             f"{path}: not a PyTorch state dict this reader accepts ({one_line(exc, 160)})"
         ) from None
+
+
+class StateDictFile:
+    """A state dict file whose pickle is read and checked, and whose storages are not read yet:
+    :attr:`tensors` is what the caller compares with the weights it needs, before :meth:`read`."""
+
+    def __init__(self, path: Path, tensors: dict[str, _Tensor], zipped: bool) -> None:
+        self.path, self._tensors, self._zipped = path, tensors, zipped
+        self.tensors = {name: TensorInfo(t.shape, t.storage.kind.dtype.newbyteorder("="))
+                        for name, t in tensors.items()}  # fmt: skip
+
+    def read(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The tensors named (every one by default) as NumPy arrays in native byte order, each a
+        copy. Only their storages are read, and a storage that holds more than the tensors asked
+        for use is refused before a byte of it is: what is read is what they need."""
+        wanted = list(self._tensors if names is None else names)
+        for name in wanted:
+            if name not in self._tensors:
+                raise DataError(f"{self.path}: no tensor {name}")
+        readers: dict[str, list[str]] = {}  # storage key -> the tensors asked for in it
+        for name in wanted:
+            readers.setdefault(self._tensors[name].storage.key, []).append(name)
+        for key, names_in in readers.items():
+            size = self._tensors[names_in[0]].storage.size
+            used = sum(self._tensors[name].numel for name in names_in)
+            if size > used:
+                one = len(names_in) == 1
+                raise DataError(
+                    f"{self.path}: storage {key} holds {size:,} elements but its "
+                    f"{'tensor' if one else 'tensors'} ({', '.join(names_in)}) "
+                    f"{'uses' if one else 'use'} {used:,}; a storage is read only where its "
+                    "tensors need all of it"
+                )
+        arrays = {}
+        with (
+            _reported(self.path),
+            zipfile.ZipFile(self.path) if self._zipped else self.path.open("rb") as source,
+        ):
+            for names_in in readers.values():  # one storage held at a time, beside the copies
+                data = _read_storage(source, self._tensors[names_in[0]].storage)
+                arrays.update((name, _cut(data, self._tensors[name])) for name in names_in)
+        return {name: arrays[name] for name in wanted}
+
+
+def open_state_dict(path: str | Path) -> StateDictFile:
+    """A PyTorch state dict file with its pickle read and every tensor's layout checked against
+    its storage and every storage's size against the file, no storage read yet."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found")
+    with _reported(path):
+        zipped = zipfile.is_zipfile(path)
+        if zipped:
+            state = _read_zip(path)
+        else:
+            with path.open("rb") as handle:
+                state = _read_legacy(handle)
+        if not isinstance(state, dict) or not state:
+            raise pickle.UnpicklingError("the pickle is not a dict of tensors")
+        for name, tensor in state.items():
+            if not isinstance(name, str) or not isinstance(tensor, _Tensor):
+                raise pickle.UnpicklingError(f"entry {name!r:.60} is not a named tensor")
+    for name, tensor in state.items():
+        _check_layout(path, name, tensor)
+    return StateDictFile(path, dict(state), zipped)
+
+
+def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Every named tensor of a PyTorch state dict file, as NumPy arrays (copies). A caller that
+    knows the shapes it needs compares them first: :func:`open_state_dict`."""
+    return open_state_dict(path).read()
+
+
+def _check_layout(path: Path, name: str, tensor: _Tensor) -> None:
+    """A tensor must be dense, each element stored once and none skipped, in any order of its
+    dimensions (torch stores a transposed or channels-last tensor so): then it spans exactly its
+    element count, and that must lie within its storage."""
+    expected = 1
+    spans = sorted((stride, n) for n, stride in zip(tensor.shape, tensor.strides, strict=True)
+                   if n > 1)  # fmt: skip
+    dense = 0 not in tensor.strides
+    for stride, n in spans:
+        dense = dense and stride == expected
+        expected *= n
+    if not dense:
+        raise DataError(
+            f"{path}: tensor {name} has strides {tensor.strides} for shape {tensor.shape}: not a "
+            "dense layout (each element stored once, none skipped; save tensor.contiguous())"
+        )
+    if tensor.offset + tensor.numel > tensor.storage.size:
+        raise DataError(
+            f"{path}: tensor {name} reaches past its storage ({tensor.offset:,} + "
+            f"{tensor.numel:,} elements; storage {tensor.storage.key} holds "
+            f"{tensor.storage.size:,})"
+        )
 
 
 def _read_legacy(handle: IO[bytes]) -> Any:
@@ -163,23 +279,26 @@ def _read_legacy(handle: IO[bytes]) -> Any:
     unpickler = _StateDictUnpickler(_Bounded(handle, MAX_PICKLE_BYTES))
     state = unpickler.load()
     keys = _PlainUnpickler(handle).load()
-    if not isinstance(keys, list) or set(keys) != set(unpickler.storages):
+    if not isinstance(keys, list) or sorted(keys) != sorted(unpickler.storages):
         raise pickle.UnpicklingError("the storage keys do not match the tensors")
+    # Each storage follows as its element count (8 bytes) and its raw bytes, in the keys' order.
+    where = handle.tell()
     for key in keys:
         storage = unpickler.storages[key]
-        (count,) = struct.unpack("<q", _read_exactly(handle, 8))
-        if count != storage.size:
-            raise pickle.UnpicklingError(
-                f"storage {key} holds {count} elements, not {storage.size}"
-            )
-        raw = _read_exactly(handle, count * storage.kind.dtype.itemsize)
-        storage.data = np.frombuffer(raw, dtype=storage.kind.dtype)
+        storage.where = where
+        where += 8 + storage.nbytes
+    missing = where - os.fstat(handle.fileno()).st_size
+    if missing > 0:
+        raise EOFError(
+            f"the file ends {missing:,} bytes before the storages it declares do (truncated, or "
+            "not what it claims)"
+        )
     return state
 
 
 def _read_zip(path: Path) -> Any:
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+        names = set(archive.namelist())
         pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
         if len(pickles) != 1:
             raise pickle.UnpicklingError("a zip without one <name>/data.pkl")
@@ -189,36 +308,64 @@ def _read_zip(path: Path) -> Any:
         unpickler = _StateDictUnpickler(io.BytesIO(archive.read(pickles[0])))
         state = unpickler.load()
         for key, storage in unpickler.storages.items():
-            member = f"{prefix}data/{key}"
-            expected = storage.size * storage.kind.dtype.itemsize
-            if member not in names or archive.getinfo(member).file_size != expected:
-                raise pickle.UnpicklingError(f"storage {key} is missing or not {expected} bytes")
-            storage.data = np.frombuffer(archive.read(member), dtype=storage.kind.dtype)
+            storage.where = f"{prefix}data/{key}"
+            if storage.where not in names or not _entry_fits(archive, storage):
+                raise pickle.UnpicklingError(
+                    f"storage {key} is missing or not {storage.nbytes} bytes"
+                )
     return state
 
 
-def _arrays(state: Any) -> dict[str, np.ndarray]:
-    if not isinstance(state, dict) or not state:
-        raise pickle.UnpicklingError("the pickle is not a dict of tensors")
-    arrays = {}
-    for name, tensor in state.items():
-        if not isinstance(name, str) or not isinstance(tensor, _Tensor):
-            raise pickle.UnpicklingError(f"entry {name!r:.60} is not a named tensor")
-        data = tensor.storage.data
-        assert data is not None  # every storage was read before this
-        last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.strides,
-                                                                  strict=True) if n)  # fmt: skip
-        if 0 in tensor.shape:
-            arrays[name] = np.zeros(tensor.shape, dtype=data.dtype.newbyteorder("="))
-            continue
-        if last >= len(data):
-            raise pickle.UnpicklingError(f"tensor {name} reaches past its storage")
-        view = np.lib.stride_tricks.as_strided(
-            data[tensor.offset :], shape=tensor.shape,
-            strides=tuple(s * data.itemsize for s in tensor.strides),
-        )  # fmt: skip
-        arrays[name] = np.array(view, dtype=data.dtype.newbyteorder("="))
-    return arrays
+def _entry_fits(archive: zipfile.ZipFile, storage: _Storage) -> bool:
+    """Whether the zip entry declares the storage's size: reading it then stops there however far
+    its compressed bytes would inflate."""
+    assert isinstance(storage.where, str)
+    return archive.getinfo(storage.where).file_size == storage.nbytes
+
+
+def _read_storage(source: IO[bytes] | zipfile.ZipFile, storage: _Storage) -> np.ndarray:
+    """A storage's elements, read into an array of exactly its declared size."""
+    data = np.empty(storage.size, dtype=storage.kind.dtype)
+    if isinstance(source, zipfile.ZipFile):
+        assert isinstance(storage.where, str)
+        if not _entry_fits(source, storage):
+            raise pickle.UnpicklingError(f"storage {storage.key} changed since it was opened")
+        with source.open(storage.where) as entry:
+            _fill(entry, data)
+        return data
+    assert isinstance(storage.where, int)
+    source.seek(storage.where)
+    (count,) = struct.unpack("<q", _read_exactly(source, 8))
+    if count != storage.size:
+        raise pickle.UnpicklingError(
+            f"storage {storage.key} holds {count} elements, not {storage.size}"
+        )
+    _fill(source, data)
+    return data
+
+
+def _fill(stream: IO[bytes], data: np.ndarray) -> None:
+    """``data``'s bytes from ``stream``, a block at a time: a zip entry is inflated block by
+    block rather than all at once beside the array."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        count = stream.readinto(view[done : done + _BLOCK])
+        if not count:
+            raise EOFError(f"the file ends {len(view) - done} bytes early (truncated)")
+        done += count
+
+
+def _cut(data: np.ndarray, tensor: _Tensor) -> np.ndarray:
+    """The tensor's elements from its storage (layout and extent checked when opened)."""
+    native = data.dtype.newbyteorder("=")
+    if tensor.numel == 0:
+        return np.zeros(tensor.shape, dtype=native)
+    view = np.lib.stride_tricks.as_strided(
+        data[tensor.offset :], shape=tensor.shape,
+        strides=tuple(s * data.itemsize for s in tensor.strides),
+    )  # fmt: skip
+    return np.array(view, dtype=native)
 
 
 def _read_exactly(handle: IO[bytes], count: int) -> bytes:

@@ -3,19 +3,32 @@
 Strip the Project Gutenberg header and footer when present; split into sentences; remove special
 characters and digits; remove punctuation; lowercase; split into words; remove stop words. Runs
 offline (see ``dllabs.data.text``). Writes one sentence per line, tokens separated by spaces, and a
-JSON of counts. Imports no TensorFlow.
+JSON of counts. The text is read a line at a time and the corpus written a block of sentences at a
+time, so memory stays bounded whatever the text's size. Imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from dllabs.cli import parse_paths
 from dllabs.data import sources
-from dllabs.data.text import tokenize
-from dllabs.errors import stage_errors
+from dllabs.data.text import tokenize_file
+from dllabs.errors import DataError, stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
+
+
+def text_file(raw_dir: str | Path) -> tuple[str, Path]:
+    """The source name and the path of the one text file that ``download`` wrote."""
+    raw_dir = Path(raw_dir)
+    manifest = sources.read_manifest(raw_dir)
+    files = manifest["files"]
+    if not isinstance(files, dict) or len(files) != 1:
+        raise DataError(f"{raw_dir / sources.MANIFEST}: expected one text file in 'files'")
+    (name,) = files
+    return manifest["source"], raw_dir / name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,11 +39,10 @@ def main(argv: list[str] | None = None) -> None:
             raw_text="raw text folder", corpus="output corpus, one sentence per line",
             summary="output counts (.json)",
         )  # fmt: skip
-        source, text = sources.read_text_source(args.raw_text)
-        sentences, report = tokenize(text, params.tokenize, source)
+        source, path = text_file(args.raw_text)
         with staged_outputs() as out:
-            corpus = out.file(args.corpus)
-            corpus.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+            with out.file(args.corpus).open("w", encoding="utf-8") as corpus:
+                report = tokenize_file(path, params.tokenize, source, corpus.write)
             save_json(out.file(args.summary), {"source": source, **asdict(report)})
         print(
             f"tokenize: {source}: {report.sentences_kept} sentences, {report.tokens} tokens, "

@@ -19,6 +19,7 @@ it is not meant to train further (gensim's sampling tables are not stored).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ PICKLED = ("word2vec.model", "vectors.kv", "baseline.kv")
 # The training settings kept with a full model: what predict_output_word and a reader need.
 SETTINGS = ("sg", "cbow_mean", "window", "negative", "hs", "min_count", "sample", "alpha",
             "epochs", "seed")  # fmt: skip
+# The whole-number settings' ranges (highest None: no bound). Checked before gensim sees them: a
+# seed of 1.5 raised from inside NumPy's seeding, one of 2**32 from its range check.
+WHOLE_SETTINGS = {"sg": (0, 1), "cbow_mean": (0, 1), "hs": (0, 1), "window": (1, None),
+                  "negative": (0, None), "min_count": (1, None), "epochs": (1, None),
+                  "seed": (0, 2**32 - 1)}  # fmt: skip
 
 
 def save_word2vec(model: Any, folder: str | Path) -> None:
@@ -95,21 +101,66 @@ def load_word2vec(folder: str | Path) -> Any:
             f"{folder / MODEL}: word vectors only, without the output weights that "
             "predict_output_word needs; expected a full Word2Vec model folder"
         )
-    settings = info.get("settings")
-    if not isinstance(settings, dict) or set(settings) != set(SETTINGS):
-        raise DataError(f"{folder / MODEL}: settings must name {', '.join(SETTINGS)}")
-    for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DataError(f"{folder / MODEL}: settings.{name} = {value!r}, expected a number")
+    settings = _checked_settings(folder / MODEL, info)
     wv = load_vectors(folder)
     # No sentences: gensim only records the settings; the vectors are put in place below.
     model = Word2Vec(vector_size=info["vector_size"], workers=1, **settings)
     model.wv = wv
-    model.corpus_total_words = int(info.get("corpus_total_words", 0))
-    model.corpus_count = int(info.get("corpus_count", 0))
+    model.corpus_total_words = info.get("corpus_total_words", 0)
+    model.corpus_count = info.get("corpus_count", 0)
     if info.get("output_vectors"):
         model.syn1neg = _read_array(folder / OUTPUT, (len(wv), info["vector_size"]))
     return model
+
+
+def _checked_settings(path: Path, info: dict) -> dict[str, int | float]:
+    """A full model's settings and corpus counts, each of its type and in its range, and output
+    vectors present exactly when negative sampling made them: one line for the first that is not.
+    """
+    settings = info.get("settings")
+    if not isinstance(settings, dict) or set(settings) != set(SETTINGS):
+        raise DataError(f"{path}: settings must name {', '.join(SETTINGS)}")
+    for name, (lowest, highest) in WHOLE_SETTINGS.items():
+        value = settings[name]
+        if not _whole(value) or value < lowest or (highest is not None and value > highest):
+            expected = (
+                "0 or 1" if (lowest, highest) == (0, 1)
+                else f"a whole number of {lowest} or more" if highest is None
+                else f"a whole number from {lowest} to {highest}"
+            )  # fmt: skip
+            raise DataError(f"{path}: settings.{name} = {value!r}, expected {expected}")
+    sample, alpha = settings["sample"], settings["alpha"]
+    if not _number(sample) or not 0 <= sample < 1:
+        raise DataError(f"{path}: settings.sample = {sample!r}, expected a number from 0 to 1")
+    if not _number(alpha) or not alpha > 0:
+        raise DataError(f"{path}: settings.alpha = {alpha!r}, expected a number above 0")
+    for name in ("corpus_total_words", "corpus_count"):
+        value = info.get(name, 0)
+        if not _whole(value) or value < 0:
+            raise DataError(f"{path}: {name} = {value!r}, expected a whole number of 0 or more")
+    output, negative = info.get("output_vectors"), settings["negative"]
+    if not isinstance(output, bool):
+        raise DataError(f"{path}: output_vectors = {output!r}, expected true or false")
+    if output and not negative:
+        raise DataError(
+            f"{path}: output_vectors is true but settings.negative is 0; output vectors are "
+            "negative sampling's"
+        )
+    if negative and not output:
+        raise DataError(
+            f"{path}: settings.negative is {negative} but output_vectors is false; "
+            "predict_output_word needs them"
+        )
+    return settings
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    """An int, or a finite float (JSON's NaN and Infinity parse as floats)."""
+    return _whole(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _read_info(folder: Path) -> dict:
@@ -136,9 +187,11 @@ def _read_info(folder: Path) -> dict:
     kind, size, words = info.get("kind"), info.get("vector_size"), info.get("words")
     if kind not in ("word2vec", "vectors"):
         raise DataError(f"{path}: kind {kind!r}, expected 'word2vec' or 'vectors'")
-    for name, value in (("vector_size", size), ("words", words)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DataError(f"{path}: {name} = {value!r}, expected a whole number")
+    for name, value, lowest in (("vector_size", size, 1), ("words", words, 0)):
+        if not _whole(value) or value < lowest:
+            raise DataError(
+                f"{path}: {name} = {value!r}, expected a whole number of {lowest} or more"
+            )
     return info
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dllabs.cli import parse_paths
-from dllabs.errors import stage_errors
+from dllabs.errors import DataError, stage_errors
 from dllabs.evaluation.reports import run_info
-from dllabs.labs.word2vec import evaluate_vectors, pca_plot, probe_report
+from dllabs.labs.word2vec import MIN_VOCABULARY, evaluate_vectors, pca_plot, probe_report
 from dllabs.models.word2vec_files import load_vectors, load_word2vec
 from dllabs.outputs import load_json, save_json, staged_outputs
 from dllabs.params import CBOW, load_params
@@ -22,6 +22,12 @@ from dllabs.params import CBOW, load_params
 def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:
     """Similarity and analogy scores of the CBOW vectors and the baseline, probes and PCA plot."""
     model = load_word2vec(model_dir / "word2vec")
+    if len(model.wv) < MIN_VOCABULARY:  # train_cbow refuses these; a model from before did not
+        raise DataError(
+            f"{model_dir / 'word2vec'}: {len(model.wv)} word{'' if len(model.wv) == 1 else 's'} "
+            f"in the vocabulary; its PCA map needs at least {MIN_VOCABULARY}; retrain with a lower "
+            "cbow.min_count (dvc repro train_cbow)"
+        )
     baseline = load_vectors(model_dir / "baseline")
     training = load_json(model_dir / "training.json")
     report.write_text(probe_report(model, params.probe_words, params.probe_contexts), "utf-8")

@@ -1,11 +1,12 @@
 """Stage ``train_cbow`` (lab 4: word embeddings with CBOW).
 
 Read the tokenized corpus (one sentence per line; one longer than the 10,000 words gensim reads
-is cut into pieces); train Word2Vec in CBOW mode (``sg=0``: the averaged context vectors predict
-the centre word) with the ``cbow`` params, logging the loss of every epoch with DVCLive; train
-gensim's defaults on the same corpus as a baseline; save the full model (with the output weights
-``predict_output_word`` needs) and the baseline's word vectors as ``.npy`` arrays and JSON
-(``dllabs.models.word2vec_files``: nothing a reader loads can run code).
+is cut into pieces); refuse, before training, a ``cbow.min_count`` that leaves fewer words than
+``evaluate_cbow`` can evaluate; train Word2Vec in CBOW mode (``sg=0``: the averaged context
+vectors predict the centre word) with the ``cbow`` params, logging the loss of every epoch with
+DVCLive; train gensim's defaults on the same corpus as a baseline; save the full model (with the
+output weights ``predict_output_word`` needs) and the baseline's word vectors as ``.npy`` arrays
+and JSON (``dllabs.models.word2vec_files``: nothing a reader loads can run code).
 
 ``cbow.engine: gensim`` (the default) imports no TensorFlow. ``cbow.engine: keras`` trains the same
 model written in Keras layers (``dllabs.models.keras_cbow``) and packs its weights into a gensim
@@ -18,7 +19,13 @@ import time
 
 from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
-from dllabs.labs.word2vec import MAX_SENTENCE_WORDS, read_corpus, split_long_sentences, train_cbow
+from dllabs.labs.word2vec import (
+    MAX_SENTENCE_WORDS,
+    check_vocabulary,
+    read_corpus,
+    split_long_sentences,
+    train_cbow,
+)
 from dllabs.models.word2vec_files import save_vectors, save_word2vec
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
@@ -34,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             plots="output DVCLive folder",
         )  # fmt: skip
         sentences, split = split_long_sentences(read_corpus(args.corpus))
+        check_vocabulary(sentences, params.cbow.min_count, args.corpus)
         from dvclive import Live
 
         with staged_outputs() as out:

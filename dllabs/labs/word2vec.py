@@ -24,6 +24,9 @@ WORDSIM, SIMLEX, ANALOGIES = "wordsim353.tsv", "simlex999.txt", "questions-words
 # gensim's training stops reading a sentence at 10,000 words (MAX_WORDS_IN_BATCH in its compiled
 # loop) without a word of warning, so longer ones are cut into pieces of at most this many.
 MAX_SENTENCE_WORDS = 10_000
+# The fewest words evaluate_cbow can evaluate: its PCA map projects onto two axes, which takes at
+# least two points. Probes and similarity scores cope with any vocabulary.
+MIN_VOCABULARY = 2
 
 
 def read_corpus(path: str | Path) -> list[list[str]]:
@@ -55,6 +58,20 @@ def split_long_sentences(
         split += 1
         pieces += [sentence[start : start + limit] for start in range(0, len(sentence), limit)]
     return pieces, split
+
+
+def check_vocabulary(sentences: list[list[str]], min_count: int, corpus: str | Path) -> None:
+    """Refuse, before training, a ``cbow.min_count`` that leaves too few words to evaluate: the
+    failure would come two stages later, after DVC had deleted the lab's metrics and report."""
+    counts = Counter(word for sentence in sentences for word in sentence)
+    kept = sum(1 for count in counts.values() if count >= min_count)
+    if kept < MIN_VOCABULARY:
+        raise DataError(
+            f"cbow.min_count = {min_count} leaves {kept} word{'' if kept == 1 else 's'} in the "
+            f"vocabulary of {corpus} ({len(counts)} distinct words); evaluate_cbow needs at least "
+            f"{MIN_VOCABULARY} (its PCA map has two axes); lower cbow.min_count or use a larger "
+            "text"
+        )
 
 
 def train_cbow(
@@ -189,12 +206,14 @@ def centre_words(
     """``predict_output_word`` for the known words of ``context``, and the unknown ones.
 
     ``None`` when no context word is known; ``[]`` when the model cannot predict (gensim does it
-    only for negative sampling).
+    only for negative sampling, and raises for a model trained with hierarchical softmax alone).
     """
     known = [w for w in context if w in model.wv.key_to_index]
     missing = [w for w in context if w not in model.wv.key_to_index]
     if not known:
         return None, missing
+    if not model.negative:
+        return [], missing
     predicted = model.predict_output_word(known, topn=topn) or []
     return [(w, float(p)) for w, p in predicted], missing
 

@@ -48,6 +48,21 @@ from dllabs.processes import distributed
 
 TIMEOUT_ENV = "DL_LABS_CLUSTER_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
+# JAX takes its time limits as C ints (1e300 raised a TypeError inside jaxlib, inf an
+# OverflowError here); no launcher starts its processes a day apart.
+MAX_TIMEOUT = 86400.0
+# Launchers write plain ASCII numbers. Python's int() and str.isdigit() also take other scripts'
+# digits (int("٢") is 2; "¹²³".isdigit() is true, yet int() refuses it) and any length up to
+# 4,300 digits.
+_WHOLE = re.compile(r"[0-9]{1,18}")
+# A host name or IPv4 address of ASCII labels, or a bracketed IPv6 address: the socket calls
+# encode a host with IDNA, which raises a UnicodeError (no OSError) for an empty label or one
+# over 63 characters.
+_HOST = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?"  # names, IPv4
+    r"|\[[0-9A-Fa-f:.]{2,45}\]"  # [IPv6]
+)
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+([eE][-+]?[0-9]+)?")
 _BEAT_SECONDS = 1.0
 
 
@@ -75,14 +90,16 @@ def current() -> Cluster | None:
     return from_environment() if distributed() else None
 
 
+def _shown(text: str) -> str:
+    """A variable's value quoted for a message, cut short: it may be thousands of characters."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 def _integer(env: Mapping[str, str], key: str, low: int) -> int:
     text = env[key].strip()
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
+    value = int(text) if _WHOLE.fullmatch(text) else low - 1
     if value < low:
-        raise ParamsError(f"{key}={text!r}: expected a whole number >= {low}")
+        raise ParamsError(f"{key}={_shown(text)}: expected a whole number >= {low}")
     return value
 
 
@@ -91,8 +108,10 @@ def _slurm_coordinator(env: Mapping[str, str]) -> str:
     the step's first node, on port ``61440 + job id % 4096``."""
     nodes = (env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "")).strip()
     job = env.get("SLURM_JOB_ID", "").strip()
-    if not nodes or not job.isdigit():
+    if not nodes or not job:
         return ""
+    if not _WHOLE.fullmatch(job):
+        raise ParamsError(f"SLURM_JOB_ID={_shown(job)}: expected a whole number (SLURM's job id)")
     head = nodes.split(",", 1)[0] if "[" not in nodes.split(",", 1)[0] else nodes
     if "[" in head:  # node[001-015,020],gpu1 -> node001
         prefix, suffix = head.split("[", 1)
@@ -142,25 +161,25 @@ def from_environment(env: Mapping[str, str] | None = None) -> Cluster | None:
             f"processes ({count_key}): expected one (the coordinator's) or one per process"
         )
     host, _, port = listed[0].rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not _HOST.fullmatch(host) or not _WHOLE.fullmatch(port) or not 0 < int(port) < 65536:
         raise ParamsError(
-            f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {listed[0]!r} is not host:port "
+            f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {_shown(listed[0])} is not host:port "
             "(process 0's address and a free port)"
         )
     return Cluster(processes, index, listed[0], source)
 
 
 def timeout_seconds(env: Mapping[str, str] | None = None) -> float:
+    """``DL_LABS_CLUSTER_TIMEOUT`` in seconds (a plain decimal number, > 0 and at most a day)."""
     env = os.environ if env is None else env
     text = env.get(TIMEOUT_ENV, "").strip()
     if not text:
         return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ParamsError(f"{TIMEOUT_ENV}={text!r}: expected seconds, a number > 0")
+    value = float(text) if _SECONDS.fullmatch(text) else 0.0
+    if not 0 < value <= MAX_TIMEOUT:
+        raise ParamsError(
+            f"{TIMEOUT_ENV}={_shown(text)}: expected seconds, a number > 0 and <= {MAX_TIMEOUT:g}"
+        )
     return value
 
 

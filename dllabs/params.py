@@ -12,11 +12,12 @@ Later labs add their sections (``mlp``, ``cnn``, ...) to :class:`Params`.
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,9 +27,15 @@ from pydantic import (
     model_validator,
 )
 
-from dllabs.errors import ParamsError
+from dllabs.errors import ParamsError, os_error
 
 PARAMS_FILE = "params.yaml"
+# The committed params.yaml is about 3 KB; a list of a thousand class names or stopwords is tens
+# of KB. A params file past this is not one: the pure-Python YAML parser DVC and the stages share
+# takes about 1.5 s per 256 KB here, and took 88 s and gigabytes of memory on 12 MB.
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_DEPTH = 32  # params nest four levels deep; a parser recurses once per level
+MAX_INT_DIGITS = 100  # Python refuses to convert past 4,300 digits; no param needs more than 20
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -56,7 +63,7 @@ class Base(Section):
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_off_is_false(cls, value: Any) -> Any:
-        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+        return "off" if value is False else value  # PyYAML (YAML 1.1) reads a bare `off` as false
 
 
 class Split(Section):
@@ -337,16 +344,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run the stages from the repository root")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(filter(None, (exc.context, exc.problem)))
-        raise ParamsError(f"{path}: not valid YAML{where}: {problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return validate_params(raw, source=str(path))
+    return validate_params(read_yaml(path), source=str(path))
 
 
 def validate_params(raw: Any, source: str = PARAMS_FILE) -> Params:
@@ -423,24 +421,158 @@ def _literal_options(expected: str) -> list[str]:
     return [part.strip(" '\"") for part in expected.replace(" or ", ", ").split(",")]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate keys instead of keeping the last one."""
+def read_yaml(path: str | Path, limit: int = MAX_PARAMS_BYTES) -> Any:
+    """The YAML document in ``path`` as DVC reads params files (UTF-8, YAML 1.2, ruamel.yaml's
+    safe loader), or :class:`ParamsError` in one line with the line and column at fault.
+
+    Refused before the parser goes further: a file over ``limit`` bytes (checked before it is
+    read), text that is not UTF-8, anchors and aliases (a few KB of nested aliases expand
+    exponentially, in every reader after this one too), nesting past :data:`MAX_DEPTH`, and
+    integers past :data:`MAX_INT_DIGITS`. As ever: no tag runs Python, a key must be a name, and a
+    duplicate key is an error rather than the last one winning.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise ParamsError(f"{path}: not found")
+        size = path.stat().st_size
+        if size <= limit:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)  # the file may have grown since stat()
+            size = len(data)
+    except OSError as exc:
+        raise ParamsError(os_error(exc, path)) from None
+    if size > limit:
+        raise ParamsError(_too_large(path, size, limit))
+    return parse_yaml(_decode(data, path), str(path), limit)
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
-    seen: set = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str | int | float | bool | type(None)):  # `? [a, b]`, `? {a: 1}`
-            raise yaml.constructor.ConstructorError(
-                None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark
-            )
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
+def parse_yaml(text: str, source: str, limit: int = MAX_PARAMS_BYTES) -> Any:
+    """:func:`read_yaml` for text already in memory (``source`` names it in errors)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise ParamsError(_too_large(source, size, limit))
+    reader = YAML(typ="safe", pure=True)
+    reader.Composer, reader.Constructor = _ruamel_classes()
+    try:
+        return reader.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(filter(None, (exc.context, exc.problem)))
+        if getattr(exc, "refused", False):
+            raise ParamsError(f"{source}{where}: {problem}") from None
+        raise ParamsError(f"{source}: not valid YAML{where}: {' '.join(problem.split())}") from None
+    except ReaderError as exc:
+        line, column = _line_and_column(text, exc.position)
+        raise ParamsError(
+            f"{source}: not valid YAML at line {line}, column {column}: character "
+            f"{exc.character!r} is not allowed in YAML"
+        ) from None
+    except YAMLError as exc:
+        raise ParamsError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _too_large(source: str | Path, size: int, limit: int) -> str:
+    return (
+        f"{source}: {size:,} bytes; a params file may hold at most {limit:,} "
+        f"({limit // 1024} KB; the committed params.yaml is about 3 KB)"
+    )
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """``data`` as UTF-8, as DVC decodes params files; otherwise where the first bad byte is."""
+    for name, boms in (("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+                       ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))):  # fmt: skip
+        if data.startswith(boms):
+            raise ParamsError(f"{path}: {name} text; {_AS_UTF8}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ParamsError(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column "
+            f"{column}; {_AS_UTF8}"
+        ) from None
+
+
+_AS_UTF8 = "DVC reads params files as UTF-8: save it as UTF-8"
+
+
+def _line_and_column(text: str, position: int) -> tuple[int, int]:
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
+@functools.cache
+def _ruamel_classes() -> tuple[type, type]:
+    """ruamel.yaml's composer and safe constructor, refusing what :func:`read_yaml` refuses: the
+    composer as each node begins, before the parser reads further (ruamel.yaml is imported when
+    the first file is read, not with this module)."""
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.constructor import SafeConstructor
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.events import AliasEvent
+    from ruamel.yaml.nodes import MappingNode, ScalarNode
+
+    class Refused(MarkedYAMLError):
+        refused = True
+
+    class RefusingComposer(Composer):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.parser.peek_event()
+            if isinstance(event, AliasEvent) or event.anchor is not None:
+                kind = "alias *" if isinstance(event, AliasEvent) else "anchor &"
+                raise Refused(
+                    problem=f"{kind}{event.anchor}; params files may not hold anchors or aliases "
+                    "(nested ones expand exponentially): write the values out",
+                    problem_mark=event.start_mark,
+                )
+            if self.depth >= MAX_DEPTH:
+                raise Refused(
+                    problem=f"nested more than {MAX_DEPTH} levels deep; params nest a few",
+                    problem_mark=event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            if isinstance(node, MappingNode):
+                for key, _ in node.value:
+                    if not isinstance(key, ScalarNode):  # `? [a, b]`, `? {a: 1}`
+                        raise Refused(
+                            problem=f"a key must be a name, not a {key.id}",
+                            problem_mark=key.start_mark,
+                        )
+            return node
+
+    class StrictConstructor(SafeConstructor):
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep=deep)
+            except (ValueError, OverflowError) as exc:  # a date of 2024-02-30, say
+                raise Refused(
+                    problem=f"{str(node.value)[:60]!r}: {' '.join(str(exc).split())}",
+                    problem_mark=node.start_mark,
+                ) from None
+
+        def construct_yaml_int(self, node: Any) -> int:
+            # Python's own limit would raise a ValueError whose advice is to raise the limit.
+            digits = len(str(node.value).strip().lstrip("+-").replace("_", ""))
+            if digits > MAX_INT_DIGITS:
+                raise Refused(
+                    problem=f"an integer of {digits} digits; params hold at most {MAX_INT_DIGITS}",
+                    problem_mark=node.start_mark,
+                )
+            return super().construct_yaml_int(node)
+
+        def check_mapping_key(
+            self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
+        ) -> bool:
+            if key in mapping:
+                raise Refused(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+            return True
+
+    StrictConstructor.add_constructor("tag:yaml.org,2002:int", StrictConstructor.construct_yaml_int)
+    return RefusingComposer, StrictConstructor

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dllabs.errors import ParamsError
-from dllabs.params import load_params, validate_params
+from dllabs.params import load_params, read_yaml, validate_params
 from tests.conftest import REPO, set_key
 
 
@@ -152,3 +152,9 @@ def test_load_params_reports_yaml_problems(tmp_path: Path) -> None:
     scalar.write_text("42\n", encoding="utf-8")
     with pytest.raises(ParamsError, match="expected a mapping"):
         load_params(scalar)
+
+
+def test_the_committed_params_read_the_same_in_yaml_1_2_as_in_yaml_1_1(default_params) -> None:
+    """The stages now read params as DVC does (YAML 1.2): the committed values, and so the
+    pipeline's numbers, are what PyYAML (YAML 1.1) read."""
+    assert read_yaml(REPO / "params.yaml") == default_params

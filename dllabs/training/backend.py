@@ -3,13 +3,13 @@
 Keras reads its backend once, from ``KERAS_BACKEND``, when it is first imported, and every Keras
 stage imports it with its first ``dllabs`` import. So the ``stages`` package calls
 :func:`select_backend` before any stage module loads: it reads ``base.backend`` from
-``params.yaml`` (plain YAML, no Keras), checks the backend's package is installed, and sets the
-variable, with the settings each backend needs before it starts: deterministic GPU kernels, no
-GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's CPU code capped at AVX2, as the
-stage commands cap oneDNN's (``ONEDNN_MAX_CPU_ISA``), so an AVX-512 machine runs the same
-instructions as an AVX2 one. ``params.yaml`` decides, not a ``KERAS_BACKEND``
-already in the environment: DVC tracks the param, so a run is always reproduced on the backend
-it recorded.
+``params.yaml`` (as :mod:`dllabs.params` reads it; no Keras), checks the backend's package is
+installed, and sets the variable, with the settings each backend needs before it starts:
+deterministic GPU kernels, no GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's
+CPU code capped at AVX2, as the stage commands cap oneDNN's (``ONEDNN_MAX_CPU_ISA``), so an
+AVX-512 machine runs the same instructions as an AVX2 one. ``params.yaml`` decides, not a
+``KERAS_BACKEND`` already in the environment: DVC tracks the param, so a run is always reproduced
+on the backend it recorded.
 
 Imports no Keras.
 """
@@ -22,9 +22,8 @@ import platform
 import sys
 from pathlib import Path
 
-import yaml
-
 from dllabs.errors import ParamsError
+from dllabs.params import read_yaml
 
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT_BACKEND = "tensorflow"
@@ -33,12 +32,14 @@ INSTALL = {"jax": 'make install EXTRAS="dev jax"', "torch": 'make install EXTRAS
 
 
 def configured(params_file: str | Path = "params.yaml") -> tuple[str, str]:
-    """``(base.backend, base.device)`` from ``params_file``; the defaults where it is missing or
-    unreadable (the stage's own params check then reports the file)."""
+    """``(base.backend, base.device)`` from ``params_file``, read as the stages read it; the
+    defaults where it is missing or refused (the stage's own params check then reports the file,
+    in one line)."""
     try:
-        base = (yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}).get("base")
-    except (OSError, yaml.YAMLError, AttributeError):
+        params = read_yaml(params_file)
+    except ParamsError:
         return DEFAULT_BACKEND, "auto"
+    base = params.get("base") if isinstance(params, dict) else None
     if not isinstance(base, dict):
         return DEFAULT_BACKEND, "auto"
     return base.get("backend", DEFAULT_BACKEND), base.get("device", "auto")

@@ -65,6 +65,8 @@ def check_vocabulary(sentences: list[list[str]], min_count: int, corpus: str | P
     failure would come two stages later, after DVC had deleted the lab's metrics and report."""
     counts = Counter(word for sentence in sentences for word in sentence)
     kept = sum(1 for count in counts.values() if count >= min_count)
+    if not kept:
+        raise DataError(_no_frequent_word(min_count, len(counts)))
     if kept < MIN_VOCABULARY:
         raise DataError(
             f"cbow.min_count = {min_count} leaves {kept} word{'' if kept == 1 else 's'} in the "
@@ -72,6 +74,13 @@ def check_vocabulary(sentences: list[list[str]], min_count: int, corpus: str | P
             f"{MIN_VOCABULARY} (its PCA map has two axes); lower cbow.min_count or use a larger "
             "text"
         )
+
+
+def _no_frequent_word(min_count: int, distinct: int) -> str:
+    return (
+        f"no word occurs {min_count} times in the corpus ({distinct} distinct words); "
+        "lower cbow.min_count or use a larger text"
+    )
 
 
 def train_cbow(
@@ -116,10 +125,7 @@ def train_cbow(
     counts = Counter(word for sentence in sentences for word in sentence)
     min_count = options.get("min_count", 5)  # gensim's default
     if not any(count >= min_count for count in counts.values()):
-        raise DataError(
-            f"no word occurs {min_count} times in the corpus ({len(counts)} distinct words); "
-            "lower cbow.min_count or use a larger text"
-        )
+        raise DataError(_no_frequent_word(min_count, len(counts)))
     sentences, _ = split_long_sentences(sentences)
     return Word2Vec(sentences, callbacks=[EpochLoss()], **options)
 

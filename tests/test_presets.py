@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from dllabs.errors import ParamsError
 from dllabs.models.builders import PixelStats, build_cnn, build_mlp
 from dllabs.params import CNN, MLP, Base, validate_params
-from dllabs.tooling.presets import compose, preset_names, stale_params
+from dllabs.tooling.presets import compose, compose_yaml, preset_names, stale_params
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import fit
 from tests.conftest import DVC, REPO, copy_of, sh
@@ -44,11 +45,27 @@ def test_a_hand_edited_params_yaml_is_reported(tmp_path: Path) -> None:
     assert "missing" in stale_params(params, tmp_path / "conf")
 
 
+def test_a_refused_conf_or_unreadable_params_is_a_reason_not_a_traceback(tmp_path: Path) -> None:
+    """`--stale` (make check-reproducible) reports these as it reports a stale params.yaml."""
+    shutil.copytree(CONF, tmp_path / "conf")
+    params = tmp_path / "params.yaml"
+    params.write_bytes(b"\xff\xfe" + (REPO / "params.yaml").read_bytes())  # not UTF-8
+    assert "not the composition of" in stale_params(params, tmp_path / "conf")
+    with (tmp_path / "conf" / "config.yaml").open("a", encoding="utf-8") as config:
+        config.write("extra: ${oc.env:HOME}\n")
+    reason = stale_params(params, tmp_path / "conf")
+    assert reason.startswith("cannot be checked: ") and "extra = '${oc.env:HOME}' calls oc.env" in (
+        reason
+    )
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_each_preset_composes_valid_params_that_name_it(name: str) -> None:
     params = compose([f"dataset={name}", FOLDER], CONF)
     validate_params(params)
     assert params["data"]["preset"] == name
+    # read as DVC and the stages read it (YAML 1.2), the same values as PyYAML's YAML 1.1
+    assert params == yaml.safe_load(compose_yaml([f"dataset={name}", FOLDER], CONF))
     expected_source = "folder" if name == "photos" else name
     assert params["data"]["images"] == expected_source
 

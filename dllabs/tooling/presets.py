@@ -10,27 +10,51 @@ a preset changed, and ``-S key=value`` still overrides any single key. ``dvc rep
 writes the same composition for it, byte for byte what DVC writes, and ``python -m
 dllabs.tooling.reproducibility --stale`` fails when the committed ``params.yaml`` is not the
 composition of ``conf/``.
+
+``conf/`` is refused before Hydra reads it where ``params.yaml`` could not be read from it
+(:func:`check_conf`), and where it calls a resolver whose value comes from the machine composing
+it rather than from ``conf/`` (``${oc.env:NAME}``, Hydra's ``${now:...}`` and ``${hydra:...}``):
+DVC would record that value in ``params.yaml`` and in every experiment it commits and pushes.
+``dvc exp run`` composes ``conf/`` with its own Hydra call, before any of this code runs, so these
+checks guard ``make params`` and the committed ``conf/`` (``--stale``, run by
+``make check-reproducible``), not DVC's own composition.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dllabs.errors import ParamsError, stage_errors
-from dllabs.params import PARAMS_FILE, validate_params
+from dllabs.params import PARAMS_FILE, parse_yaml, read_yaml, validate_params
 
 CONF_DIR = Path("conf")
 CONFIG_NAME = "config"
 GROUP = "dataset"
+# The resolvers whose value depends on conf/ alone. Any other reads the machine that composes
+# params.yaml (oc.env its environment, Hydra's now its clock, hydra its run), and its value would
+# be recorded in params.yaml and in the experiment commits DVC pushes.
+PURE_RESOLVERS = ("oc.select", "oc.create", "oc.decode", "oc.deprecated", "oc.dict.keys",
+                  "oc.dict.values")  # fmt: skip
+# A resolver call anywhere in a value, quoted or escaped too: oc.decode resolves what it decodes.
+_RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
 
 
 def preset_names(conf_dir: Path = CONF_DIR) -> list[str]:
     """The presets shipped in ``conf/dataset/``."""
     return sorted(path.stem for path in (conf_dir / GROUP).glob("*.yaml"))
+
+
+def check_conf(conf_dir: Path = CONF_DIR) -> None:
+    """Read each file of ``conf_dir`` as the stages read ``params.yaml``
+    (:func:`dllabs.params.read_yaml`), before Hydra does: one over the size limit, not UTF-8, or
+    holding anchors and aliases (13 KB of nested ones took Hydra 39 s) is refused in one line with
+    its file and line."""
+    for path in sorted(Path(conf_dir).rglob("*.yaml")):
+        read_yaml(path)
 
 
 def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> str:
@@ -40,9 +64,11 @@ def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = C
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    check_conf(conf_dir)
     try:
         with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
             cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        _refuse_machine_reads(OmegaConf.to_container(cfg, resolve=False), conf_dir)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -53,10 +79,39 @@ def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = C
     return OmegaConf.to_yaml(cfg)
 
 
+def _refuse_machine_reads(composed: Any, conf_dir: Path) -> None:
+    """Refuse a value of the composition (``conf_dir`` and the overrides), still unresolved, that
+    calls a resolver outside :data:`PURE_RESOLVERS`."""
+    for key, value in _leaves(composed):
+        for name in _RESOLVER_CALL.findall(value) if isinstance(value, str) else ():
+            if name not in PURE_RESOLVERS:
+                shown = value if len(value) <= 80 else value[:77] + "..."
+                raise ParamsError(
+                    f"{conf_dir}: {key} = {shown!r} calls {name}, whose value comes from the "
+                    "machine composing params.yaml, not from conf/; DVC would record it in "
+                    f"params.yaml and every experiment commit (write the value, or pass it with "
+                    f"-S; conf/ may call {', '.join(PURE_RESOLVERS)})"
+                )
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` for every value under ``node``, as ``a.b[0]``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, f"{prefix}[{index}]")
+    else:
+        yield prefix, node
+
+
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> Any:
-    """The composed params as a mapping, checked against the schema."""
-    raw = yaml.safe_load(compose_yaml(overrides, conf_dir))
-    validate_params(raw, source=f"{conf_dir} + {' '.join(overrides) or 'defaults'}")
+    """The composed params as a mapping, read as the stages will read it, checked against the
+    schema."""
+    source = f"{conf_dir} + {' '.join(overrides) or 'defaults'}"
+    raw = parse_yaml(compose_yaml(overrides, conf_dir), source)
+    validate_params(raw, source=source)
     return raw
 
 
@@ -66,7 +121,13 @@ def stale_params(params_file: Path = Path(PARAMS_FILE), conf_dir: Path = CONF_DI
         return None
     if not params_file.is_file():
         return f"{params_file} is missing; run `make params`"
-    if params_file.read_text(encoding="utf-8") != compose_yaml((), conf_dir):
+    try:
+        composed = compose_yaml((), conf_dir).encode("utf-8")
+    except ParamsError as exc:
+        return f"cannot be checked: {exc}"
+    with params_file.open("rb") as handle:  # bytes, and no more than can match
+        written = handle.read(len(composed) + 1)
+    if written != composed:
         return (
             f"{params_file} is not the composition of {conf_dir}/ (edit {conf_dir}/config.yaml, "
             "not params.yaml, then run `make params`)"
@@ -87,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with stage_errors("presets"):
         text = compose_yaml(args.overrides)
-        validate_params(yaml.safe_load(text), source=" ".join(args.overrides) or "conf/")
+        source = " ".join(args.overrides) or "conf/"
+        validate_params(parse_yaml(text, source), source=source)
         args.output.write_text(text, encoding="utf-8")
         print(f"presets: wrote {args.output} ({' '.join(args.overrides) or 'defaults'})")
 

@@ -6,13 +6,14 @@ command line, so ``dvc.yaml`` alone shows the data flow.
 Importing this package first sets the Keras backend from ``params.yaml``'s ``base.backend``
 (:mod:`dllabs.training.backend`), before any stage module imports Keras, then joins the other
 processes of a multi-process run when a launcher started several (:mod:`dllabs.training.cluster`):
-both must happen before JAX starts.
+both must happen before JAX starts. In a stage's own process it also keeps TensorFlow's start-up
+notices off stderr, should the stage import TensorFlow, so that an error is the one line printed.
 """
 
 import sys
 
 from dllabs.errors import ParamsError
-from dllabs.training.backend import select_backend
+from dllabs.training.backend import quiet_tensorflow_start, select_backend
 from dllabs.training.cluster import join
 
 
@@ -23,6 +24,8 @@ def _stage() -> str | None:
     return module.removeprefix("stages.") if module.startswith("stages.") else None
 
 
+if _stage() is not None:
+    quiet_tensorflow_start()
 try:
     join(select_backend(), stage=_stage())
 except ParamsError as exc:

@@ -11,16 +11,24 @@ AVX-512 machine runs the same instructions as an AVX2 one. ``params.yaml`` decid
 ``KERAS_BACKEND`` already in the environment: DVC tracks the param, so a run is always reproduced
 on the backend it recorded.
 
+:func:`quiet_tensorflow_start` keeps TensorFlow's start-up notices off a stage's stderr, so that a
+failing stage prints its one error line alone.
+
 Imports no Keras.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 
 from dllabs.errors import ParamsError
 from dllabs.params import read_yaml
@@ -87,3 +95,113 @@ def select_backend(params_file: str | Path = "params.yaml") -> str:
         if device == "cpu":
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return backend
+
+
+# TensorFlow 2.21's libraries log through absl while TensorFlow is imported, before anything calls
+# absl::InitializeLog, and such records reach stderr whatever TF_CPP_MIN_LOG_LEVEL says: the
+# oneDNN and CUDA-driver notices, each twice, here (on GPU machines users report the CUDA
+# factories' registration errors too; no GPU here to see them). TensorFlow's own records (the
+# CPU-feature notice) do honour it.
+_DEFAULT_TF_LOG_LEVEL = "3"  # as dvc.yaml's stage commands and `dl-labs predict` set it
+# The filter runs as a process of its own so that what TensorFlow printed before an abort (absl's
+# fatal records end the process) still reaches the terminal. It takes each line as it comes.
+_STDERR_FILTER = r"""
+import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # drain until the stage closes the pipe
+level = int(sys.argv[1])
+# An absl record: severity, MMDD, time (its seconds count from 1970 before absl is set up),
+# thread, file:line.
+record = re.compile(rb"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\s]+:\d+\] ")
+banner = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    found = record.match(line)
+    if found and "IWEF".index(found[1].decode()) < level or level and line.rstrip() == banner:
+        continue
+    out.write(line)
+    out.flush()
+"""
+
+
+def quiet_tensorflow_start() -> None:
+    """Drop, from this process's stderr, the records TensorFlow's libraries log while it is
+    imported below ``TF_CPP_MIN_LOG_LEVEL`` (3 where unset: fatal records only), which they print
+    whatever it says. Every other line passes: Python's warnings and tracebacks, fatal records,
+    anything that is not an absl record.
+
+    Installs an import hook: TensorFlow is imported when a stage first needs it, if ever."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _DEFAULT_TF_LOG_LEVEL)
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as the other finders do, with a loader that imports it with stderr
+    filtered. It stays in place: ``importlib.util.find_spec`` (:func:`select_backend`'s check)
+    finds without importing."""
+
+    def __init__(self) -> None:
+        self._searching = False
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        if name != "tensorflow" or self._searching:
+            return None
+        self._searching = True  # the search below asks every finder, this one included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._searching = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: object) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = module.__spec__.loader = self._loader  # what TensorFlow sees
+        with _stderr_filtered(_tf_log_level()):
+            self._loader.exec_module(module)
+
+
+def _tf_log_level() -> int:
+    """``TF_CPP_MIN_LOG_LEVEL`` as TensorFlow reads it: 0 to 3, 0 for what is not a number."""
+    text = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
+    return min(int(text), 3) if text.isascii() and text.isdigit() else 0
+
+
+@contextmanager
+def _stderr_filtered(level: int) -> Iterator[None]:
+    """File descriptor 2, where C++ libraries write, through :data:`_STDERR_FILTER` for the
+    block; unfiltered if the filter cannot start."""
+    sys.stderr.flush()
+    read, write = os.pipe()
+    command = [sys.executable, "-I", "-S", "-c", _STDERR_FILTER, str(level)]
+    try:
+        child = subprocess.Popen(command, stdin=read, stdout=2)
+    except OSError:
+        child = None
+    os.close(read)
+    if child is None:
+        os.close(write)
+        yield
+        return
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    os.close(write)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        # Until it has passed every line on, for their order; a process that the import started
+        # and that holds the pipe would keep it going, and it ends with that one.
+        with suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=30)

@@ -89,7 +89,7 @@ def test_refusing_a_64_mb_params_file_is_quick_and_small(tmp_path: Path) -> None
     assert done.returncode == 1
     assert re.fullmatch(r"threshold_anomaly: error: params.yaml: 67,\d{3},\d{3} bytes; a params "
                         r"file may hold at most 262,144 .*", one_line(done.stderr))  # fmt: skip
-    assert done.peak_mb < 250, done.peak_mb
+    assert done.peak_mb < 150, done.peak_mb
 
 
 def aliased_params(default_params: dict) -> str:
@@ -136,7 +136,7 @@ def test_make_params_refuses_deep_anchors_in_one_line_quickly(tmp_path: Path) ->
     assert done.returncode == 1
     assert one_line(done.stderr).startswith("presets: error: conf/config.yaml at line 4, column 5")
     assert not (tmp_path / "params.yaml").exists()
-    assert done.peak_mb < 250, done.peak_mb
+    assert done.peak_mb < 150, done.peak_mb
 
 
 def test_a_conf_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:

@@ -8,26 +8,48 @@ alone (``dvc artifacts get``, ``--rev``) is therefore enough to predict with, wh
 was trained on: ``dl-labs predict`` converts new images and rows with the functions here, the
 same ones ``preprocess`` used.
 
+Such a folder may come from anyone, so what predict reads from it is checked against a schema
+with bounds (:func:`recorded_inputs`, :func:`transfer_draws`) and then against the model itself
+(:func:`check_against_model`); a ``.npy`` array's header is checked against the model and the
+file's size before it is read a block at a time (:func:`npy_images`).
+
 Imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 import glob
+import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from dllabs.data.readers import IMAGE_SUFFIXES, decode_image, read_labelled_csv
 from dllabs.data.splits import Scaler
-from dllabs.errors import DataError
+from dllabs.errors import DataError, one_line
 from dllabs.outputs import load_json
+from dllabs.params import Autoencoder, ImageSize
 
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "summary.json"
 RESIZE = "bilinear"  # readers.decode_image's resampling, the only one preprocess uses
+# A summary.json holds a few KB (1,000 class names are about 20 KB); one arriving from a remote
+# is read whole, so a larger one is refused unread.
+MAX_SUMMARY_BYTES = 16 * 2**20
+# The error measures: the losses params.yaml's autoencoder.loss allows.
+LOSSES: tuple[str, ...] = get_args(Autoencoder.model_fields["loss"].annotation)
 
 
 def image_record(input_shape: tuple[int, ...], class_names: list[str]) -> dict:
@@ -66,23 +88,276 @@ class ModelFolder:
     def model_file(self) -> Path:
         return self.folder / MODEL_FILE
 
+    @property
+    def summary_file(self) -> Path:
+        return self.folder / SUMMARY_FILE
+
     def summary(self) -> dict:
-        return load_json(self.folder / SUMMARY_FILE)
+        return read_summary(self.summary_file)
 
     def inputs(self, kind: str) -> dict:
-        """The recorded ``inputs`` entry, checked to be of ``kind`` (``images`` or ``rows``)."""
-        return recorded_inputs(self.summary(), self.folder / SUMMARY_FILE, kind)
+        """The recorded ``inputs`` entry, checked against its schema for ``kind`` (``images`` or
+        ``rows``)."""
+        return recorded_inputs(self.summary(), self.summary_file, kind)
+
+
+def regular_file(path: Path) -> Path:
+    """``path``, refused unless it is a regular file: a FIFO would block the read and a device
+    such as ``/dev/zero`` never ends, so neither is opened."""
+    if not path.exists():
+        raise DataError(f"{path}: not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    return path
+
+
+def read_summary(path: Path) -> dict:
+    """A model folder's ``summary.json``: a JSON object of bounded size."""
+    if path.exists():
+        size = regular_file(path).stat().st_size
+        if size > MAX_SUMMARY_BYTES:
+            raise DataError(
+                f"{path}: {size:,} bytes; a model's summary holds a few KB (at most "
+                f"{MAX_SUMMARY_BYTES:,} bytes read)"
+            )
+    summary = load_json(path)
+    if not isinstance(summary, dict):
+        raise DataError(
+            f"{path}: a JSON {type(summary).__name__}; expected a JSON object (the training "
+            "stage's record of the model)"
+        )
+    return summary
+
+
+# --- the schema of what a model folder records ----------------------------------------------------
+# A model folder may come from anyone (--model, or --rev from a shared remote), so every value
+# predict reads from it is checked before it sizes an allocation or picks a code path, then
+# checked against the model itself (check_against_model).
+
+
+class _Record(BaseModel):
+    """No unknown keys and no coercion: ``"8"`` is not 8, ``true`` is not 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class ImageInputs(_Record):
+    """The ``inputs`` entry of an image classifier, as :func:`image_record` writes it."""
+
+    kind: Literal["images"]
+    # The bounds of params.yaml's data.image_size (4 to 1024): no model the pipeline trains
+    # takes more (the built-in datasets are 8 to 32 px, the ImageNet base 224), and 1024x1024
+    # RGB is 3 MiB an image, so a batch of them still fits in memory (predict sizes its batches
+    # by bytes). The model's own input shape must then agree (check_against_model).
+    image_size: ImageSize
+    color_mode: Literal["grayscale", "rgb"]
+    resize: Literal["bilinear"]
+    dtype: Literal["uint8"]
+    class_names: Annotated[list[str], Field(min_length=1)]
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{name!r} appears more than once")
+            seen.add(name)
+        return names
+
+
+class Scaling(_Record):
+    """``(x - shift) / scale``: one number for every feature, or a list of one per feature."""
+
+    method: Literal["minmax", "standard", "none"]
+    shift: Annotated[list[Finite], Field(min_length=1)]
+    scale: Annotated[list[PositiveFinite], Field(min_length=1)]
+
+    @field_validator("shift", "scale", mode="before")
+    @classmethod
+    def _one_for_all(cls, value: Any) -> Any:
+        # Scaler.to_json writes a single number where one applies to every feature.
+        return value if isinstance(value, list) else [value]
+
+
+class RowInputs(_Record):
+    """The ``inputs`` entry of the autoencoder, as :func:`series_record` writes it."""
+
+    kind: Literal["rows"]
+    features: Annotated[int, Field(ge=1)]
+    row_shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=3)]
+    scaling: Scaling
+    error: str
+    normal_labels: Any = None  # shown to no one by predict
+
+    @field_validator("error")
+    @classmethod
+    def _known_loss(cls, error: str) -> str:
+        if error not in LOSSES:
+            raise ValueError(f"{error!r} is not a loss the autoencoder trains with")
+        return error
+
+
+class _Phase(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    val_accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class _Draw(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    scratch: _Phase
+    feature_extraction: _Phase
+    fine_tune: _Phase
+
+
+class _TransferDraws(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    repeats: Annotated[list[_Draw], Field(min_length=1)]
+
+
+_SIDE = TypeAdapter(ImageSize).json_schema()["items"]  # the bounds of one side, in pixels
+EXPECTED = {
+    "kind": "'images' or 'rows'",
+    "image_size": f"[height, width] in pixels, whole numbers from {_SIDE['minimum']} to "
+    f"{_SIDE['maximum']} (params.yaml's data.image_size range)",
+    "color_mode": "'grayscale' or 'rgb'",
+    "resize": "'bilinear', the resampling preprocess uses",
+    "dtype": "'uint8', the pixels preprocess stores",
+    "class_names": "a list of distinct class names (strings), one per output of the model",
+    "features": "a whole number of features, 1 or more",
+    "row_shape": "a list of whole numbers whose product is the number of features",
+    "scaling": "an object with method, shift and scale",
+    "scaling.method": "'minmax', 'standard' or 'none'",
+    "scaling.shift": "a finite number, or a list of one per feature",
+    "scaling.scale": "a finite number above 0, or a list of one per feature",
+    "error": f"one of the autoencoder's losses: {', '.join(map(repr, LOSSES))}",
+    "repeats": "a list of the draws, each with scratch, feature_extraction and fine_tune",
+    "repeats.scratch.val_accuracy": "a number from 0 to 1",
+    "repeats.feature_extraction.val_accuracy": "a number from 0 to 1",
+    "repeats.fine_tune.val_accuracy": "a number from 0 to 1",
+}
+
+
+def _validated(schema: type[BaseModel], raw: dict, where: Path | str, prefix: str) -> BaseModel:
+    """``raw`` checked against ``schema``; the first bad key as one line: the file, the key (with
+    ``prefix``, as the file nests it), the value found and what was expected."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    first = min(errors, key=lambda e: e["type"] != "extra_forbidden")  # unknown keys first
+    loc = first["loc"]
+    key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    names = ".".join(p for p in loc if isinstance(p, str))
+    expected = next(
+        (EXPECTED[k] for k in (names, names.rpartition(".")[0], str(loc[0])) if k in EXPECTED),
+        "what the training stage writes",
+    )
+    if first["type"] == "extra_forbidden":
+        raise DataError(
+            f"{where}: unknown key {key}; expected only {', '.join(schema.model_fields)}"
+        )
+    if first["type"] == "missing":
+        raise DataError(f"{where}: missing key {key}; expected {expected}")
+    value: Any = raw
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    if first["type"] == "literal_error":  # pydantic's message would repeat the expected values
+        raise DataError(f"{where}: {key} = {_short(value)}; expected {expected}")
+    reason = first["msg"].removeprefix("Value error, ")
+    reason = reason[:1].lower() + reason[1:]
+    raise DataError(f"{where}: {key} = {_short(value)}: {reason}; expected {expected}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value from a JSON file as it was written there, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def recorded_inputs(summary: dict, where: Path | str, kind: str) -> dict:
-    """``summary``'s ``inputs`` entry (read from ``where``), checked to be of ``kind``."""
+    """``summary``'s ``inputs`` entry (read from ``where``), checked to be of ``kind`` and
+    against its schema: every value within bounds, before any of them sizes an allocation."""
     record = summary.get("inputs")
     if not isinstance(record, dict) or record.get("kind") != kind:
         raise DataError(
             f"{where}: no record of the model's {kind} inputs "
             "(a model trained before they were recorded: run dvc repro)"
         )
-    return record
+    if kind == "images":
+        return _validated(ImageInputs, record, where, "inputs.").model_dump()
+    rows = _validated(RowInputs, record, where, "inputs.").model_dump()
+    features = rows["features"]
+    for key in ("shift", "scale"):
+        values = rows["scaling"][key]
+        if len(values) not in (1, features):
+            raise DataError(
+                f"{where}: inputs.scaling.{key} holds {len(values)} numbers; expected one, or one "
+                f"per feature ({features})"
+            )
+    if math.prod(rows["row_shape"]) != features:
+        raise DataError(
+            f"{where}: inputs.row_shape = {rows['row_shape']} holds {math.prod(rows['row_shape'])} "
+            f"values; expected {EXPECTED['row_shape']} ({features})"
+        )
+    return rows
+
+
+def transfer_draws(summary: dict, where: Path | str) -> list[dict]:
+    """The transfer lab's draws in ``summary`` (read from ``where``), each with every variant's
+    validation accuracy, checked against their schema."""
+    return _validated(_TransferDraws, summary, where, "").model_dump()["repeats"]
+
+
+def check_against_model(record: dict, model: Any, where: Path | str, model_file: Path) -> None:
+    """A checked ``inputs`` record (read from ``where``) against the model it describes: the
+    input shape and, for a classifier, one class name per output. Either can be swapped for
+    another alone, so the record's bounds are not enough."""
+    taken, given = _one_shape(model.input_shape), _one_shape(model.output_shape)
+    if record["kind"] == "images":
+        channels = 1 if record["color_mode"] == "grayscale" else 3
+        expected = (*record["image_size"], channels)
+        if taken is None or len(taken) != 4 or given is None or len(given) != 2:
+            raise DataError(
+                f"{model_file}: takes {model.input_shape} and gives {model.output_shape}; an image "
+                "classifier takes (height, width, channels) and gives one output per class"
+            )
+        for key, want, got in zip(("image_size", "image_size", "color_mode"), expected, taken[1:],
+                                  strict=True):  # fmt: skip
+            if got is not None and got != want:
+                raise DataError(
+                    f"{where}: inputs.{key} says images of {expected} (height, width, channels); "
+                    f"the model ({model_file}) takes {tuple(taken[1:])}"
+                )
+        if given[1] != len(record["class_names"]):
+            raise DataError(
+                f"{where}: inputs.class_names holds {len(record['class_names'])} names; the model "
+                f"({model_file}) gives {given[1]} outputs, expected one name per output"
+            )
+        return
+    features = record["features"]
+    if taken is None or taken[1:] != (features,) or given is None or given[1:] != (features,):
+        raise DataError(
+            f"{where}: inputs.features = {features}; the model ({model_file}) takes rows of "
+            f"{model.input_shape} and gives {model.output_shape}, expected ({features},) for both"
+        )
+
+
+def _one_shape(shape: Any) -> tuple | None:
+    """A model's input or output shape, or None when it has several."""
+    if isinstance(shape, tuple | list) and all(d is None or isinstance(d, int) for d in shape):
+        return tuple(shape)
+    return None
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -90,7 +365,7 @@ def recorded_inputs(summary: dict, where: Path | str, kind: str) -> dict:
 
 def image_paths(specs: Iterable[str]) -> list[Path]:
     """Image files from files, folders (every image under them, sorted) and glob patterns, in the
-    order given; a name that matches nothing is refused, naming it."""
+    order given; a name that matches nothing, or names no regular file, is refused, naming it."""
     found: list[Path] = []
     for spec in specs:
         path = Path(spec).expanduser()
@@ -101,45 +376,101 @@ def image_paths(specs: Iterable[str]) -> list[Path]:
             if not files:
                 raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             found += files
-        elif path.is_file():
-            found.append(path)
-        elif glob.has_magic(spec):
+        elif path.exists() or not glob.has_magic(spec):
+            found.append(regular_file(path))
+        else:
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             files = [p for p in matches if p.is_file()]
             if not files:
                 raise DataError(f"{spec}: no file matches the pattern")
             found += files
-        else:
-            raise DataError(f"{path}: not found")
     return found
 
 
-def image_array(path: Path, record: dict) -> np.ndarray:
-    """A ``.npy`` array of images already at the model's size: uint8 ``(n, height, width[,
-    channels])`` on a 0..255 scale, as ``preprocess`` writes them."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+def image_shape(record: dict) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of the images a checked ``inputs`` record describes."""
     height, width = record["image_size"]
-    channels = 1 if record["color_mode"] == "grayscale" else 3
-    if x.ndim == 3 and channels == 1:
-        x = x[..., np.newaxis]
-    if x.shape[1:] != (height, width, channels):
+    return height, width, 1 if record["color_mode"] == "grayscale" else 3
+
+
+@dataclass(frozen=True)
+class NpyImages:
+    """A ``.npy`` array of uint8 images whose header was checked against the model and the
+    file's size (:func:`npy_images`), read a block of images at a time: memory holds one block,
+    however large the file. Reads, not a memory map: the pages of a map count in the process's
+    resident memory until it is unmapped, so a large file read through one grows it."""
+
+    path: Path
+    count: int
+    offset: int  # of the first image, past the header
+    shape: tuple[int, int, int]
+
+    def blocks(self, size: int) -> Iterator[tuple[range, np.ndarray]]:
+        """``(indices, images)`` of at most ``size`` images each, in order."""
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            for start in range(0, self.count, size):
+                block = np.empty((min(size, self.count - start), *self.shape), np.uint8)
+                if handle.readinto(memoryview(block).cast("B")) != block.nbytes:
+                    raise DataError(
+                        f"{self.path}: ended before image {start + len(block):,} of "
+                        f"{self.count:,} (did it change while being read?)"
+                    )
+                yield range(start, start + len(block)), block
+
+
+def npy_images(path: Path, record: dict) -> NpyImages:
+    """A ``.npy`` array of images already at the model's size: uint8 ``(n, height, width[,
+    channels])`` on a 0..255 scale, as ``preprocess`` writes them. Only the header is read here
+    (NumPy's own parser, its size bounded); its dtype, order and shape are checked, and its
+    size against the file's, before anything is allocated."""
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):  # 3.0 is for field names beyond Latin-1 only
+                raise DataError(
+                    f"{path}: .npy format {version[0]}.{version[1]}; expected 1.0 or 2.0, which "
+                    "np.save writes for uint8 images"
+                )
+            read = np.lib.format.read_array_header_1_0
+            if version == (2, 0):
+                read = np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read(handle)
+            offset = handle.tell()
+    except (ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({one_line(exc)})") from None
+    expected = image_shape(record)
+    if dtype != np.uint8:
+        raise DataError(f"{path}: dtype {dtype}, expected uint8 pixels (0..255)")
+    if len(shape) == 3 and expected[2] == 1:
+        shape = (*shape, 1)
+    if tuple(shape[1:]) != expected:
         raise DataError(
-            f"{path}: images of shape {tuple(x.shape[1:])}, the model takes "
-            f"({height}, {width}, {channels}) (n, height, width, channels)"
+            f"{path}: images of shape {tuple(shape[1:])}, the model takes {expected} "
+            "(n, height, width, channels)"
         )
-    if x.dtype != np.uint8:
-        raise DataError(f"{path}: dtype {x.dtype}, expected uint8 pixels (0..255)")
-    return x
+    if fortran_order and shape[0] > 1:
+        raise DataError(
+            f"{path}: saved in Fortran order, whose images cannot be read one block at a time; "
+            "save it with np.save(path, np.ascontiguousarray(images))"
+        )
+    count = shape[0]
+    needed = count * math.prod(expected)  # Python integers: a forged count cannot overflow
+    size = path.stat().st_size
+    if count < 0 or size - offset != needed:
+        raise DataError(
+            f"{path}: the header says {count:,} images of {expected} ({needed:,} bytes), the file "
+            f"holds {size - offset:,} bytes after it ({size:,} bytes in all): truncated, or not "
+            "written by np.save"
+        )
+    return NpyImages(path, count, offset, expected)
 
 
 def decode_images(files: list[Path], record: dict) -> np.ndarray:
     """Image files converted and resized exactly as ``preprocess`` converted the model's training
     images: uint8 ``(n, height, width, channels)``."""
     size = tuple(record["image_size"])
-    out = np.empty((len(files), *size, 1 if record["color_mode"] == "grayscale" else 3), np.uint8)
+    out = np.empty((len(files), *image_shape(record)), np.uint8)
     for i, file in enumerate(files):
         out[i] = decode_image(file, size, record["color_mode"])
     return out
@@ -148,15 +479,22 @@ def decode_images(files: list[Path], record: dict) -> np.ndarray:
 def image_chunks(
     files: list[Path], record: dict, chunk: int
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """``(names, images)`` a chunk at a time: ``.npy`` arrays row by row (``name[i]``), image
-    files decoded ``chunk`` at a time, so any number of images passes in bounded memory."""
+    """``(names, images)`` a chunk at a time: ``.npy`` arrays read ``chunk`` images at a time
+    (``name[i]``), image files decoded ``chunk`` at a time, so any number of images passes in
+    bounded memory. Every array's header is checked now, before the first chunk is read."""
+    arrays = {file: npy_images(file, record) for file in files if file.suffix.lower() == ".npy"}
+    return _chunks(files, record, chunk, arrays)
 
+
+def _chunks(
+    files: list[Path], record: dict, chunk: int, arrays: dict[Path, NpyImages]
+) -> Iterator[tuple[list[str], np.ndarray]]:
     def decoded(paths: list[Path]) -> tuple[list[str], np.ndarray]:
         return [str(p) for p in paths], decode_images(paths, record)
 
     pending: list[Path] = []
     for file in files:
-        if file.suffix.lower() != ".npy":
+        if file not in arrays:
             pending.append(file)
             if len(pending) == chunk:
                 yield decoded(pending)
@@ -165,10 +503,8 @@ def image_chunks(
         if pending:
             yield decoded(pending)
             pending = []
-        array = image_array(file, record)
-        for start in range(0, len(array), chunk):
-            rows = range(start, min(start + chunk, len(array)))
-            yield [f"{file}[{i}]" for i in rows], array[rows.start : rows.stop]
+        for rows, block in arrays[file].blocks(chunk):
+            yield [f"{file}[{i}]" for i in rows], block
     if pending:
         yield decoded(pending)
 
@@ -184,12 +520,13 @@ class Rows:
     labels: np.ndarray | None
 
 
+# Overflow is checked for below, row by row: NumPy's warnings would only add lines to stderr.
+@np.errstate(over="ignore", invalid="ignore")
 def read_rows(path: str | Path, record: dict, label_column: int | str | None = None) -> Rows:
     """A CSV or UCR (whitespace-separated) file of feature rows, with or without a header and a
-    label column, checked against the model's features and scaled with its training scaling."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: not found")
+    label column, checked against the model's features and scaled with its training scaling.
+    A row that is not finite once scaled (beyond float32's range) is refused, naming it."""
+    path = regular_file(Path(path))
     features = record["features"]
     table = read_labelled_csv(path, label_column)
     columns = table.x.shape[1]
@@ -206,4 +543,11 @@ def read_rows(path: str | Path, record: dict, label_column: int | str | None = N
         )
         raise DataError(f"{path}: {what}, the model takes {features} features{hint}")
     labels = table.labels if label_column is not None else None
-    return Rows(Scaler.from_json(record["scaling"]).apply(table.x), labels)
+    x = Scaler.from_json(record["scaling"]).apply(table.x)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad):
+        raise DataError(
+            f"{path}: data row {bad[0] + 1}: values beyond float32's range (about 3.4e38) once "
+            "scaled as the model's training rows were; expected numbers the model can take"
+        )
+    return Rows(x, labels)

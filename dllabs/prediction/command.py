@@ -14,7 +14,8 @@ inputs as it was trained:
 
 ``--rev`` (a commit, branch, tag or experiment name) reads that revision's models through DVC
 from the local cache or the configured remote, into a temporary folder: the workspace is not
-touched. Bad input gives one line naming it and exit status 1.
+touched. Bad input gives one line naming it and exit status 1, with nothing on stdout: the
+output is spooled to a temporary file and printed once every input has been predicted.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
+import itertools
 import json
+import math
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,19 +39,31 @@ from typing import Any
 
 import numpy as np
 
-from dllabs.errors import DataError, one_line, stage_errors
+from dllabs.errors import DataError, one_line, paths_shown_as, stage_errors
 from dllabs.models.inputs import (
     SUMMARY_FILE,
     ModelFolder,
+    check_against_model,
     image_chunks,
     image_paths,
+    image_shape,
     read_rows,
+    read_summary,
     recorded_inputs,
+    regular_file,
+    transfer_draws,
 )
 from dllabs.outputs import load_json
 from dllabs.prediction.batches import Predictor
 
 BATCH = 256  # images decoded and predicted at a time; the next batch is decoded meanwhile
+# Large images make smaller batches: the decoded batch, the one decoded meanwhile and the model's
+# float32 copy stay near 5 x this many bytes (a batch of 256 RGB images is 12 MB at 128x128, but
+# 768 MB at 1024x1024; so those go 10 at a time).
+BATCH_BYTES = 32 * 2**20
+# Output is written here first and copied to stdout once every input has been predicted: a bad
+# file halfway through leaves no partial table, and a large output waits on disk, not in memory.
+SPOOL_BYTES = 8 * 2**20
 
 # Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
 MODEL_PATHS = {
@@ -141,7 +157,12 @@ class Source:
 
 @contextmanager
 def model_source(rev: str | None) -> Iterator[Source]:
-    with tempfile.TemporaryDirectory(prefix="dl-labs-predict-") as workdir:
+    """A :class:`Source`; errors about a revision's files name them as ``REV:path``, git's own
+    notation, not as the temporary copy they were read into."""
+    with (
+        tempfile.TemporaryDirectory(prefix="dl-labs-predict-") as workdir,
+        paths_shown_as(f"{workdir}{os.sep}", f"{rev}:"),
+    ):
         yield Source(rev, Path(workdir))
 
 
@@ -150,11 +171,13 @@ def model_source(rev: str | None) -> Iterator[Source]:
 
 @dataclass
 class Table:
-    """Rows to print, with their columns in order; JSON gets ``records`` when given."""
+    """What to print: ``records`` (JSON's items, in order; a generator is consumed once, as
+    :func:`write` prints) and the columns of the text table and CSV, whose rows are each
+    record's ``rows_of`` (by default the record itself)."""
 
     columns: list[str]
-    rows: list[dict[str, Any]]
-    records: list[dict[str, Any]] | None = None
+    records: Iterable[dict[str, Any]]
+    rows_of: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
     note: str = ""
     decimals: int = 4  # of numbers in the table (JSON and CSV keep 6)
 
@@ -164,8 +187,17 @@ def load_keras(path: Path) -> Any:
     dropped: they would fill a user's terminal on every call. Python errors still show."""
     from dllabs.models.loading import load_model
 
+    if path.exists():
+        regular_file(path)  # a FIFO or a device: load_model would call it missing
     with _quiet_native_stderr():
         return load_model(path)
+
+
+def checked_model(model_file: Path, record: dict, where: Path | str) -> Any:
+    """The model at ``model_file``, checked against its ``inputs`` record (read from ``where``)."""
+    model = load_keras(model_file)
+    check_against_model(record, model, where, model_file)
+    return model
 
 
 @contextmanager
@@ -182,39 +214,68 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def images_per_batch(record: dict) -> int:
+    """:data:`BATCH`, or fewer where that many images would pass :data:`BATCH_BYTES`."""
+    return max(1, min(BATCH, BATCH_BYTES // math.prod(image_shape(record))))
+
+
 def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Table:
     """Top-``top`` classes per image, images converted as ``preprocess`` converted the model's
-    training images; the next chunk is decoded while the model predicts the current one."""
+    training images; the next chunk is decoded while the model predicts the current one. The
+    inputs are listed (and every ``.npy`` header checked) now, the images read as the table's
+    records are consumed."""
     names = record["class_names"]
     top = min(top, len(names))
-    files = image_paths(specs)
-    records: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    predict = Predictor(model, BATCH)
-    with ThreadPoolExecutor(max_workers=1) as decoder:
-        chunks = image_chunks(files, record, BATCH)
-        pending = decoder.submit(next, chunks, None)
-        while (chunk := pending.result()) is not None:
+    batch = images_per_batch(record)
+    chunks = image_chunks(image_paths(specs), record, batch)
+
+    def records() -> Iterator[dict[str, Any]]:
+        predict = Predictor(model, batch)
+        with ThreadPoolExecutor(max_workers=1) as decoder:
             pending = decoder.submit(next, chunks, None)
-            labels, images = chunk
-            probabilities = predict(images).astype(np.float64)
-            ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
-            for name, p, best in zip(labels, probabilities, ranked, strict=True):
-                predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
-                               for k in best]  # fmt: skip
-                records.append({"input": name, "predictions": predictions})
-                rows += [{"input": name, "rank": r + 1, **entry}
-                         for r, entry in enumerate(predictions)]  # fmt: skip
-    return Table(["input", "rank", "class", "probability"], rows, records)
+            while (chunk := pending.result()) is not None:
+                pending = decoder.submit(next, chunks, None)
+                labels, images = chunk
+                probabilities = predict(images).astype(np.float64)
+                bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+                if len(bad):
+                    raise DataError(
+                        f"{labels[bad[0]]}: the model's output is NaN or infinite "
+                        f"({', '.join(str(v) for v in probabilities[bad[0]][:4])}): a model "
+                        "whose weights are not finite"
+                    )
+                ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+                for name, p, best in zip(labels, probabilities, ranked, strict=True):
+                    predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
+                                   for k in best]  # fmt: skip
+                    yield {"input": name, "predictions": predictions}
+
+    def rows_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"input": record["input"], "rank": r + 1, **entry}
+                for r, entry in enumerate(record["predictions"])]  # fmt: skip
+
+    return Table(["input", "rank", "class", "probability"], records(), rows_of)
 
 
 def predict_rows(model: Any, record: dict, threshold: float, path: str, label_column: Any) -> Table:
-    """Reconstruction error per row against the saved threshold: above it, an anomaly."""
+    """Reconstruction error per row against the saved threshold: above it, an anomaly. An error
+    that is not a finite number compares false with any threshold, so it would pass as a normal
+    row: it is refused instead, naming the row."""
     from dllabs.labs.anomaly import reconstruction_errors
 
     rows = read_rows(path, record, label_column)
     reconstructed = Predictor(model, BATCH)(rows.x).astype(np.float64)
-    errors = reconstruction_errors(rows.x, reconstructed, record["error"])
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        errors = reconstruction_errors(rows.x, reconstructed, record["error"])
+    bad = np.flatnonzero(~np.isfinite(errors))
+    if len(bad):
+        more = f", and {len(bad) - 1} more row(s)" if len(bad) > 1 else ""
+        raise DataError(
+            f"{path}: data row {bad[0] + 1}: reconstruction error {errors[bad[0]]}{more}: the "
+            "autoencoder's output overflowed or is NaN on it, so it cannot be compared with the "
+            "threshold (rows far outside the training range, or a model whose weights are not "
+            "finite)"
+        )
     out = []
     for i, error in enumerate(errors):
         row = {"row": i + 1, "error": round(float(error), 6), "threshold": round(threshold, 6),
@@ -283,20 +344,22 @@ def query_words(model: Any, args: argparse.Namespace) -> Table:
 
 def transfer_model(
     source: Source, folder: str, variant: str, repeat: int | None
-) -> tuple[Path, dict, str]:
+) -> tuple[Path, dict, str, Path]:
     """The transfer model file of ``variant``: draw ``repeat``, or by default the draw with the
-    best validation accuracy (the test split plays no part in the choice)."""
-    summary = load_json(source.path(f"{folder}/{SUMMARY_FILE}"))
+    best validation accuracy (the test split plays no part in the choice); with its checked
+    inputs record, the choice in words and the summary it came from."""
+    where = source.path(f"{folder}/{SUMMARY_FILE}")
+    summary = read_summary(where)
     if "not_applicable" in summary:
         raise DataError(f"{folder}: the transfer lab did not apply: {summary['not_applicable']}")
-    inputs = recorded_inputs(summary, f"{folder}/{SUMMARY_FILE}", "images")
-    draws = summary["repeats"]
+    inputs = recorded_inputs(summary, where, "images")
+    draws = transfer_draws(summary, where)
     if repeat is None:
         repeat = max(range(len(draws)), key=lambda r: draws[r][variant]["val_accuracy"])
     elif not 0 <= repeat < len(draws):
         raise DataError(f"--repeat {repeat}: {folder} holds draws 0 to {len(draws) - 1}")
     chosen = f"repeat {repeat} of {len(draws)}, {variant}"
-    return source.path(f"{folder}/repeat_{repeat}/{variant}.keras"), inputs, chosen
+    return source.path(f"{folder}/repeat_{repeat}/{variant}.keras"), inputs, chosen, where
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -383,42 +446,103 @@ def run(args: argparse.Namespace, source: Source) -> Table:
         from dllabs.labs.anomaly import saved_threshold
 
         threshold_file = source.path(args.threshold or THRESHOLD_PATH)
+        if threshold_file.exists():
+            regular_file(threshold_file)
         threshold = saved_threshold(load_json(threshold_file), threshold_file)
         label_column = _column(args.label_column)
-        return predict_rows(
-            load_keras(local.model_file), record, threshold, args.rows, label_column
-        )
+        model = checked_model(local.model_file, record, local.summary_file)
+        return predict_rows(model, record, threshold, args.rows, label_column)
     if args.lab == "transfer":
-        model_file, record, chosen = transfer_model(source, folder, args.variant, args.repeat)
-        table = predict_images(load_keras(model_file), record, args.inputs, args.top)
+        model_file, record, chosen, where = transfer_model(
+            source, folder, args.variant, args.repeat
+        )
+        table = predict_images(checked_model(model_file, record, where), record, args.inputs,
+                               args.top)  # fmt: skip
         table.note = f"transfer model: {chosen}"
         return table
     local = ModelFolder(source.path(folder))
     record = local.inputs("images")
-    return predict_images(load_keras(local.model_file), record, args.inputs, args.top)
+    model = checked_model(local.model_file, record, local.summary_file)
+    return predict_images(model, record, args.inputs, args.top)
 
 
 def write(table: Table, form: str, out: Any = None) -> None:
-    """``table`` as ``json``, ``csv`` or an aligned text table, on ``out`` (standard output)."""
+    """``table`` as ``json``, ``csv`` or an aligned text table, on ``out`` (standard output).
+
+    Every record is predicted and formatted into a temporary file first (in memory while small),
+    then copied out: an error on a later input leaves nothing printed, and memory holds no more
+    than the spool's limit however many records there are. JSON holds no NaN or Infinity (not
+    JSON); the text table shows control characters in file and class names as escapes, so that
+    a newline in a name cannot split a row or an escape sequence reach the terminal (CSV quotes
+    such names and JSON escapes them, both exactly).
+    """
     out = out or sys.stdout
-    if form == "json":
-        json.dump(table.records if table.records is not None else table.rows, out, indent=2)
-        out.write("\n")
-    elif form == "csv":
-        writer = csv.DictWriter(out, fieldnames=table.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table.rows)
-    else:
+    rows_of = table.rows_of or (lambda record: [record])
+    with _spool() as spool:
+        if form == "json":
+            _write_json(table.records, spool)
+        elif form == "csv":
+            writer = csv.DictWriter(spool, fieldnames=table.columns, lineterminator="\n")
+            writer.writeheader()
+            for record in table.records:
+                writer.writerows(rows_of(record))
+        else:
+            _write_text(table, rows_of, spool)
+        spool.seek(0)
+        shutil.copyfileobj(spool, out)
 
-        def cell(value: Any) -> str:
-            return f"{value:.{table.decimals}f}" if isinstance(value, float) else str(value)
 
-        cells = [[cell(row.get(c, "")) for c in table.columns] for row in table.rows]
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(table.columns)]
-        for line in [table.columns, *cells]:
+@contextmanager
+def _spool() -> Iterator[Any]:
+    # surrogateescape: a file name that is not UTF-8 travels through as its own bytes
+    with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8",
+                                       errors="surrogateescape", newline="") as spool:  # fmt: skip
+        yield spool
+
+
+def _write_json(records: Iterable[dict[str, Any]], out: Any) -> None:
+    """``json.dump(list(records), out, indent=2)``, a record at a time."""
+    first = True
+    for record in records:
+        try:
+            text = json.dumps(record, indent=2, allow_nan=False)
+        except ValueError:  # predict_* refuse such numbers first; this keeps the promise anyway
+            raise DataError(
+                f"{str(record)[:200]}: holds a number that is not finite, which JSON cannot hold"
+            ) from None
+        out.write(("[\n" if first else ",\n") + "\n".join(f"  {line}" for line in text.split("\n")))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
+def _write_text(table: Table, rows_of: Callable, out: Any) -> None:
+    """The aligned table: cells are spooled as JSON lines while the columns' widths are found,
+    then laid out."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.{table.decimals}f}" if isinstance(value, float) else printable(str(value))
+
+    widths = [len(c) for c in table.columns]
+    with _spool() as cells:
+        for record in table.records:
+            for row in rows_of(record):
+                line = [cell(row.get(c, "")) for c in table.columns]
+                widths = [max(w, len(v)) for w, v in zip(widths, line, strict=True)]
+                cells.write(json.dumps(line) + "\n")
+        cells.seek(0)
+        for line in itertools.chain([table.columns], (json.loads(text) for text in cells)):
             out.write(
                 "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n"
             )
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, line and
+    paragraph separators, bidirectional overrides, unpaired surrogates) as its Python escape:
+    ``a\\nb`` for a newline."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,10 +101,15 @@ def main() -> None:
         model = keras.saving.load_model(folder / "model.keras")
 
         runs = {"bare": [], "files": [], "npy": []}
+
+        def predicted(spec: str) -> list:
+            # predict_images returns its records lazily (write consumes them): consume them here
+            return list(predict_command.predict_images(model, record, [spec], 3).records)
+
         calls = {
             "bare": lambda: model.predict(x, verbose=0),
-            "files": lambda: predict_command.predict_images(model, record, [str(images)], 3),
-            "npy": lambda: predict_command.predict_images(model, record, [str(root / "x.npy")], 3),
+            "files": lambda: predicted(str(images)),
+            "npy": lambda: predicted(str(root / "x.npy")),
         }
         for _ in range(args.rounds):  # alternated, so machine noise spreads over all three
             for name, call in calls.items():

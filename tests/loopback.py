@@ -30,7 +30,8 @@ class LoopbackServer:
       the rest of the body, 206.
 
     Unscripted paths get 404. Request counts are in ``hits``, each request's headers in
-    ``headers[path]``, and the body bytes the server managed to send in ``sent``.
+    ``headers[path]``, and the body bytes handed to the connection in ``sent`` (the last write
+    to a client that hung up included).
     """
 
     def __init__(self) -> None:
@@ -92,10 +93,11 @@ class LoopbackServer:
                 return start if start < len(body) else 0
 
             def _send(self, data: bytes) -> None:
-                self.wfile.write(data)
-                self.wfile.flush()
+                # Counted first: once the client has read the bytes, the test may look.
                 with owner.lock:
                     owner.sent[self.path] = owner.sent.get(self.path, 0) + len(data)
+                self.wfile.write(data)
+                self.wfile.flush()
 
             def _endless(self, body: bytes, pause: float) -> None:
                 with contextlib.suppress(OSError):  # the client hung up: the only way this ends

@@ -23,9 +23,12 @@ bounded memory, in time linear in its size. The corpus is the one the whole text
   of Project Gutenberg) trains on all of itself, as before.
 
 What can differ from splitting the whole text at once, on purpose: a text longer than the sample
-is split by what Punkt learnt from its sample; a sentence longer than ``PARAGRAPH_CHARS`` is cut
-at a line end; an ``[Illustration`` tag not closed within :data:`TAG_CHARS` characters is kept as
-text rather than removing everything up to the next ``]``.
+is split by what Punkt learnt from its sample, and one with a paragraph over 1 MiB (no blank
+lines) learns from it cut into lines; a sentence longer than ``PARAGRAPH_CHARS`` is cut where a
+line or a space reaches that length, a run of that many characters without a space anywhere; an
+``[Illustration`` tag not closed within :data:`TAG_CHARS` characters is kept as text rather than
+removing everything up to the next ``]``. These bounds also keep every regular expression NLTK
+runs well inside the 5 s it allows each one: past it, the whole text failed.
 """
 
 from __future__ import annotations
@@ -48,8 +51,12 @@ from dllabs.params import Tokenize
 # peaks near 560 MB (190 MB of them NLTK's imports), text of any size or kind.
 SAMPLE_CHARS = 8 * 2**20
 SAMPLE_TOKENS = 1_500_000
-# A paragraph is split into sentences once it reaches this length (see the module's docstring).
-PARAGRAPH_CHARS = 2**20
+# A paragraph is split into sentences once it reaches this length (see the module's docstring),
+# and Punkt learns from lines of at most _TRAINING_LINE_CHARS. NLTK runs each of its regular
+# expressions under a 5 s limit; a 1 MiB paragraph dense in full stops took longer to split, and
+# once past the limit tokenize fails.
+PARAGRAPH_CHARS = 2**16
+_TRAINING_LINE_CHARS = 2**20
 # An "[Illustration" tag not closed within this many characters is text (captions take a few
 # lines); lines are held while a tag is open.
 TAG_CHARS = 2**16
@@ -290,27 +297,43 @@ def _paragraph_sentences(lines: Iterable[str], spans: Spans) -> Iterator[str]:
                 yield from (text[start:end] for start, end in spans(text))
                 parts, size, limit = [], 0, PARAGRAPH_CHARS
             continue
-        parts.append(words)
-        size += len(words) + 1
-        if size <= limit:
-            continue
-        text = " ".join(parts)
-        last = None
-        for span in spans(text):
-            if last is not None:
-                yield text[last[0] : last[1]]
-            last = span
-        if last is None or last[0] == 0:  # one sentence longer than the limit: cut it here
-            if last is not None:
-                yield text[last[0] : last[1]]
-            parts, size, limit = [], 0, PARAGRAPH_CHARS
-            continue
-        parts = [text[last[0] :]]
-        size = len(parts[0]) + 1
-        limit = max(PARAGRAPH_CHARS, 2 * size)  # a long last sentence is not split again each line
+        for piece in _at_spaces(words, PARAGRAPH_CHARS):  # a long line, a piece at a time
+            parts.append(piece)
+            size += len(piece) + 1
+            if size <= limit:
+                continue
+            text = " ".join(parts)
+            last = None
+            for span in spans(text):
+                if last is not None:
+                    yield text[last[0] : last[1]]
+                last = span
+            if last is None or last[0] == 0:  # one sentence longer than the limit: cut it here
+                if last is not None:
+                    yield text[last[0] : last[1]]
+                parts, size, limit = [], 0, PARAGRAPH_CHARS
+                continue
+            parts = [text[last[0] :]]
+            size = len(parts[0]) + 1
+            limit = max(PARAGRAPH_CHARS, 2 * size)  # a long last sentence: not split at each line
     if parts:
         text = " ".join(parts)
         yield from (text[start:end] for start, end in spans(text))
+
+
+def _at_spaces(words: str, size: int) -> Iterator[str]:
+    """``words`` in pieces of at most ``size`` characters that single spaces join back into it;
+    a run of more than ``size`` characters without a space is cut where it reaches that."""
+    start = 0
+    while len(words) - start > size:
+        cut = words.rfind(" ", start, start + size + 1)
+        if cut <= start:
+            yield words[start : start + size]
+            start += size
+        else:
+            yield words[start:cut]
+            start = cut + 1
+    yield words[start:]
 
 
 def _regex_spans(text: str) -> Iterator[tuple[int, int]]:
@@ -356,7 +379,9 @@ def _training_text(lines: list[str]) -> str:
             parts = []
     if parts:
         paragraphs.append(" ".join(parts))
-    text = "\n\n".join(paragraphs)
+    # A paragraph is one line to Punkt; a longer one is cut into lines at spaces, which changes
+    # only whether Punkt sees a word that starts a line (so its case says less).
+    text = "\n\n".join("\n".join(_at_spaces(p, _TRAINING_LINE_CHARS)) for p in paragraphs)
     end = len(text)
     for count, token in enumerate(_SAMPLE_TOKEN.finditer(text), 1):
         if count > SAMPLE_TOKENS or token.end() > SAMPLE_CHARS:

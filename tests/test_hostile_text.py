@@ -127,6 +127,8 @@ ODDITIES = (
     "\n \t \n\x0c\nA line with a form\x0cfeed and a\u2028line separator. Next one!\r\n"
     "\u3000\r\n[Illustration: a tag\n\nacross a blank line] Words after it. More words here.\n\n"
     "The tag [ILLUSTRATION] in capitals, and [Illustration: nested [Illustration: x] here].\n\n"
+    + " ".join(f"Line {i} of a long one, {i} stops in it." for i in range(100))
+    + "\n\n"
 )
 UNCLOSED = "\nThe end has an open [Illustration: and nothing after it\n"
 
@@ -310,6 +312,17 @@ def test_a_sentence_longer_than_a_paragraph_may_be_is_cut_at_a_line_end(monkeypa
     sentences = split_sentences("\n".join(lines) + ". Next sentence here.", "regex")
     assert 1 < len(sentences) < 20 and sentences[-1] == "Next sentence here."
     assert " ".join(sentences[:-1]) == " ".join(lines) + "."
+
+
+def test_punkt_learns_from_a_long_paragraph_cut_into_lines_at_spaces(monkeypatch) -> None:
+    """NLTK gives each regular expression 5 s, and Punkt tokenizes its training text a line (a
+    paragraph) at a time: a paragraph of many MB is cut into lines, every word kept."""
+    monkeypatch.setattr(text_module, "_TRAINING_LINE_CHARS", 50)
+    lines = ["Alpha beta gamma delta. " * 10 + "\n", "\n", "Short one.\n"]
+    training = text_module._training_text(lines)
+    assert max(len(line) for line in training.split("\n")) <= 50
+    assert training.split() == "".join(lines).split()
+    assert training.endswith("delta.\n\nShort one.")
 
 
 def test_split_sentences_keeps_its_whole_text_interface() -> None:

@@ -114,9 +114,9 @@ def fails(root: Path, command: list[str]) -> list[str]:
 def test_a_bucket_out_of_reach_fails_in_one_line(
     team: Path, s3: Storage, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # botocore makes 5 attempts at each request, backing off between them, and `dvc pull` tries
-    # each folder's listing in turn: minutes before it fails (docs/guides/sharing.md). One attempt
-    # fails at once.
+    # botocore makes 5 attempts at each request, backing off between them; with one attempt these
+    # fail within seconds. An endpoint that accepts and never answers is bounded by the remote's
+    # timeouts instead (docs/guides/sharing.md, tests/test_hostile_downloads.py).
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     pusher = copy_of(team / "origin", tmp_path / "pusher")  # every output in its cache
     puller = clone(team, f"puller-{kind.replace(' ', '-')}")  # none

@@ -5,18 +5,27 @@
 - 15, a download without end: each download stops at its file's size cap with one line and
   leaves nothing; SIGTERM and SIGINT leave no partial file in the cache or the stage's outputs;
   the partial file a ``kill -9`` leaves (nothing can prevent it) is removed by the next run;
+- an S3 endpoint that accepts connections and never answers fails in bounded time with the
+  timeouts docs/guides/sharing.md gives;
+- a ``dvc queue`` worker killed with ``kill -9``: the recovery of
+  docs/guides/experiments-and-plots.md, run as written, collects the experiment.
 
 Every input is made by the test itself; the servers listen on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +34,9 @@ import pytest
 
 from dllabs.data.fetch import CACHE_ENV, MIRROR_ENV, RemoteFile, fetch
 from dllabs.errors import DataError
-from tests.conftest import DOWNLOAD_ARGS
+from tests.conftest import DOWNLOAD_ARGS, DVC, REPO, sh, stop_queue_workers
 from tests.loopback import LoopbackServer
+from tests.s3_server import AWS_SETTINGS
 
 BODY = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2048))  # 64 KiB
 MiB = 1 << 20
@@ -293,3 +303,198 @@ def test_a_partial_file_another_download_is_writing_is_left_alone(
         path, _ = fetch(RemoteFile("data.bin", url), retries=0, progress=False)
         assert path.read_bytes() == BODY
         assert busy.exists()
+
+
+# --- an S3 endpoint that accepts connections and never answers ---------------------------------
+
+
+@contextlib.contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def silent_remote_repo(root: Path, endpoint: str) -> Path:
+    """A git and DVC repository whose `models/cnn` is only on an S3 remote at ``endpoint``."""
+    root.mkdir()
+    sh(["git", "init", "-q", "--initial-branch=main"], root)
+    dvc(root, "init", "-q")
+    (root / "models/cnn").mkdir(parents=True)
+    (root / "models/cnn/model.keras").write_bytes(BODY)
+    dvc(root, "add", "-q", "models/cnn")
+    with (root / ".dvc/config").open("a") as config:  # `dvc remote add -d`, `modify endpointurl`
+        config.write(f"[core]\n    remote = storage\n['remote \"storage\"']\n"
+                     f"    url = s3://bucket/dl-labs\n    endpointurl = {endpoint}\n")  # fmt: skip
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "model"], root)
+    sh(["rm", "-rf", ".dvc/cache", "models/cnn"], root)
+    return root
+
+
+def dvc(root: Path, *args: str) -> str:
+    return sh([*DVC, *args], root, timeout=120).stdout
+
+
+def documented_s3_timeouts() -> dict[str, str]:
+    """The `dvc remote modify storage <option> <seconds>` lines of docs/guides/sharing.md that
+    bound a silent endpoint, and the attempts it gives botocore."""
+    page = (REPO / "docs/guides/sharing.md").read_text(encoding="utf-8")
+    found = dict(re.findall(r"dvc remote modify storage (\w+_timeout) (\d+)", page))
+    attempts = re.search(r"export AWS_MAX_ATTEMPTS=(\d+)", page)
+    assert attempts and set(found) == {"connect_timeout", "read_timeout"}, found
+    return {**found, "AWS_MAX_ATTEMPTS": attempts.group(1)}
+
+
+@pytest.mark.slow
+def test_a_silent_s3_endpoint_fails_in_bounded_time_with_the_documented_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore makes max_attempts attempts at a request, s3fs 5 tries of a timed-out one, and
+    # `predict --rev` two requests in turn (the file, then a listing to name the cause): 10 waits
+    # of read_timeout. The guide's 5 s take a minute; the test sets 1 s, where the rule is the same.
+    documented = documented_s3_timeouts()
+    for name in AWS_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", documented["AWS_MAX_ATTEMPTS"])
+    with silent_endpoint() as endpoint:
+        root = silent_remote_repo(tmp_path / "repo", endpoint)
+        for option in ("connect_timeout", "read_timeout"):
+            dvc(root, "remote", "modify", "--local", "storage", option, "1")
+        started = time.monotonic()
+        command = ["dl-labs", "predict", "cnn", str(REPO / "examples/digits"), "--rev", "main"]
+        result = sh(command, root, check=False, timeout=120)
+        seconds = time.monotonic() - started
+    print(f"silent S3 endpoint, read_timeout 1 s: predict --rev failed in {seconds:.1f} s")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith(
+        "predict: error: cannot read main's models from remote 'storage' (s3://bucket/dl-labs): "
+        "Read timeout on endpoint URL"
+    ), lines
+    # 10 waits of 1 s and their back-off: 17 s here, 21 s on 2 busy cores; minutes without.
+    assert seconds < 45
+
+
+# --- a `dvc queue` worker killed with kill -9 --------------------------------------------------
+
+
+def queue_recovery() -> str:
+    """The ```bash block under "## A killed queue worker" in the experiments guide."""
+    page = (REPO / "docs/guides/experiments-and-plots.md").read_text(encoding="utf-8")
+    section = page.split("\n## A killed queue worker\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match, "docs/guides/experiments-and-plots.md: no bash block under the heading"
+    return match.group(1)
+
+
+def queue_repo(root: Path, marks: Path, hold: Path) -> Path:
+    """A git and DVC repository with one quick stage that writes ``out.txt`` from param ``k``.
+    The stage marks ``marks`` when it starts, and the run that finds ``hold`` takes it and runs on
+    until it is stopped: a run still going when its worker dies."""
+    root.mkdir()
+    (root / "params.yaml").write_text("k: 1\n")
+    code = (f"import pathlib, time, yaml; pathlib.Path({str(marks)!r}).touch(); "
+            f"hold = pathlib.Path({str(hold)!r}); held = hold.exists(); "
+            "hold.unlink(missing_ok=True); time.sleep(600 if held else 1); "
+            "k = yaml.safe_load(open('params.yaml'))['k']; "
+            "pathlib.Path('out.txt').write_text(str(10 * k))")  # fmt: skip
+    stage = {"cmd": f'python -c "{code}"', "params": ["k"], "outs": ["out.txt"]}
+    (root / "dvc.yaml").write_text(json.dumps({"stages": {"work": stage}}))
+    (root / ".gitignore").write_text("/out.txt\n")
+    sh(["git", "init", "-q"], root)
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "stage"], root)
+    return root
+
+
+def processes(needle: Path) -> list[int]:
+    """The live processes whose command line names ``needle``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and str(needle).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {timeout} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("run", ["finished", "still running"])
+def test_the_documented_recovery_collects_the_run_of_a_killed_queue_worker(
+    tmp_path: Path, run: str
+) -> None:
+    marks, hold = tmp_path / "started", tmp_path / "hold"
+    root = queue_repo(tmp_path / "repo", marks, hold)
+    if run == "still running":
+        hold.touch()
+    try:
+        dvc(root, "exp", "run", "--queue", "-n", "k2", "-S", "k=2")
+        dvc(root, "queue", "start")
+        wait_until(marks.exists, 120, "the queued experiment's stage started")
+        (pid_file,) = (root / ".dvc/tmp/exps/celery").glob("*.pid")
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        if run == "finished":  # the experiment's own process (dvc exp exec-run) lives on, and ends
+            wait_until(lambda: not processes(root), 120, "the stranded run ended")
+        status = dvc(root, "queue", "status")
+        assert re.search(r" k2 .*Running", status), status  # DVC's: it stays so
+        marks.unlink()
+
+        recipe = queue_recovery().replace("<name>", "k2").replace("<key>=<value>", "k=2")
+        sh(f"set -euo pipefail\n{recipe}", root, timeout=300)
+        sh("rm -rf .dvc/tmp/exps/tmp*", root)  # the guide's last step: the dead run's copy
+
+        assert not re.search(r"\b(Queued|Running|Failed)\b", dvc(root, "queue", "status"))
+        shown = json.loads(dvc(root, "exp", "show", "--json"))
+        (k2,) = [
+            rev
+            for baseline in shown
+            for experiment in baseline.get("experiments") or []
+            for rev in experiment["revs"]
+            if rev["name"] == "k2"
+        ]
+        assert k2["data"]["params"]["params.yaml"]["data"] == {"k": 2}
+        # A stage the stranded run finished is restored from the run cache, not run again.
+        assert marks.exists() == (run == "still running")
+        dvc(root, "exp", "apply", "k2")
+        assert (root / "out.txt").read_text() == "20"
+        assert not processes(tmp_path)
+    finally:
+        stop_queue_workers(root)
+        for pid in processes(tmp_path):  # a stranded run, and the stage it runs
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -82,6 +82,7 @@ _WORDS = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 _REGEX_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])")
 # Same as " ".join(line.split()) (both use Unicode's whitespace), without a list of every word.
 _WHITESPACE = re.compile(r"\s+")
+_SPACE = re.compile(r"\s")
 # At least as many as Punkt's tokens: a word, or one punctuation mark.
 _SAMPLE_TOKEN = re.compile(r"\w+|[^\w\s]")
 # Where a long sentence is cut into pieces: after whitespace, before an ASCII character. No token
@@ -290,14 +291,15 @@ def _paragraph_sentences(lines: Iterable[str], spans: Spans) -> Iterator[str]:
     parts: list[str] = []
     size, limit = 0, PARAGRAPH_CHARS
     for line in lines:
-        words = _WHITESPACE.sub(" ", line).strip(" ")
-        if not words:  # a blank line ends the paragraph
+        words = _words(line, PARAGRAPH_CHARS)  # a long line, a piece at a time
+        first = next(words, None)
+        if first is None:  # a blank line ends the paragraph
             if parts:
                 text = " ".join(parts)
                 yield from (text[start:end] for start, end in spans(text))
                 parts, size, limit = [], 0, PARAGRAPH_CHARS
             continue
-        for piece in _at_spaces(words, PARAGRAPH_CHARS):  # a long line, a piece at a time
+        for piece in chain([first], words):
             parts.append(piece)
             size += len(piece) + 1
             if size <= limit:
@@ -319,6 +321,21 @@ def _paragraph_sentences(lines: Iterable[str], spans: Spans) -> Iterator[str]:
     if parts:
         text = " ".join(parts)
         yield from (text[start:end] for start, end in spans(text))
+
+
+def _words(line: str, size: int) -> Iterator[str]:
+    """``" ".join(line.split())`` in pieces that single spaces join back into it, each cut at the
+    first whitespace past ``size`` characters: no list of every word, no copy of a long line. A
+    run of ``size`` characters without whitespace is cut where it reaches that."""
+    start = 0
+    while len(line) - start > size:
+        space = _SPACE.search(line, start + size, start + 2 * size)
+        cut = space.end() if space else start + size
+        if piece := _WHITESPACE.sub(" ", line[start:cut]).strip(" "):
+            yield piece
+        start = cut
+    if piece := _WHITESPACE.sub(" ", line[start:]).strip(" "):
+        yield piece
 
 
 def _at_spaces(words: str, size: int) -> Iterator[str]:
@@ -369,14 +386,24 @@ def _punkt_sentences(lines: Iterable[str]) -> Iterator[str]:
 def _training_text(lines: list[str]) -> str:
     """The paragraphs of ``lines`` separated by blank lines, cut to the sample's bounds: for a
     text shorter than the sample, exactly what Punkt learnt from before texts were streamed."""
-    paragraphs, parts = [], []
+    paragraphs: list[str] = []
+    parts: list[str] = []
+    size = 0
     for line in lines:
-        words = _WHITESPACE.sub(" ", line).strip(" ")
-        if words:
-            parts.append(words)
-        elif parts:
-            paragraphs.append(" ".join(parts))
-            parts = []
+        words = _words(line, PARAGRAPH_CHARS)
+        first = next(words, None)
+        if first is None:
+            if parts:
+                paragraphs.append(" ".join(parts))
+                parts = []
+            continue
+        for piece in chain([first], words):
+            parts.append(piece)
+            size += len(piece) + 1
+            if size > SAMPLE_CHARS:  # the rest of a long line is not learnt from
+                break
+        if size > SAMPLE_CHARS:
+            break
     if parts:
         paragraphs.append(" ".join(parts))
     # A paragraph is one line to Punkt; a longer one is cut into lines at spaces, which changes

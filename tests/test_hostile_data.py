@@ -295,10 +295,10 @@ def test_a_table_of_the_wrong_width_is_refused_from_its_first_line(tmp_path: Pat
     the column count was wrong; the expected count is checked against the first line."""
     path = tmp_path / "rows.csv"
     path.write_text("\n".join(",".join(["1"] * 50) for _ in range(4)) + "\n")
-    with pytest.raises(DataError, match=r"rows.csv: 49 feature columns and a label column; the "
-                       r"model reads 140 features"):  # fmt: skip
+    with pytest.raises(DataError, match=r"rows.csv: 49 feature columns besides the label column, "
+                       r"the model takes 140 features"):  # fmt: skip
         read_labelled_csv(path, -1, features=140)
-    with pytest.raises(DataError, match=r"rows.csv: 50 columns; the model reads 140 features"):
+    with pytest.raises(DataError, match=r"rows.csv: 50 columns, the model takes 140 features"):
         read_labelled_csv(path, None, features=140)
     assert read_labelled_csv(path, -1, features=49).x.shape == (4, 49)
 
@@ -454,3 +454,16 @@ def test_an_npy_whose_header_claims_more_than_the_file_is_refused(tmp_path: Path
     with pytest.raises(DataError, match=r"y_train.npy: \d+ bytes, but its header "
                        r"\(\(1000000000000,\), uint8\) needs"):  # fmt: skip
         load_npy(path)
+
+
+def test_every_remote_file_has_a_size_cap_of_its_own_kept_when_pinned_by_params() -> None:
+    """Each cap is set from the file's published size (a few times it), not left at fetch's
+    default, and pinning an unpinned file by a params hash keeps it."""
+    from dllabs.data.fetch import DEFAULT_MAX_BYTES
+
+    for files in sources.REMOTE.values():
+        for remote in files:
+            assert remote.max_bytes != DEFAULT_MAX_BYTES, remote.name
+    (ecg,) = sources.remote_files("ecg5000", "0" * 64)
+    assert ecg.max_bytes == sources.REMOTE["ecg5000"][0].max_bytes == 32 << 20
+    assert ecg.known_hash == "sha256:" + "0" * 64

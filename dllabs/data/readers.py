@@ -509,12 +509,7 @@ def read_labelled_csv(
         raise DataError(f"{path}: not a well-formed table ({one_line(exc)})") from None
     label = _label_index(path, columns, label_column, has_header)
     if features is not None and len(columns) - (label is not None) != features:
-        found = (
-            f"{len(columns) - 1} feature columns and a label column"
-            if label is not None
-            else f"{len(columns)} columns"
-        )
-        raise DataError(f"{path}: {found}; the model reads {features} features")
+        raise TableWidthError(path, len(columns) - (label is not None), label is not None, features)
     xs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     first_line = 2 if has_header else 1  # the file's line of the block's first row
@@ -536,6 +531,19 @@ def read_labelled_csv(
     if label is None:
         return LabelledRows(x=x, labels=np.array([], dtype=str))
     return LabelledRows(x=x, labels=np.concatenate(labels).astype(str))
+
+
+class TableWidthError(DataError):
+    """A table whose first line has another number of feature columns than the caller needs."""
+
+    def __init__(self, path: Path, columns: int, labelled: bool, features: int) -> None:
+        self.columns, self.features = columns, features
+        found = (
+            f"{columns} feature columns besides the label column"
+            if labelled
+            else f"{columns} columns"
+        )
+        super().__init__(f"{path}: {found}, the model takes {features} features")
 
 
 def _label_index(
@@ -693,6 +701,7 @@ __all__ = [
     "ImageFiles",
     "ImageSet",
     "LabelledRows",
+    "TableWidthError",
     "canonical_label",
     "check_labels",
     "check_pixels",

@@ -21,6 +21,7 @@ the manifest is cached and pushed to shared remotes, and a home folder's path is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -53,6 +54,8 @@ MANIFEST = "manifest.json"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets"
 ZALANDO = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion"
 
+# Each file's size cap is a few times its published size: a download past it (an endless or
+# hostile mirror) stops there, with one line, and leaves nothing behind.
 REMOTE: dict[str, tuple[RemoteFile, ...]] = {
     # keras/src/datasets/mnist.py
     "mnist": (
@@ -60,6 +63,7 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
             "mnist.npz",
             f"{KERAS_DATASETS}/mnist.npz",
             "sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+            max_bytes=48 << 20,  # 11,490,434 bytes
         ),
     ),
     # github.com/zalandoresearch/fashion-mnist README, "Get the Data"
@@ -68,21 +72,25 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
             "train-images-idx3-ubyte.gz",
             f"{ZALANDO}/train-images-idx3-ubyte.gz",
             "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            max_bytes=128 << 20,  # 26,421,880 bytes
         ),
         RemoteFile(
             "train-labels-idx1-ubyte.gz",
             f"{ZALANDO}/train-labels-idx1-ubyte.gz",
             "md5:25c81989df183df01b3e8a0aad5dffbe",
+            max_bytes=1 << 20,  # 29,515 bytes
         ),
         RemoteFile(
             "t10k-images-idx3-ubyte.gz",
             f"{ZALANDO}/t10k-images-idx3-ubyte.gz",
             "md5:bef4ecab320f06d8554ea6380940ec79",
+            max_bytes=16 << 20,  # 4,422,102 bytes
         ),
         RemoteFile(
             "t10k-labels-idx1-ubyte.gz",
             f"{ZALANDO}/t10k-labels-idx1-ubyte.gz",
             "md5:bb300cfdad3c16e7a12a480ee83cd310",
+            max_bytes=1 << 20,  # 5,148 bytes
         ),
     ),
     # keras/src/datasets/cifar10.py
@@ -91,16 +99,25 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
             "cifar-10-python.tar.gz",
             "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
             "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            max_bytes=512 << 20,  # 170,498,071 bytes
         ),
     ),
     # The file TensorFlow's autoencoder tutorial reads; no hash is published.
     "ecg5000": (
         RemoteFile(
-            "ecg.csv", "https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+            "ecg.csv",
+            "https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv",
+            max_bytes=32 << 20,  # about 5 to 8 MB (5,000 rows of 141 numbers)
         ),
     ),
     # Project Gutenberg revises its texts; no hash is published.
-    "alice": (RemoteFile("11-0.txt", "https://www.gutenberg.org/files/11/11-0.txt"),),
+    "alice": (
+        RemoteFile(
+            "11-0.txt",
+            "https://www.gutenberg.org/files/11/11-0.txt",
+            max_bytes=1 << 20,  # about 170 KB
+        ),
+    ),
 }
 
 FASHION_MNIST_CLASSES = [
@@ -128,7 +145,7 @@ def remote_files(source: str, expected_sha256: str | None = None) -> tuple[Remot
     if expected_sha256 is None:
         return files
     (only,) = files
-    return (RemoteFile(only.name, only.url, f"sha256:{expected_sha256}"),)
+    return (dataclasses.replace(only, known_hash=f"sha256:{expected_sha256}"),)
 
 
 def write_digits(dest: Path) -> Materialised:

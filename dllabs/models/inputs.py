@@ -36,7 +36,7 @@ from pydantic import (
     field_validator,
 )
 
-from dllabs.data.readers import IMAGE_SUFFIXES, decode_image, read_labelled_csv
+from dllabs.data.readers import IMAGE_SUFFIXES, TableWidthError, decode_image, read_labelled_csv
 from dllabs.data.splits import Scaler
 from dllabs.errors import DataError, one_line
 from dllabs.outputs import load_json
@@ -528,20 +528,12 @@ def read_rows(path: str | Path, record: dict, label_column: int | str | None = N
     A row that is not finite once scaled (beyond float32's range) is refused, naming it."""
     path = regular_file(Path(path))
     features = record["features"]
-    table = read_labelled_csv(path, label_column)
-    columns = table.x.shape[1]
-    if columns != features:
-        what = (
-            f"{columns} feature columns besides the label column"
-            if label_column is not None
-            else f"{columns} columns"
-        )
-        hint = (
-            "; pass --label-column to name the label column"
-            if label_column is None and columns == features + 1
-            else ""
-        )
-        raise DataError(f"{path}: {what}, the model takes {features} features{hint}")
+    try:  # the width is checked against the file's first line, before the rows are parsed
+        table = read_labelled_csv(path, label_column, features=features)
+    except TableWidthError as exc:
+        unnamed_label = label_column is None and exc.columns == features + 1
+        hint = "; pass --label-column to name the label column" if unnamed_label else ""
+        raise DataError(f"{exc}{hint}") from None
     labels = table.labels if label_column is not None else None
     x = Scaler.from_json(record["scaling"]).apply(table.x)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))

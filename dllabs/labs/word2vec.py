@@ -39,7 +39,7 @@ def read_corpus(path: str | Path) -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: not found; run the tokenize stage (dvc repro)")
     words: dict[str, str] = {}
-    sentences = []
+    sentences: list[list[str]] = []
     try:
         with path.open(encoding="utf-8") as handle:
             for line in handle:
@@ -48,7 +48,7 @@ def read_corpus(path: str | Path) -> list[list[str]]:
                         sentences.append([words.setdefault(word, word) for word in tokens])
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: not UTF-8 text ({exc.reason}); run tokenize to write it"
+            f"{path}: not UTF-8 text ({exc.reason}); expected tokenize's corpus"
         ) from None
     if not sentences:
         raise DataError(f"{path}: empty corpus")

@@ -370,3 +370,61 @@ def test_a_resolver_given_as_an_override_is_refused(tmp_path, monkeypatch) -> No
 def test_interpolations_within_conf_still_compose(tmp_path: Path) -> None:
     conf = crafted_conf(tmp_path, "a: 3\nb: ${a}\nc: ${oc.select:a,1}\nd: ${oc.decode:'7'}\n")
     assert yaml.safe_load(compose_yaml((), conf)) == {"a": 3, "b": 3, "c": 3, "d": 7}
+
+
+# --- dvc exp run: DVC's own composition of conf/ ---------------------------------------------
+
+
+def scratch_experiments_repo(root: Path) -> Path:
+    """A git + DVC repository with this project's conf/, hydra_plugins/ and .dvc/config, and one
+    stage that reads base.seed: `dvc exp run` composes conf/ there as it does here."""
+    import shutil
+
+    from tests.conftest import commit_all, sh
+
+    for name in ("conf", "hydra_plugins"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "dvc.yaml").write_text(
+        "stages:\n  show:\n    cmd: echo ${base.seed} > out.txt\n    params:\n      - base.seed\n"
+        "    outs:\n      - out.txt\n",
+        encoding="utf-8",
+    )
+    (root / ".gitignore").write_text("out.txt\n", encoding="utf-8")
+    sh(["git", "init", "-q"], root)
+    commit_all(root, "scratch")
+    return root
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_refuses_what_make_params_refuses(tmp_path, monkeypatch) -> None:
+    """The probe: 13 KB of nested anchors in conf/config.yaml took `dvc exp run` 202 s, and
+    `${oc.env:NAME}` wrote the runner's variable into params.yaml and the experiment commit.
+    hydra_plugins/dl_labs_conf.py runs the checks inside DVC, before it composes conf/."""
+    from tests.conftest import DVC, sh
+
+    root = scratch_experiments_repo(tmp_path)
+    params = (root / "params.yaml").read_bytes()
+    monkeypatch.setenv(SECRET, "hunter2")
+    override = sh([*DVC, "exp", "run", "-S", f"base.seed=${{oc.env:{SECRET}}}"], root, check=False)
+    assert override.returncode != 0
+    assert f"${{oc.env:{SECRET}}} reads the environment" in override.stderr + override.stdout
+
+    config = root / "conf" / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + nested_anchors(6), encoding="utf-8")
+    anchors = sh([*DVC, "exp", "run"], root, check=False, timeout=120)
+    assert anchors.returncode != 0
+    assert "config.yaml at line" in anchors.stderr and "anchor &l0" in anchors.stderr
+
+    config.write_text(
+        config.read_text(encoding="utf-8").split("l0:")[0] + f"x: ${{oc.env:{SECRET}}}\n",
+        encoding="utf-8",
+    )
+    in_conf = sh([*DVC, "exp", "run"], root, check=False)
+    assert in_conf.returncode != 0 and "x = '${oc.env:" in in_conf.stderr
+    assert (root / "params.yaml").read_bytes() == params  # nothing written
+    experiments = sh([*DVC, "exp", "list", "--name-only"], root).stdout
+    assert experiments.strip() == ""
+    assert "hunter2" not in (root / "params.yaml").read_text(encoding="utf-8")

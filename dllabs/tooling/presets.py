@@ -15,9 +15,12 @@ composition of ``conf/``.
 (:func:`check_conf`), and where it calls a resolver whose value comes from the machine composing
 it rather than from ``conf/`` (``${oc.env:NAME}``, Hydra's ``${now:...}`` and ``${hydra:...}``):
 DVC would record that value in ``params.yaml`` and in every experiment it commits and pushes.
-``dvc exp run`` composes ``conf/`` with its own Hydra call, before any of this code runs, so these
-checks guard ``make params`` and the committed ``conf/`` (``--stale``, run by
-``make check-reproducible``), not DVC's own composition.
+``dvc exp run`` composes ``conf/`` with its own Hydra call; it first imports the modules of
+``hydra_plugins/`` (DVC's place for custom resolvers), where ``hydra_plugins/dl_labs_conf.py``
+runs :func:`check_conf` and puts :func:`refuse_env` in place of ``oc.env``, so the same refusals
+stop ``dvc exp run`` before it writes ``params.yaml``. Hydra's ``now`` and ``hydra`` resolvers,
+which Hydra registers again as it composes, are refused in ``conf/`` files but not in ``-S``
+overrides there.
 """
 
 from __future__ import annotations
@@ -52,9 +55,19 @@ def check_conf(conf_dir: Path = CONF_DIR) -> None:
     """Read each file of ``conf_dir`` as the stages read ``params.yaml``
     (:func:`dllabs.params.read_yaml`), before Hydra does: one over the size limit, not UTF-8, or
     holding anchors and aliases (13 KB of nested ones took Hydra 39 s) is refused in one line with
-    its file and line."""
+    its file and line; so is a value that calls a resolver outside :data:`PURE_RESOLVERS`."""
     for path in sorted(Path(conf_dir).rglob("*.yaml")):
-        read_yaml(path)
+        _refuse_machine_reads(read_yaml(path), path)
+
+
+def refuse_env(name: str, default: Any = None) -> Any:
+    """A stand-in for OmegaConf's ``oc.env`` resolver that refuses, in one line: installed by
+    ``hydra_plugins/dl_labs_conf.py`` for DVC's own composition, so that an environment variable
+    in a ``-S`` override is not written into ``params.yaml`` and the experiment commit either."""
+    raise ParamsError(
+        f"${{oc.env:{name}}} reads the environment of the machine composing params.yaml; DVC "
+        "would record its value in params.yaml and every experiment commit (pass the value itself)"
+    )
 
 
 def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> str:
@@ -80,8 +93,8 @@ def compose_yaml(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = C
 
 
 def _refuse_machine_reads(composed: Any, conf_dir: Path) -> None:
-    """Refuse a value of the composition (``conf_dir`` and the overrides), still unresolved, that
-    calls a resolver outside :data:`PURE_RESOLVERS`."""
+    """Refuse a value of ``composed`` (a conf file, or the composition of ``conf_dir`` and the
+    overrides), still unresolved, that calls a resolver outside :data:`PURE_RESOLVERS`."""
     for key, value in _leaves(composed):
         for name in _RESOLVER_CALL.findall(value) if isinstance(value, str) else ():
             if name not in PURE_RESOLVERS:

@@ -29,11 +29,10 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from dllabs.data.arrays import npy_header
 from dllabs.errors import DataError, os_error
 from dllabs.processes import is_primary
 
@@ -237,6 +236,20 @@ def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.n
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}")
     return arrays
+
+
+def npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order and dtype of the ``.npy`` at ``handle``'s position, which is left
+    at its first data byte. Versions 1.0 and 2.0 (what ``numpy.save`` writes for plain dtypes)."""
+    version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+    reader = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    return reader(handle)
 
 
 def _npz_entries(path: Path) -> list[zipfile.ZipInfo]:

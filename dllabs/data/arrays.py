@@ -21,11 +21,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from dllabs.errors import DataError
+from dllabs.outputs import npy_header
 
 _FORMAT = np.lib.format
 
@@ -107,16 +108,6 @@ def save_arrays(folder: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
         save_npy(folder / f"{name}.npy", array)
-
-
-def npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """The shape, Fortran order and dtype of the ``.npy`` at ``handle``'s position, which is left
-    at its first data byte. Versions 1.0 and 2.0 (what ``numpy.save`` writes for plain dtypes)."""
-    version = _FORMAT.read_magic(handle)
-    if version not in ((1, 0), (2, 0)):
-        raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
-    reader = _FORMAT.read_array_header_1_0 if version == (1, 0) else _FORMAT.read_array_header_2_0
-    return reader(handle)
 
 
 def load_npy(path: str | Path) -> np.ndarray:

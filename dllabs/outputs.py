@@ -182,6 +182,9 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     staged = StagedOutputs()
     try:
         yield staged
+    except TimeoutError:  # an OSError by type, but no output's fault (NLTK's regex time limit)
+        staged.discard()
+        raise
     except OSError as exc:  # a full disk, a lost permission: one line naming the output
         message = staged.describe(exc)
         staged.discard()

@@ -10,25 +10,13 @@ time, so memory stays bounded whatever the text's size. Imports no TensorFlow.
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 from dllabs.cli import parse_paths
 from dllabs.data import sources
 from dllabs.data.text import tokenize_file
-from dllabs.errors import DataError, stage_errors
+from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
-
-
-def text_file(raw_dir: str | Path) -> tuple[str, Path]:
-    """The source name and the path of the one text file that ``download`` wrote."""
-    raw_dir = Path(raw_dir)
-    manifest = sources.read_manifest(raw_dir)
-    files = manifest["files"]
-    if not isinstance(files, dict) or len(files) != 1:
-        raise DataError(f"{raw_dir / sources.MANIFEST}: expected one text file in 'files'")
-    (name,) = files
-    return manifest["source"], raw_dir / name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
             raw_text="raw text folder", corpus="output corpus, one sentence per line",
             summary="output counts (.json)",
         )  # fmt: skip
-        source, path = text_file(args.raw_text)
-        with staged_outputs() as out:
+        source, path = sources.text_file(args.raw_text)
+        # Errors name the user's own text file, not its copy under data/raw/text.
+        with sources.shown_paths(args.raw_text), staged_outputs() as out:
             with out.file(args.corpus).open("w", encoding="utf-8") as corpus:
                 report = tokenize_file(path, params.tokenize, source, corpus.write)
             save_json(out.file(args.summary), {"source": source, **asdict(report)})

@@ -467,3 +467,16 @@ def test_every_remote_file_has_a_size_cap_of_its_own_kept_when_pinned_by_params(
     (ecg,) = sources.remote_files("ecg5000", "0" * 64)
     assert ecg.max_bytes == sources.REMOTE["ecg5000"][0].max_bytes == 32 << 20
     assert ecg.known_hash == "sha256:" + "0" * 64
+
+
+def test_tokenize_names_the_users_text_file_not_its_copy(workdir, capsys) -> None:
+    from stages import tokenize
+    from tests.conftest import TOKENIZE_ARGS
+
+    Path("story.txt").write_text("Once upon a time.\nThe end.\n", encoding="utf-8")
+    workdir(**{"data.text": "file", "data.text_path": "story.txt"})
+    download.main(DOWNLOAD_ARGS)
+    copy = Path("data/raw/text/story.txt")
+    copy.write_bytes(copy.read_bytes() + b"\xff\n")  # as a teammate's push could leave it
+    err = fails(tokenize.main, TOKENIZE_ARGS, capsys)
+    assert "error: story.txt: not UTF-8 text" in err and "data/raw" not in err

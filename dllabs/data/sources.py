@@ -44,7 +44,6 @@ from dllabs.data.readers import (
     read_cifar_batch,
     read_idx,
     read_labelled_csv,
-    read_text,
     safe_extract_tar,
 )
 from dllabs.errors import DataError, paths_shown_as
@@ -459,9 +458,12 @@ def read_anomaly_rows(raw_dir: str | Path, label_column: int | str | None) -> Ra
     raise DataError(f"{raw_dir / MANIFEST}: unknown anomaly source {source!r}")
 
 
-def read_text_source(raw_dir: str | Path) -> tuple[str, str]:
-    """The source name and the full text of the corpus in ``raw_dir``."""
+def text_file(raw_dir: str | Path) -> tuple[str, Path]:
+    """The source name and the path of the one text file that ``download`` wrote."""
     raw_dir = Path(raw_dir)
     manifest = read_manifest(raw_dir)
-    (name,) = manifest["files"]
-    return manifest["source"], read_text(raw_dir / name)
+    files = manifest["files"]
+    if not isinstance(files, dict) or len(files) != 1:
+        raise DataError(f"{raw_dir / MANIFEST}: expected one text file in 'files'")
+    (name,) = files
+    return manifest["source"], raw_dir / name

@@ -82,6 +82,17 @@ def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
     return last
 
 
+def outcome(main, args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Run a command's ``main(args)``: its exit status, standard output and standard error."""
+    try:
+        main(args)
+        status = 0
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def make_image_folder(root: Path, classes: dict[str, int], size=(12, 10)) -> None:
     rng = np.random.default_rng(4)
     for name, count in classes.items():

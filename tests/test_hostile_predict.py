@@ -27,7 +27,7 @@ from PIL import Image
 from dllabs.models.inputs import image_record, series_record
 from dllabs.outputs import save_json
 from dllabs.prediction import command as predict_command
-from tests.conftest import DVC, commit_all, sh
+from tests.conftest import DVC, commit_all, outcome, sh
 from tests.memory import measure, python
 
 CLASSES = ["zero", "one", "two"]
@@ -93,13 +93,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     monkeypatch.chdir(tmp_path)
 
     def call(*argv: str | Path) -> tuple[int, str, str]:
-        try:
-            predict_command.main([str(a) for a in argv])
-            status = 0
-        except SystemExit as exc:
-            status = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
+        return outcome(predict_command.main, [str(a) for a in argv], capsys)
 
     return call
 

@@ -38,6 +38,7 @@ from stages import evaluate_cbow as evaluate_stage
 from stages import train_cbow as train_stage
 from tests.conftest import REPO, TINY_CORPUS, fails
 from tests.memory import measure, python
+from tests.test_text import options
 
 TRAIN_ARGS = ["--corpus", "corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 EVALUATE_ARGS = [
@@ -131,15 +132,6 @@ ODDITIES = (
     + "\n\n"
 )
 UNCLOSED = "\nThe end has an open [Illustration: and nothing after it\n"
-
-
-def options(**changes) -> Tokenize:
-    base = dict(
-        strip_gutenberg=True, remove_special=True, remove_digits=True, remove_punctuation=True,
-        lowercase=True, sentences="punkt", stopwords="bundled", extra_stopwords=[],
-        min_token_length=2, min_sentence_tokens=2,
-    )  # fmt: skip
-    return Tokenize(**{**base, **changes})
 
 
 # --- the whole-text algorithm before streaming: the reference the corpus must match ---------------

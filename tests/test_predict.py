@@ -24,7 +24,7 @@ from dllabs.models.word2vec_files import load_word2vec
 from dllabs.outputs import save_json
 from dllabs.prediction import command as predict_command
 from dllabs.prediction.batches import Predictor
-from tests.conftest import DVC, REPO, commit_all, copy_of, png_header_only, sh
+from tests.conftest import DVC, REPO, commit_all, copy_of, outcome, png_header_only, sh
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,7 @@ def run(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     monkeypatch.chdir(repo)
 
     def call(*argv: str) -> tuple[int, str, str]:
-        try:
-            predict_command.main(list(argv))
-            status = 0
-        except SystemExit as exc:
-            status = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
+        return outcome(predict_command.main, list(argv), capsys)
 
     return call
 

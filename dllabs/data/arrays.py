@@ -145,10 +145,15 @@ class NpyRows:
                 self.offset = handle.tell()
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{self.path}: not a readable .npy file ({exc})") from None
-        if fortran or dtype.hasobject or not shape:
+        if fortran and len(shape) > 1:
             raise DataError(
-                f"{self.path}: expected a C-order array of rows with a plain dtype, got shape "
-                f"{shape}, {'Fortran' if fortran else 'C'} order, dtype {dtype}"
+                f"{self.path}: saved in Fortran order, whose rows cannot be read a block at a "
+                "time; save it with np.save(path, np.ascontiguousarray(array))"
+            )
+        if dtype.hasobject or not shape:
+            raise DataError(
+                f"{self.path}: expected an array of rows with a plain dtype, got shape {shape}, "
+                f"dtype {dtype}"
             )
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype: np.dtype = dtype

@@ -36,9 +36,10 @@ from pydantic import (
     field_validator,
 )
 
+from dllabs.data.arrays import NpyRows
 from dllabs.data.readers import IMAGE_SUFFIXES, TableWidthError, decode_image, read_labelled_csv
 from dllabs.data.splits import Scaler
-from dllabs.errors import DataError, one_line
+from dllabs.errors import DataError
 from dllabs.outputs import load_json
 from dllabs.params import Autoencoder, ImageSize
 
@@ -395,75 +396,35 @@ def image_shape(record: dict) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class NpyImages:
-    """A ``.npy`` array of uint8 images whose header was checked against the model and the
-    file's size (:func:`npy_images`), read a block of images at a time: memory holds one block,
-    however large the file. Reads, not a memory map: the pages of a map count in the process's
-    resident memory until it is unmapped, so a large file read through one grows it."""
+    """A ``.npy`` array of uint8 images checked against the model (:func:`npy_images`), read a
+    block of images at a time: memory holds one block, however large the file."""
 
-    path: Path
-    count: int
-    offset: int  # of the first image, past the header
-    shape: tuple[int, int, int]
+    rows: NpyRows
+    shape: tuple[int, int, int]  # (height, width, channels), as the model takes them
 
     def blocks(self, size: int) -> Iterator[tuple[range, np.ndarray]]:
         """``(indices, images)`` of at most ``size`` images each, in order."""
-        with self.path.open("rb") as handle:
-            handle.seek(self.offset)
-            for start in range(0, self.count, size):
-                block = np.empty((min(size, self.count - start), *self.shape), np.uint8)
-                if handle.readinto(memoryview(block).cast("B")) != block.nbytes:
-                    raise DataError(
-                        f"{self.path}: ended before image {start + len(block):,} of "
-                        f"{self.count:,} (did it change while being read?)"
-                    )
-                yield range(start, start + len(block)), block
+        for start in range(0, len(self.rows), size):
+            block = self.rows[start : start + size]
+            yield range(start, start + len(block)), block.reshape(len(block), *self.shape)
 
 
 def npy_images(path: Path, record: dict) -> NpyImages:
     """A ``.npy`` array of images already at the model's size: uint8 ``(n, height, width[,
-    channels])`` on a 0..255 scale, as ``preprocess`` writes them. Only the header is read here
-    (NumPy's own parser, its size bounded); its dtype, order and shape are checked, and its
-    size against the file's, before anything is allocated."""
-    try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version not in ((1, 0), (2, 0)):  # 3.0 is for field names beyond Latin-1 only
-                raise DataError(
-                    f"{path}: .npy format {version[0]}.{version[1]}; expected 1.0 or 2.0, which "
-                    "np.save writes for uint8 images"
-                )
-            read = np.lib.format.read_array_header_1_0
-            if version == (2, 0):
-                read = np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read(handle)
-            offset = handle.tell()
-    except (ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({one_line(exc)})") from None
+    channels])`` on a 0..255 scale, as ``preprocess`` writes them. Only the header is read here:
+    its order, dtype and shape are checked, and its size against the file's (:class:`NpyRows`),
+    before anything is allocated."""
+    rows = NpyRows(path)
     expected = image_shape(record)
-    if dtype != np.uint8:
-        raise DataError(f"{path}: dtype {dtype}, expected uint8 pixels (0..255)")
-    if len(shape) == 3 and expected[2] == 1:
-        shape = (*shape, 1)
+    if rows.dtype != np.uint8:
+        raise DataError(f"{path}: dtype {rows.dtype}, expected uint8 pixels (0..255)")
+    shape = rows.shape if len(rows.shape) != 3 or expected[2] != 1 else (*rows.shape, 1)
     if tuple(shape[1:]) != expected:
         raise DataError(
             f"{path}: images of shape {tuple(shape[1:])}, the model takes {expected} "
             "(n, height, width, channels)"
         )
-    if fortran_order and shape[0] > 1:
-        raise DataError(
-            f"{path}: saved in Fortran order, whose images cannot be read one block at a time; "
-            "save it with np.save(path, np.ascontiguousarray(images))"
-        )
-    count = shape[0]
-    needed = count * math.prod(expected)  # Python integers: a forged count cannot overflow
-    size = path.stat().st_size
-    if count < 0 or size - offset != needed:
-        raise DataError(
-            f"{path}: the header says {count:,} images of {expected} ({needed:,} bytes), the file "
-            f"holds {size - offset:,} bytes after it ({size:,} bytes in all): truncated, or not "
-            "written by np.save"
-        )
-    return NpyImages(path, count, offset, expected)
+    return NpyImages(rows, expected)
 
 
 def decode_images(files: list[Path], record: dict) -> np.ndarray:

@@ -221,7 +221,7 @@ def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None
         (["anomaly", "{tmp}/short.csv"], "{tmp}/short.csv: 63 columns, the model takes 64"),
         (["anomaly", "{tmp}/labelled.csv"], "{tmp}/labelled.csv: 65 columns, the model takes 64 "
                                             "features; pass --label-column"),
-        (["anomaly", "{tmp}/text.csv"], "{tmp}/text.csv: row 2, column '3': expected a number"),
+        (["anomaly", "{tmp}/text.csv"], "{tmp}/text.csv: row 2, column '63': expected a number"),
         (["anomaly", "{tmp}/missing.csv"], "{tmp}/missing.csv: not found"),
         (["mlp", "{tmp}/broken.png", "--model", "{tmp}/never"],
          "{tmp}/never/summary.json: not found"),
@@ -248,7 +248,7 @@ def test_bad_input_is_one_line_naming_it(argv, message, run, tmp_path: Path) -> 
     np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 1), np.uint8))
     np.savetxt(tmp_path / "short.csv", np.ones((3, 63)), delimiter=",")
     np.savetxt(tmp_path / "labelled.csv", np.ones((3, 65)), delimiter=",")
-    (tmp_path / "text.csv").write_text("1,2,3,4\n1,2,3,x\n")
+    (tmp_path / "text.csv").write_text("1," * 63 + "1\n" + "1," * 63 + "x\n")  # 64 columns
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     status, out, err = run(*argv)
     assert status == 1 and out == ""

@@ -44,6 +44,10 @@ def share_the_cores() -> None:
 
 
 share_the_cores()  # before any test module imports TensorFlow
+# What dvc.yaml's stage commands and `dl-labs predict` set. Without it, importing TensorFlow here
+# sets 1 (its own default) in this process's environment, and every command a test starts would
+# inherit it and print TensorFlow's error-level start-up records, as a user who asked for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 # A corpus small enough for tests, in which words share contexts (king and queen, man and woman).

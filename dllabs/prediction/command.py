@@ -55,6 +55,7 @@ from dllabs.models.inputs import (
 )
 from dllabs.outputs import load_json
 from dllabs.prediction.batches import Predictor
+from dllabs.training.backend import quiet_tensorflow_start
 
 BATCH = 256  # images decoded and predicted at a time; the next batch is decoded meanwhile
 # Large images make smaller batches: the decoded batch, the one decoded meanwhile and the model's
@@ -189,8 +190,7 @@ def load_keras(path: Path) -> Any:
 
     if path.exists():
         regular_file(path)  # a FIFO or a device: load_model would call it missing
-    with _quiet_native_stderr():
-        return load_model(path)
+    return load_model(path)
 
 
 def checked_model(model_file: Path, record: dict, where: Path | str) -> Any:
@@ -198,20 +198,6 @@ def checked_model(model_file: Path, record: dict, where: Path | str) -> Any:
     model = load_keras(model_file)
     check_against_model(record, model, where, model_file)
     return model
-
-
-@contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """File descriptor 2, where C++ libraries write, sent to /dev/null for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def images_per_batch(record: dict) -> int:
@@ -422,10 +408,9 @@ def run(args: argparse.Namespace, source: Source) -> Table:
         if args.rev or args.model:
             raise DataError("predict imagenet: the network installed with the project; no --rev "
                             "or --model")  # fmt: skip
-        with _quiet_native_stderr():  # TensorFlow's start-up notices
-            from dllabs.models import efficientnet_lite
+        from dllabs.models import efficientnet_lite
 
-            model = efficientnet_lite.imagenet_classifier()
+        model = efficientnet_lite.imagenet_classifier()
         size = efficientnet_lite.IMAGE_SIZE
         record = {"image_size": [size, size], "color_mode": "rgb",
                   "class_names": efficientnet_lite.imagenet_class_names()}  # fmt: skip
@@ -546,7 +531,7 @@ def printable(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow_start()  # its start-up notices would bury the one line of an error
     args = parser().parse_args(argv)
     with stage_errors("predict"), model_source(args.rev) as source:
         table = run(args, source)

@@ -19,14 +19,14 @@ Imports no Keras.
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.util
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
 
@@ -97,10 +97,11 @@ def select_backend(params_file: str | Path = "params.yaml") -> str:
     return backend
 
 
-# TensorFlow 2.21's libraries log through absl while TensorFlow is imported, before anything calls
-# absl::InitializeLog, and such records reach stderr whatever TF_CPP_MIN_LOG_LEVEL says: the
-# oneDNN and CUDA-driver notices, each twice, here (on GPU machines users report the CUDA
-# factories' registration errors too; no GPU here to see them). TensorFlow's own records (the
+# TensorFlow 2.21's libraries log through absl before anything calls absl::InitializeLog, and such
+# records reach stderr whatever TF_CPP_MIN_LOG_LEVEL says: the oneDNN and CUDA-driver notices,
+# each twice, as TensorFlow is imported, and "failed call to cuInit" when it first looks for a GPU
+# on a machine without one (on GPU machines users report the CUDA factories' registration errors
+# too; no GPU here to see them). TensorFlow's own records (the
 # CPU-feature notice) do honour it.
 _DEFAULT_TF_LOG_LEVEL = "3"  # as dvc.yaml's stage commands and `dl-labs predict` set it
 # The filter runs as a process of its own so that what TensorFlow printed before an abort (absl's
@@ -124,9 +125,9 @@ for line in sys.stdin.buffer:
 
 
 def quiet_tensorflow_start() -> None:
-    """Drop, from this process's stderr, the records TensorFlow's libraries log while it is
-    imported below ``TF_CPP_MIN_LOG_LEVEL`` (3 where unset: fatal records only), which they print
-    whatever it says. Every other line passes: Python's warnings and tracebacks, fatal records,
+    """Drop, from this process's stderr once TensorFlow is imported, the records its libraries log
+    below ``TF_CPP_MIN_LOG_LEVEL`` (3 where unset: fatal records only), which they print whatever
+    it says. Every other line passes: Python's warnings and tracebacks, fatal records,
     anything that is not an absl record.
 
     Installs an import hook: TensorFlow is imported when a stage first needs it, if ever."""
@@ -137,8 +138,8 @@ def quiet_tensorflow_start() -> None:
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` as the other finders do, with a loader that imports it with stderr
-    filtered. It stays in place: ``importlib.util.find_spec`` (:func:`select_backend`'s check)
+    """Finds ``tensorflow`` as the other finders do, with a loader that filters stderr from its
+    import on. It stays in place: ``importlib.util.find_spec`` (:func:`select_backend`'s check)
     finds without importing."""
 
     def __init__(self) -> None:
@@ -166,8 +167,8 @@ class _QuietLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         module.__loader__ = module.__spec__.loader = self._loader  # what TensorFlow sees
-        with _stderr_filtered(_tf_log_level()):
-            self._loader.exec_module(module)
+        _filter_stderr(_tf_log_level())
+        self._loader.exec_module(module)
 
 
 def _tf_log_level() -> int:
@@ -176,32 +177,34 @@ def _tf_log_level() -> int:
     return min(int(text), 3) if text.isascii() and text.isdigit() else 0
 
 
-@contextmanager
-def _stderr_filtered(level: int) -> Iterator[None]:
-    """File descriptor 2, where C++ libraries write, through :data:`_STDERR_FILTER` for the
-    block; unfiltered if the filter cannot start."""
+def _filter_stderr(level: int) -> None:
+    """File descriptor 2, where C++ libraries write, through :data:`_STDERR_FILTER` from now until
+    the process exits (the libraries log again when they first look for devices, after the
+    import: "failed call to cuInit" on a machine without a GPU); unfiltered if the filter cannot
+    start. At exit the descriptor is restored and the filter waited for, so that its last lines
+    are written before the process's status is."""
     sys.stderr.flush()
     read, write = os.pipe()
     command = [sys.executable, "-I", "-S", "-c", _STDERR_FILTER, str(level)]
     try:
         child = subprocess.Popen(command, stdin=read, stdout=2)
     except OSError:
-        child = None
-    os.close(read)
-    if child is None:
+        os.close(read)
         os.close(write)
-        yield
         return
+    os.close(read)
     saved = os.dup(2)
     os.dup2(write, 2)
     os.close(write)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
+
+    def restore() -> None:
+        with suppress(ValueError, OSError):  # sys.stderr may be closed by now
+            sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-        # Until it has passed every line on, for their order; a process that the import started
-        # and that holds the pipe would keep it going, and it ends with that one.
+        # A process this one started and that still holds the pipe keeps the filter going; it
+        # ends with that one.
         with suppress(subprocess.TimeoutExpired):
             child.wait(timeout=30)
+
+    atexit.register(restore)

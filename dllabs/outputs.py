@@ -37,6 +37,9 @@ from dllabs.errors import DataError, os_error
 from dllabs.processes import is_primary
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# The largest JSON file the pipeline writes is a few MB (a CBOW vocabulary's metrics, a large
+# folder's counts); one is read whole, so a larger one is refused unread.
+MAX_JSON_BYTES = 64 * 2**20
 
 
 class StagedOutputs:
@@ -287,12 +290,24 @@ def save_json(path: str | Path, payload: Any) -> None:
     Path(path).write_text(text + "\n", encoding="utf-8")
 
 
-def load_json(path: str | Path) -> Any:
+def load_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file of at most ``max_bytes``, read whole: a larger one (a model folder's
+    ``summary.json`` or a threshold file from a shared remote) is refused unread, and so is a
+    FIFO or a device, which would block the read or never end."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # no more than the limit, should it grow meanwhile
+        if len(data) > max_bytes:
+            raise DataError(
+                f"{path}: over {max_bytes:,} bytes; the JSON files the pipeline reads hold a few "
+                "KB to a few MB"
+            )
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 

@@ -480,3 +480,20 @@ def test_tokenize_names_the_users_text_file_not_its_copy(workdir, capsys) -> Non
     copy.write_bytes(copy.read_bytes() + b"\xff\n")  # as a teammate's push could leave it
     err = fails(tokenize.main, TOKENIZE_ARGS, capsys)
     assert "error: story.txt: not UTF-8 text" in err and "data/raw" not in err
+
+
+def test_a_json_file_past_its_bound_or_not_a_regular_file_is_refused_unread(tmp_path) -> None:
+    """A model folder's summary.json or a threshold file arrives from anyone (--model, --rev): it
+    is read whole, so its size is bounded first; a FIFO would block the read."""
+    import os
+
+    from dllabs.outputs import load_json
+
+    big = tmp_path / "summary.json"
+    big.write_text('{"pad": "' + "x" * 2000 + '"}')
+    with pytest.raises(DataError, match=r"summary.json: over 1,000 bytes"):
+        load_json(big, max_bytes=1000)
+    assert load_json(big, max_bytes=4000)["pad"] == "x" * 2000
+    os.mkfifo(tmp_path / "threshold.json")
+    with pytest.raises(DataError, match=r"threshold.json: not a regular file"):
+        load_json(tmp_path / "threshold.json")

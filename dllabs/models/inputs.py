@@ -114,14 +114,7 @@ def regular_file(path: Path) -> Path:
 
 def read_summary(path: Path) -> dict:
     """A model folder's ``summary.json``: a JSON object of bounded size."""
-    if path.exists():
-        size = regular_file(path).stat().st_size
-        if size > MAX_SUMMARY_BYTES:
-            raise DataError(
-                f"{path}: {size:,} bytes; a model's summary holds a few KB (at most "
-                f"{MAX_SUMMARY_BYTES:,} bytes read)"
-            )
-    summary = load_json(path)
+    summary = load_json(path, max_bytes=MAX_SUMMARY_BYTES)
     if not isinstance(summary, dict):
         raise DataError(
             f"{path}: a JSON {type(summary).__name__}; expected a JSON object (the training "

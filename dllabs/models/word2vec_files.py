@@ -18,7 +18,6 @@ it is not meant to train further (gensim's sampling tables are not stored).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dllabs.errors import DataError, one_line
-from dllabs.outputs import save_json
+from dllabs.outputs import load_json, save_json
 
 FORMAT = "dl-labs word vectors"
 VERSION = 1
@@ -232,12 +231,9 @@ def _read_array(path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (an incomplete word-vectors folder)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({one_line(exc)})") from None
+    if not path.exists():
+        raise DataError(f"{path}: not found (an incomplete word-vectors folder)")
+    return load_json(path)  # bounded in size, and only a regular file
 
 
 def _plain(value: Any) -> int | float:

@@ -4,7 +4,7 @@ Rows whose reconstruction error is at or above the threshold are anomalies. The 
 from the training and validation errors only (``anomaly.threshold_method``): mean + k * std of the
 training error (TensorFlow's tutorial rule), a percentile of the normal validation error, or the
 best F1 on the validation split. Writes the threshold, the method and the validation scores for
-``evaluate``. Imports no TensorFlow.
+``evaluate``, and the validation scores again as a metrics file. Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_paths(
             argv, "threshold_anomaly", __doc__,
             errors="reconstruction errors (.npz)", threshold="output threshold and scores (.json)",
+            validation="output validation metrics at that threshold (.json)",
         )  # fmt: skip
         data = load_npz(args.errors, required=("error_train", "error_val", "y_val"))
         for name in ("error_train", "error_val"):
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         with staged_outputs() as out:
             save_json(out.file(args.threshold), payload)
+            # What choosing settings may look at (dl-labs tune maximises F1): validation rows only.
+            save_json(out.file(args.validation), {"threshold": threshold, **payload["validation"]})
         val = payload["validation"]
         print(
             f"threshold_anomaly: {rule.threshold_method} -> {threshold:.5f}; validation "

@@ -69,6 +69,18 @@ def validation_accuracy(model: keras.Model, val: tuple, device: RunDevice) -> di
     return {"val_accuracy": round(float(np.mean(predicted == val[1])), 6)}
 
 
+def validation_over_draws(draws: list[dict], val_images: int) -> dict:
+    """Each model's validation accuracy, mean over the draws and per draw: what choosing settings
+    may look at (``dl-labs tune`` maximises fine-tuning's), the test split unread."""
+    return {"n": val_images, "repeats": len(draws)} | {
+        phase: {
+            "accuracy": round(float(np.mean([d[phase]["val_accuracy"] for d in draws])), 6),
+            "per_repeat": [d[phase]["val_accuracy"] for d in draws],
+        }
+        for phase in ("scratch", "feature_extraction", "fine_tune")
+    }
+
+
 def train_phase(
     model: keras.Model, base: keras.Model, params: Transfer, training: Training,
     data: tuple[tuple, tuple], device: RunDevice, **fit_options: Any,
@@ -172,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             pretrained="pretrain_base's output folder",
             model="output folder: every draw's three models and summary.json",
             plots="output DVCLive folder (transfer/ and scratch/ runs of draw 0)",
+            validation="output validation accuracy of each model, over the draws (.json)",
         )  # fmt: skip
         t = params.transfer
         data = ImageSplits.load(args.images, ("train", "val"))
@@ -182,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                 for live_dir in ("transfer", "scratch"):
                     open_live(out.dir(args.plots) / live_dir).end()
                 save_json(out.dir(args.model) / "summary.json", {"not_applicable": str(reason)})
+                save_json(out.file(args.validation), {"not_applicable": str(reason)})
             print(f"train_transfer: not applicable: {reason}")
             return
         device = setup_run(params.base)
@@ -194,13 +208,15 @@ def main(argv: list[str] | None = None) -> None:
                            plots if r == 0 else None, device, checkpoint.part(f"repeat_{r}"))
                 for r in range(t.repeats)
             ]  # fmt: skip
+            val_images = len(target_task(data, t, params.base.seed)["val"][1])
+            save_json(out.file(args.validation), validation_over_draws(draws, val_images))
             save_json(folder / "summary.json", {
                 "base": t.base,
                 "weights": t.weights if t.base != "pipeline" else "pipeline",
                 "source_classes": classes.source,
                 "classes": classes.target,
                 "target_train_size": t.target_train_size,
-                "val_images": len(target_task(data, t, params.base.seed)["val"][1]),
+                "val_images": val_images,
                 "repeats": draws,
                 "inputs": image_record(data.input_shape, classes.target),
                 "platform": platform_record(),

@@ -197,7 +197,8 @@ def stage_workspace(tmp_path: Path, default_params: dict, backend: str = "jax",
 
 
 MLP_STAGE = ["-m", "stages.train_mlp", "--images", "data/processed/images",
-             "--model", "models/mlp", "--plots", "plots/mlp"]  # fmt: skip
+             "--model", "models/mlp", "--plots", "plots/mlp",
+             "--validation", "metrics/validation/mlp.json"]  # fmt: skip
 
 
 def listing(root: Path) -> list[str]:
@@ -214,7 +215,9 @@ def test_a_stage_on_two_processes_writes_its_outputs_once(tmp_path: Path, defaul
     assert "train_mlp: 2 epochs on CPU on 2 processes" in out0 and out1
     written = sorted(set(listing(root)) - set(before))
     assert "models/mlp/model.keras" in written and "plots/mlp/metrics.json" in written
-    assert all(name.startswith(("models/mlp/", "plots/mlp/")) for name in written), written
+    outputs = ("models/mlp/", "plots/mlp/", "metrics/validation/mlp.json")
+    assert all(name.startswith(outputs) for name in written), written
+    assert "metrics/validation/mlp.json" in written
     assert not [name for name in written if ".tmp" in name]
     # The same stage alone on two devices: each process read half the training images for the
     # pixel statistics, and the sums added up to the whole split's; the weights agree as two

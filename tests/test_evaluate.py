@@ -56,7 +56,8 @@ EVALUATE = [
 PRETRAIN = ["--images", "data/processed/images", "--model", "models/pretrain",
             "--plots", "plots/pretrain"]  # fmt: skip
 TRANSFER = ["--images", "data/processed/images", "--pretrained", "models/pretrain",
-            "--model", "models/transfer", "--plots", "plots/transfer"]  # fmt: skip
+            "--model", "models/transfer", "--plots", "plots/transfer",
+            "--validation", "metrics/validation/transfer.json"]  # fmt: skip
 CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
     "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
@@ -68,6 +69,8 @@ THRESHOLD = [
     "models/autoencoder_errors.npz",
     "--threshold",
     "models/anomaly_threshold.json",
+    "--validation",
+    "metrics/validation/anomaly.json",
 ]
 
 
@@ -121,7 +124,8 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     write_text_eval(Path("data/raw/text_eval"))
     train_cbow.main(CBOW)
     for stage, name in ((train_mlp, "mlp"), (train_cnn, "cnn")):
-        stage.main([*TRAIN, "--model", f"models/{name}", "--plots", f"plots/{name}"])
+        stage.main([*TRAIN, "--model", f"models/{name}", "--plots", f"plots/{name}",
+                    "--validation", f"metrics/validation/{name}.json"])  # fmt: skip
     train_autoencoder.main(AUTOENCODER)
     threshold_anomaly.main(THRESHOLD)
     pretrain_base.main(PRETRAIN)
@@ -181,6 +185,27 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     errors = np.load("models/autoencoder_errors.npz", allow_pickle=False)
     assert errors["error_train"].shape == (40,) and errors["error_val"].shape == (16,)
 
+    # The validation metrics files (what dl-labs tune maximises) describe the saved models.
+    validation = json.loads(Path("metrics/validation/anomaly.json").read_text())
+    assert validation["threshold"] == anomaly["threshold"] and validation["n"] == 16
+    assert validation["f1"] == anomaly["validation"]["f1"]
+    validation = json.loads(Path("metrics/validation/transfer.json").read_text())
+    assert validation["repeats"] == 2 and validation["n"] > 0
+    for phase in ("scratch", "feature_extraction", "fine_tune"):
+        assert validation[phase]["accuracy"] == transfer[phase]["validation_accuracy"]
+    import keras
+
+    x_val, y_val = (np.load(f"data/processed/images/{k}_val.npy") for k in ("x", "y"))
+    for name in ("mlp", "cnn"):
+        validation = json.loads(Path(f"metrics/validation/{name}.json").read_text())
+        model = keras.models.load_model(f"models/{name}/model.keras")
+        accuracy = float(np.mean(np.argmax(model.predict(x_val, verbose=0), axis=1) == y_val))
+        # The same weights on the same rows: Keras's running accuracy and this one count the
+        # same correct rows (a tie between two classes' probabilities could split them: none here).
+        assert validation["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+        assert validation["n"] == len(y_val) and validation["best_epoch"] >= 1
+        assert validation["loss"] > 0 and validation["epochs_trained"] == 2
+
     for name in ("mlp", "cnn"):
         metrics = json.loads(Path(f"metrics/{name}.json").read_text())
         test = metrics["test"]
@@ -208,6 +233,10 @@ def test_command_lines_match_dvc_yaml() -> None:
     import yaml
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for lab in ("mlp", "cnn"):
+        args = [*TRAIN, "--model", f"models/{lab}", "--plots", f"plots/{lab}",
+                "--validation", f"metrics/validation/{lab}.json"]  # fmt: skip
+        assert stages[f"train_{lab}"]["cmd"].split()[-len(args) :] == args
     for name, args in (("evaluate", EVALUATE), ("evaluate_anomaly", EVALUATE_ANOMALY),
                        ("evaluate_cbow", EVALUATE_CBOW), ("evaluate_transfer", EVALUATE_TRANSFER),
                        ("train_autoencoder", AUTOENCODER), ("threshold_anomaly", THRESHOLD),
@@ -242,7 +271,7 @@ def test_summary_without_a_labs_metrics_names_the_missing_file(workdir, capsys) 
 def test_training_stage_refuses_bad_params_before_loading_data(workdir, capsys) -> None:
     workdir(**{"mlp.learning_rate": -1})
     with pytest.raises(SystemExit):
-        train_mlp.main([*TRAIN, "--model", "m", "--plots", "p"])
+        train_mlp.main([*TRAIN, "--model", "m", "--plots", "p", "--validation", "v.json"])
     err = capsys.readouterr().err
     assert "mlp.learning_rate = -1: input should be greater than 0" in err
     assert not Path("m").exists()

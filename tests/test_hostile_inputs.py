@@ -37,7 +37,8 @@ from tests.conftest import (
     png_header_only,
 )
 
-THRESHOLD_ARGS = ["--errors", "errors.npz", "--threshold", "threshold.json"]
+THRESHOLD_ARGS = ["--errors", "errors.npz", "--threshold", "threshold.json",
+                  "--validation", "validation.json"]  # fmt: skip
 
 
 def sixteen_bit_folder(root: Path) -> dict[str, np.ndarray]:

@@ -251,7 +251,8 @@ def test_a_tensorflow_stage_that_fails_prints_one_line(tmp_path, default_params,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(STAGE_ENV, **({"TF_CPP_MIN_LOG_LEVEL": level} if level else {}))
-    args = ["--images", "data/processed/images", "--model", "models/mlp", "--plots", "plots/mlp"]
+    args = ["--images", "data/processed/images", "--model", "models/mlp", "--plots", "plots/mlp",
+            "--validation", "metrics/validation/mlp.json"]  # fmt: skip
     done = subprocess.run(python("-m", "stages.train_mlp", *args), cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1

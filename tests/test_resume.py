@@ -61,7 +61,8 @@ MLP_PARAMS = {"mlp.hidden_units": [32], "mlp.dropout": 0.3, "mlp.learning_rate":
 
 
 def mlp_args(folder: str) -> list[str]:
-    return ["--images", "images", "--model", f"{folder}/mlp", "--plots", f"{folder}/plots"]
+    return ["--images", "images", "--model", f"{folder}/mlp", "--plots", f"{folder}/plots",
+            "--validation", f"{folder}/validation.json"]  # fmt: skip
 
 
 def weights(path: Path) -> list[np.ndarray]:
@@ -151,7 +152,8 @@ def test_a_killed_transfer_run_continues_its_phase_and_retrains_no_finished_one(
 
     def args(folder: str) -> list[str]:
         return ["--images", "images", "--pretrained", "pre",
-                "--model", f"{folder}/transfer", "--plots", f"{folder}/plots"]  # fmt: skip
+                "--model", f"{folder}/transfer", "--plots", f"{folder}/plots",
+                "--validation", f"{folder}/validation.json"]  # fmt: skip
 
     done = run_stage("train_transfer", *args("ref"), cwd=root)
     assert done.returncode == 0, done.stderr

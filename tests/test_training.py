@@ -154,7 +154,7 @@ def test_a_diverged_stage_exits_one_line_and_writes_nothing(
     workdir(**{"mlp.learning_rate": 10.0, "mlp.momentum": 0.9, "mlp.epochs": 20,
                "mlp.hidden_units": [8], "base.device": "cpu"})  # fmt: skip
     done = run_stage("train_mlp", "--images", "images", "--model", "m/mlp",
-                     "--plots", "plots/mlp", cwd=tmp_path)  # fmt: skip
+                     "--plots", "plots/mlp", "--validation", "v.json", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("train_mlp: error: training diverged in epoch")

@@ -124,7 +124,7 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     save_arrays("images", {**arrays, "class_names": np.array(["cat", "dog"])})
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
     train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
-                         "--plots", "tr_plots"])  # fmt: skip
+                         "--plots", "tr_plots", "--validation", "validation.json"])  # fmt: skip
     assert "not applicable" in (Path("pre") / "summary.json").read_text()
     metrics = evaluate_transfer.evaluate_transfer(Path("tr"), ImageSplits.load("images", ("test",)))
     assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
@@ -451,7 +451,7 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
     save_arrays("images", arrays)
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
     train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
-                         "--plots", "tr_plots"])  # fmt: skip
+                         "--plots", "tr_plots", "--validation", "validation.json"])  # fmt: skip
     assert "efficientnet_lite0" in (Path("pre") / "summary.json").read_text()  # nothing trained
     summary = json.loads((Path("tr") / "summary.json").read_text())
     draw = summary["repeats"][0]

@@ -52,6 +52,9 @@ class FitResult:
     device_kind: str
     mixed_precision: bool
     backend: str
+    # The saved model's validation figures (``val_loss`` -> ``loss``, ``val_accuracy`` ->
+    # ``accuracy``): the best epoch's where early stopping restores its weights, else the last's.
+    validation: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,8 +187,13 @@ def fit(
                 f"({reason}); nothing written"
             )
         raise
-    val_losses = [logs["val_loss"] for logs in earlier_logs] + history.history.get("val_loss", [])
+    epochs = [dict(logs) for logs in earlier_logs] + [
+        {name: values[i] for name, values in history.history.items()}
+        for i in range(len(history.history.get("val_loss", [])))
+    ]
+    val_losses = [logs["val_loss"] for logs in epochs]
     best = int(np.argmin(val_losses))
+    kept = epochs[best if training.patience else len(epochs) - 1]  # EarlyStopping restores best
     return FitResult(
         epochs_trained=len(val_losses),
         best_epoch=best + 1,
@@ -196,7 +204,21 @@ def fit(
         device_kind=device.kind,
         mixed_precision=device.mixed_precision,
         backend=device.backend,
+        validation={
+            name.removeprefix("val_"): float(value)
+            for name, value in sorted(kept.items())
+            if name.startswith("val_")
+        },
     )
+
+
+def validation_metrics(result: FitResult, rows: int) -> dict[str, Any]:
+    """A trained model's validation figures, as its stage writes them
+    (``metrics/validation/<lab>.json``): what choosing settings may look at (``dl-labs tune``
+    maximises one of them), the test split unread."""
+    figures = {name: round(value, 6) for name, value in result.validation.items()}
+    return {**figures, "best_epoch": result.best_epoch, "epochs_trained": result.epochs_trained,
+            "n": rows}  # fmt: skip
 
 
 def fit_and_save(
@@ -213,8 +235,9 @@ def fit_and_save(
     """:func:`fit`, then save the model folder and its DVCLive folder all-or-nothing.
 
     ``paths`` has ``model`` (the model folder: ``model.keras``, and ``summary.json`` with the run
-    and the ``inputs`` record from :mod:`dllabs.models.inputs`, what predicting on new data needs)
-    and ``plots`` (DVCLive folder), as parsed from the stage's command line. Pass ``outputs`` to
+    and the ``inputs`` record from :mod:`dllabs.models.inputs`, what predicting on new data needs),
+    ``plots`` (DVCLive folder) and, where the stage writes one, ``validation`` (its
+    :func:`validation_metrics` file), as parsed from the stage's command line. Pass ``outputs`` to
     write within a stage's own transaction (when it saves more files that must succeed or fail
     together).
     """
@@ -224,11 +247,19 @@ def fit_and_save(
         model.save(folder / MODEL_FILE)
         summary = {**result.to_json(), "inputs": inputs, "platform": platform_record()}
         save_json(folder / SUMMARY_FILE, summary)
+        if getattr(paths, "validation", None) is not None:
+            save_json(out.file(paths.validation), validation_metrics(result, len(val_labels(val))))
     return result
+
+
+def val_labels(val: Batches) -> np.ndarray:
+    """The validation labels behind ``fit``'s ``val`` (arrays or a dataset)."""
+    return val.y if hasattr(val, "y") else val[1]
 
 
 TRAINING_PATHS = {
     "images": "processed images (folder of .npy arrays)",
     "model": "output model folder (model.keras, summary.json)",
     "plots": "output DVCLive folder",
+    "validation": "output validation metrics of the saved model (.json)",
 }

@@ -34,6 +34,7 @@ from dllabs.training.callbacks import (
 )
 from dllabs.training.devices import RunDevice
 from dllabs.training.resume import Checkpoint, KeepCheckpoint, fingerprint
+from dllabs.tuning.pruning import trial_callbacks
 
 # What fit trains on: (x, y) arrays, or a dataset that batches and orders them itself.
 Batches = tuple[np.ndarray, np.ndarray] | keras.utils.PyDataset
@@ -133,6 +134,8 @@ def fit(
                 min_lr=training.learning_rate * 1e-3,
             )
         )
+    if device.process_index == 0:  # a trial of `dl-labs tune` reports each epoch to its study
+        callbacks += trial_callbacks()
     # DVCLive also writes signal files at the repository's root: process 0's alone (see cluster).
     logs_curves = live_dir is not None and device.process_index == 0
     live = dvclive_callback(live_dir, live_prefix) if logs_curves else None

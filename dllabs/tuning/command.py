@@ -1,0 +1,318 @@
+"""``dl-labs tune LAB``: an Optuna study on one lab, every trial a DVC experiment.
+
+Each trial draws params from the lab's search space (``conf/tune/<lab>.yaml``), runs the lab's
+training stage as ``dvc exp run --temp --name <study>-<trial> -S ...``, and is scored by the
+validation metric that stage writes (``metrics/validation/<lab>.json``). The training stage
+reports its validation loss after every epoch and stops when the pruner says so. After the search,
+the best trial alone is evaluated on the test split, once (the experiment
+``<study>-test-<trial>``), and ``reports/tune_<study>.md`` is written. ``--apply-best`` brings that
+experiment into the workspace (``dvc exp apply``).
+
+The study is kept in ``--storage`` (SQLite in ``.tune/`` by default): run the command again to
+continue it; run it on several machines against one PostgreSQL URL, each in its own clone, with
+``--push origin`` so each pushes its experiments to the shared remotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from dllabs.errors import DataError, LabError, ParamsError, stage_errors
+from dllabs.params import load_params
+from dllabs.tuning import experiments
+from dllabs.tuning.labs import LABS, NO_VALIDATION, TunableLab, objective_key, tunable
+from dllabs.tuning.pruning import TRIAL_ENV, TrialLink
+from dllabs.tuning.report import write_report
+from dllabs.tuning.space import SPACES, SearchSpace, load_space
+from dllabs.tuning.study import (
+    DEFAULT_STORAGE,
+    GRACE_SECONDS,
+    PRUNERS,
+    SAMPLERS,
+    STARTUP_TRIALS,
+    WARMUP_EPOCHS,
+    check_study_name,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    open_study,
+    shown_url,
+)
+
+# The training section whose ``epochs`` bounds a trial's steps (Hyperband's largest budget).
+EPOCHS_KEY = {"mlp": "mlp", "cnn": "cnn", "anomaly": "autoencoder",
+              "transfer": "transfer.fine_tune"}  # fmt: skip
+
+
+class TrialFailed(LabError):
+    """A trial's experiment failed; the study records it as failed and goes on."""
+
+
+def parser() -> argparse.ArgumentParser:
+    tune = argparse.ArgumentParser(
+        prog="dl-labs tune",
+        description="Search a lab's params with Optuna; every trial is a DVC experiment.",
+    )
+    add = tune.add_argument
+    add("lab", choices=[*LABS, *NO_VALIDATION], help="the lab to tune")
+    add("--trials", type=int, help="trials to run now (the study keeps the earlier ones)")
+    add("--timeout", type=float, help="start no trial after this many seconds")
+    add("--study", help="the study's name (default: the lab's); it names the experiments")
+    add(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"Optuna storage URL (default "
+        f"{DEFAULT_STORAGE}; postgresql://user:password@host/db for several machines)",
+    )
+    add("--sampler", choices=SAMPLERS, default="tpe")
+    add("--pruner", choices=PRUNERS, default="median")
+    add(
+        "--startup-trials",
+        type=int,
+        default=STARTUP_TRIALS,
+        help="the median pruner prunes nothing until this many trials have finished",
+    )
+    add(
+        "--warmup-epochs",
+        type=int,
+        default=WARMUP_EPOCHS,
+        help="the median pruner prunes no trial before this epoch",
+    )
+    add(
+        "--grace-period",
+        type=int,
+        default=GRACE_SECONDS,
+        metavar="SECONDS",
+        help="a trial whose heartbeat is this old is failed and run again",
+    )
+    add("--workers", type=int, default=1, help="trials run at once on this machine")
+    add("--space", type=Path, default=SPACES, help="the folder of search spaces (<lab>.yaml)")
+    add(
+        "--push",
+        metavar="GIT_REMOTE",
+        help="dvc exp push each trial to this git remote (and the DVC remote)",
+    )
+    add("--no-test", action="store_true", help="leave the test split unread")
+    add("--apply-best", action="store_true", help="dvc exp apply the best trial")
+    return tune
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    with stage_errors("tune"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The search as parsed from the command line."""
+    import optuna
+
+    lab = tunable(args.lab)
+    if args.trials is None and args.timeout is None and not args.apply_best:
+        raise ParamsError("give a budget: --trials N and/or --timeout SECONDS")
+    if args.trials is not None and args.trials < 1:
+        raise ParamsError(f"--trials {args.trials}: expected 1 or more")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ParamsError(f"--timeout {args.timeout}: expected a positive number of seconds")
+    for option, value, least in (("--workers", args.workers, 1),
+                                 ("--startup-trials", args.startup_trials, 0),
+                                 ("--warmup-epochs", args.warmup_epochs, 0),
+                                 ("--grace-period", args.grace_period, 2)):  # fmt: skip
+        if value < least:
+            raise ParamsError(f"{option} {value}: expected {least} or more")
+    if not Path("dvc.yaml").is_file():
+        raise DataError("dvc.yaml: not found; run dl-labs tune at the repository's root")
+    params = load_params()
+    space = load_space(args.lab, args.space)
+    objective = objective_key(lab, space.objective, str(space.source))
+    name = check_study_name(args.study or args.lab)
+    storage = open_storage(args.storage, args.grace_period)
+    # This command prints each trial itself, in one line; Optuna would add a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    grid = space.grid() if args.sampler == "grid" else None
+    epochs = _epochs(params, EPOCHS_KEY[args.lab])
+    pruner = make_pruner(args.pruner, epochs, args.startup_trials, args.warmup_epochs)
+    sampler = make_sampler(args.sampler, params.base.seed, grid)
+    study = open_study(name, storage, sampler, pruner, shown_url(args.storage))
+    settings = {"lab": args.lab, "objective": objective, "metrics": lab.metrics,
+                "sampler": args.sampler, "pruner": args.pruner, "seed": params.base.seed,
+                "space": str(space.source)}  # fmt: skip
+    _claim(study, settings)
+    base = experiments.baseline()
+    if args.trials is not None or args.timeout is not None:
+        search = Search(study, storage, args, lab, space, objective, base, epochs)
+        search.check_names()
+        study.optimize(search.trial, n_trials=args.trials, timeout=args.timeout,
+                       n_jobs=args.workers, catch=(TrialFailed,), gc_after_trial=False)  # fmt: skip
+    test = None
+    if not args.no_test and _best(study) is not None:
+        test = evaluate_best(study, lab, space, base, name)
+    path = write_report(study, settings, test)
+    best = _best(study)
+    if best is None:
+        raise DataError(f"no trial of study {name} has completed (their reasons: {path})")
+    print(f"tune: report {path}; best trial {best.number}: validation {objective} "
+          f"{best.value:.4f}")  # fmt: skip
+    if args.apply_best:
+        applied = test["experiment"] if test else best.user_attrs["experiment"]
+        done = experiments.apply(applied)
+        if done:
+            raise DataError(f"dvc exp apply {applied}: {done}")
+        print(f"tune: applied {applied} to the workspace (params.yaml and outputs; dvc repro "
+              "runs what it leaves stale)")  # fmt: skip
+
+
+class Search:
+    """The objective Optuna calls once per trial (from ``--workers`` threads at once)."""
+
+    def __init__(self, study: Any, storage: Any, args: argparse.Namespace, lab: TunableLab,
+                 space: SearchSpace, objective: str, base: str, epochs: int) -> None:  # fmt: skip
+        self.study, self.storage, self.args, self.epochs = study, storage, args, epochs
+        self.lab, self.space, self.objective, self.base = lab, space, objective, base
+        self.printing = threading.Lock()
+        # The stages run in DVC's temporary copy of the repository: a relative SQLite path must
+        # name the study here.
+        self.storage_url = absolute_sqlite(args.storage)
+
+    def check_names(self) -> None:
+        """A new study must not reuse the experiment names of an earlier one of the same name."""
+        if self.study.get_trials(deepcopy=False):
+            return
+        taken = experiments.experiment_names(self.base, f"{self.study.study_name}-")
+        if taken:
+            raise DataError(
+                f"study {self.study.study_name}: experiments {', '.join(taken[:3])} exist from an "
+                "earlier study of that name; choose another --study, or dvc exp remove them"
+            )
+
+    def trial(self, trial: Any) -> float:
+        import optuna
+
+        overrides = self.space.suggest(trial)
+        name = f"{self.study.study_name}-{trial.number}"
+        trial.set_user_attr("experiment", name)
+        env = {}
+        if self.args.pruner != "none" and self.lab.prunes:
+            args = self.args
+            link = TrialLink(self.storage_url, self.study.study_name, trial._trial_id,
+                             os.getpid(), args.pruner, args.startup_trials, args.warmup_epochs,
+                             self.epochs)  # fmt: skip
+            env[TRIAL_ENV] = link.to_env()
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
+        log = experiments.LOGS / self.study.study_name / f"{trial.number}.log"
+        done = experiments.run_experiment(name, overrides, self.lab.stage, env, log)
+        if done.returncode == 0:
+            value = self._score(name)
+            self._say(f"trial {trial.number} ({shown}): validation {self.objective} {value:.4f} "
+                      f"in {done.seconds:.0f} s")  # fmt: skip
+            self._push(name)
+            return value
+        attrs = self.storage.get_trial(trial._trial_id).user_attrs
+        if "pruned_at_epoch" in attrs:
+            self._say(f"trial {trial.number} ({shown}): pruned after epoch "
+                      f"{attrs['pruned_at_epoch']} ({done.seconds:.0f} s)")  # fmt: skip
+            raise optuna.TrialPruned(done.reason)
+        trial.set_user_attr("error", done.reason)
+        self._say(f"trial {trial.number} ({shown}): failed: {done.reason} (log: {done.log})")
+        raise TrialFailed(done.reason)
+
+    def _score(self, name: str) -> float:
+        ref = experiments.experiment_ref(name, self.base)
+        if ref is None:
+            raise TrialFailed(f"experiment {name} ran but is not among the experiments")
+        value = experiments.lookup(experiments.read_metrics(ref, self.lab.metrics), self.objective)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise TrialFailed(f"{name}: {self.lab.metrics} holds no number at {self.objective} "
+                              f"({value!r})")  # fmt: skip
+        return float(value)
+
+    def _push(self, name: str) -> None:
+        if self.args.push:
+            problem = experiments.push(self.args.push, name)
+            if problem:
+                self._say(f"warning: dvc exp push {self.args.push} {name}: {problem}")
+
+    def _say(self, line: str) -> None:
+        with self.printing:
+            print(f"tune: {line}", flush=True)
+
+
+def evaluate_best(
+    study: Any, lab: TunableLab, space: SearchSpace, base: str, name: str
+) -> dict[str, Any]:
+    """The best trial's test score, read once: the experiment ``<study>-test-<trial>`` runs the
+    lab's test stage with the trial's params (its training comes back from DVC's run cache). A
+    score already recorded in the study is not computed again."""
+    best = _best(study)
+    key = f"test:{best.number}"
+    if key in study.user_attrs:
+        return study.user_attrs[key]
+    experiment = f"{name}-test-{best.number}"
+    if experiments.experiment_ref(experiment, base) is None:
+        log = experiments.LOGS / name / f"test-{best.number}.log"
+        done = experiments.run_experiment(experiment, space.values_of(best.params),
+                                          lab.test_stage, {}, log)  # fmt: skip
+        if done.returncode != 0:
+            raise DataError(f"evaluating trial {best.number} on the test split failed: "
+                            f"{done.reason} (log: {log})")  # fmt: skip
+    ref = experiments.experiment_ref(experiment, base)
+    value, low, high, n = experiments.scored(experiments.read_metrics(ref, lab.test_metrics),
+                                             lab.test_key)  # fmt: skip
+    record = {"trial": best.number, "experiment": experiment, "key": lab.test_key,
+              "value": value, "low": low, "high": high, "n": n}  # fmt: skip
+    study.set_user_attr(key, record)
+    interval = f" ({low:.4f} to {high:.4f}, n = {n})" if low is not None else ""
+    print(f"tune: best trial {best.number} on the test split (read once): {lab.test_key} "
+          f"{value:.4f}{interval}")  # fmt: skip
+    return record
+
+
+def _short(value: Any) -> str:
+    """A param's value as printed: floats to four significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def absolute_sqlite(url: str) -> str:
+    """``sqlite:///relative/path`` as ``sqlite:////absolute/path``; other URLs as they are."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/") or ":memory:" in url:
+        return url
+    return prefix + str(Path(url.removeprefix(prefix)).resolve())
+
+
+def _best(study: Any) -> Any:
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial
+        return None
+
+
+def _claim(study: Any, settings: dict[str, Any]) -> None:
+    """Record what the study searches; refuse to continue it as a search of something else."""
+    before = study.user_attrs.get("settings")
+    if before is None:
+        study.set_user_attr("settings", settings)
+        return
+    for key in ("lab", "objective"):
+        if before.get(key) != settings[key]:
+            raise ParamsError(
+                f"study {study.study_name} searches {key} {before.get(key)!r}, not "
+                f"{settings[key]!r}; name a new study with --study"
+            )
+
+
+def _epochs(params: Any, dotted: str) -> int:
+    node = params
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return int(node.epochs)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,161 @@
+"""Trials as DVC experiments: each one is ``dvc exp run --temp --name <study>-<number> -S ...
+<stage>``, run outside the workspace (DVC copies the repository into ``.dvc/tmp/exps``), so
+several run at once and the workspace is never touched. Its params and validation metrics are
+then in ``dvc exp show``, and ``dvc exp apply`` brings any of them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dllabs.errors import DataError
+from dllabs.tuning.space import override_value
+
+LOGS = Path(".tune/logs")
+
+
+@dataclass(frozen=True)
+class Run:
+    """How an experiment's ``dvc exp run`` ended: its exit status, its one-line reason (the
+    stage's ``error:`` line, or DVC's) and its log, and how long it took."""
+
+    returncode: int
+    reason: str
+    log: Path
+    seconds: float
+
+
+def dvc(*args: str) -> list[str]:
+    """A DVC command with this interpreter's DVC (the venv's, whatever ``PATH`` says)."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def run_experiment(
+    name: str, overrides: Mapping[str, Any], target: str, env: Mapping[str, str], log: Path
+) -> Run:
+    """``dvc exp run --temp --name name -S key=value ... target``, its output in ``log``."""
+    settings = [arg for key, value in overrides.items()
+                for arg in ("-S", f"{key}={override_value(value)}")]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        # A process group of its own, so that stopping the search (Ctrl-C, SIGTERM) stops the
+        # experiment's stages too, not only DVC.
+        process = subprocess.Popen(
+            dvc("exp", "run", "--temp", "--name", name, *settings, target),
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            process.wait()
+        except BaseException:
+            _stop(process)
+            raise
+    return Run(process.returncode, _reason(log), log, time.perf_counter() - start)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End an experiment's process group: SIGTERM (DVC cleans its temporary copy), then SIGKILL
+    after 20 s."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
+            return
+
+
+def _reason(log: Path) -> str:
+    """The stage's one-line error in ``log`` (``<stage>: error: ...``), else DVC's, else its
+    last line."""
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace")
+             .splitlines() if line.strip()]  # fmt: skip
+    for marker in (": error: ", "ERROR: "):
+        found = [line for line in lines if marker in line]
+        if found:
+            return found[-1]
+    return lines[-1] if lines else ""
+
+
+def baseline() -> str:
+    """The commit experiments are run from (``HEAD``)."""
+    return _git("rev-parse", "HEAD").strip()
+
+
+def experiment_ref(name: str, base: str) -> str | None:
+    """The git ref of experiment ``name`` on ``base``, or None."""
+    ref = f"refs/exps/{base[:2]}/{base[2:]}/{name}"
+    done = subprocess.run(["git", "show-ref", "--verify", "--quiet", ref], check=False)
+    return ref if done.returncode == 0 else None
+
+
+def experiment_names(base: str, prefix: str) -> list[str]:
+    """The experiments on ``base`` whose names start with ``prefix``."""
+    refs = _git("for-each-ref", "--format=%(refname)", f"refs/exps/{base[:2]}/{base[2:]}/")
+    names = [ref.rsplit("/", 1)[-1] for ref in refs.split()]
+    return sorted(name for name in names if name.startswith(prefix))
+
+
+def read_metrics(ref: str, path: str) -> dict:
+    """A committed metrics file (``cache: false``) as the experiment at ``ref`` wrote it."""
+    try:
+        return json.loads(_git("show", f"{ref}:{path}"))
+    except (DataError, json.JSONDecodeError) as exc:
+        raise DataError(f"{ref}: no readable {path} ({exc})") from None
+
+
+def lookup(metrics: dict, dotted: str) -> Any:
+    """``metrics["a"]["b"]`` for ``a.b``; None where a part is missing."""
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def scored(metrics: dict, dotted: str) -> tuple[float, float | None, float | None, int | None]:
+    """A headline metric with its 95% interval and test-set size, as the evaluate stages write
+    them: ``a.b`` beside ``a.ci95.b`` (``low``, ``high``) and ``a.n``."""
+    parent, _, name = dotted.rpartition(".")
+    prefix = f"{parent}." if parent else ""
+    interval = lookup(metrics, f"{prefix}ci95.{name}") or {}
+    return (float(lookup(metrics, dotted)), interval.get("low"), interval.get("high"),
+            lookup(metrics, f"{prefix}n"))  # fmt: skip
+
+
+def apply(name: str) -> str:
+    """``dvc exp apply name``: "" when it worked, else its one-line reason."""
+    return _dvc_problem("exp", "apply", name)
+
+
+def push(remote: str, name: str) -> str:
+    """``dvc exp push remote name`` (git refs to the git remote, outputs to the DVC remote): ""
+    when it worked, else its one-line reason."""
+    return _dvc_problem("exp", "push", remote, name)
+
+
+def _dvc_problem(*args: str) -> str:
+    done = subprocess.run(dvc(*args), capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return ""
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line]
+    return (errors or lines or ["failed"])[-1].strip()
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise DataError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
+    return done.stdout

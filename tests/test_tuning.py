@@ -1,0 +1,325 @@
+"""``dl-labs tune``: search spaces checked as params are, trials as DVC experiments, pruning from
+inside the training stage, the test split read once for the best trial, and every bad input or
+fault in one line.
+
+The searches run on a copy of the session's reproduced baseline (quick params: one epoch per
+training), so they test the wiring, not the scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from dllabs.errors import ParamsError
+from dllabs.tuning import command as tune_command
+from dllabs.tuning.labs import LABS
+from dllabs.tuning.pruning import TRIAL_ENV, TrialLink, TrialOrphaned, TrialPruned, trial_callbacks
+from dllabs.tuning.space import load_space, override_value
+from dllabs.tuning.study import check_study_name
+from tests.conftest import DVC, REPO, copy_of, outcome, sh
+
+TUNE = [sys.executable, "-m", "dllabs", "tune"]
+
+
+# --- the search space, checked as params.yaml is ------------------------------------------------
+
+
+@pytest.mark.parametrize("lab", sorted(LABS))
+def test_the_shipped_spaces_are_valid_params(lab: str) -> None:
+    space = load_space(lab, REPO / "conf/tune", REPO / "params.yaml")
+    assert space.dimensions and all("." in d.key for d in space.dimensions)
+
+
+def space_file(folder: Path, body: str, lab: str = "cnn") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{lab}.yaml").write_text(body, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("params:\n  cnn.lerning_rate: {float: [0.001, 0.01]}\n",
+         "unknown key cnn.lerning_rate; did you mean cnn.learning_rate?"),
+        ("params:\n  cnnn.dropout: {float: [0.0, 0.5]}\n", "unknown key cnnn; did you mean cnn?"),
+        ("params:\n  cnn.dropout: {float: [0.0, 1.5]}\n",
+         "(cnn.dropout = 1.5): cnn.dropout = 1.5: input should be less than 1"),
+        ("params:\n  cnn.optimizer: {choices: [adam, adamw]}\n",
+         "cnn.optimizer = 'adamw' is not allowed"),
+        ("params:\n  cnn.dropout: {float: [0.5, 0.1]}\n", "cnn.dropout: low 0.5 > high 0.1"),
+        ("params: {}\n", "params is empty"),
+        ("params:\n  cnn.dropout: {uniform: [0, 1]}\n", "unknown setting uniform"),
+        ("params:\n  cnn.learning_rate: {float: [0.0, 0.1], log: true}\n",
+         "a log scale needs low > 0"),
+        ("params:\n  cnn.batch_size: {int: [16, 64.5]}\n", "int must be [low, high]"),
+        ("params:\n  cnn.batch_size: {choices: [16, 16]}\n", "choices repeat a value"),
+        ("objective: loss\nparams:\n  cnn.dropout: {float: [0.0, 0.5]}\n",
+         "objective = 'loss'; this lab's validation metrics: accuracy"),
+        ("params:\n  cnn.dropout: &d {float: [0.0, 0.5]}\n  cnn.learning_rate: *d\n",
+         "anchor &d; params files may not hold anchors or aliases"),
+    ],
+)  # fmt: skip
+def test_a_bad_space_is_one_line_naming_the_file(body: str, message: str, tmp_path) -> None:
+    folder = space_file(tmp_path / "tune", body)
+    with pytest.raises(ParamsError) as caught:
+        space = load_space("cnn", folder, REPO / "params.yaml")
+        tune_command.objective_key(LABS["cnn"], space.objective, str(space.source))
+    assert "cnn.yaml" in str(caught.value) and message in str(caught.value), str(caught.value)
+
+
+def test_a_grid_needs_steps_or_choices(tmp_path: Path) -> None:
+    folder = space_file(tmp_path / "tune", "params:\n  cnn.dropout: {float: [0.0, 0.5]}\n"
+                        "  cnn.batch_size: {int: [32, 128], step: 32}\n")  # fmt: skip
+    space = load_space("cnn", folder, REPO / "params.yaml")
+    assert space.dimensions[1].grid() == [32, 64, 96, 128]
+    with pytest.raises(ParamsError, match=r"cnn\.dropout: a grid needs a step"):
+        space.grid()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.001, "0.001"), (3, "3"), (True, "true"), (None, "null"), ([32, 64], "[32,64]"),
+     ("it's", "'it\\'s'"), ([], "[]")],
+)  # fmt: skip
+def test_override_values_are_written_in_hydras_grammar(value, text: str) -> None:
+    assert override_value(value) == text
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "x" * 65, "a..b", "x.lock"])
+def test_a_study_name_that_cannot_name_an_experiment_is_refused(name: str) -> None:
+    with pytest.raises(ParamsError, match="--study"):
+        check_study_name(name)
+
+
+# --- the command line: bad input is one line, exit 1, nothing written ---------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cbow", "--trials", "1"], "cbow has no validation score to tune on"),
+        (["cnn"], "give a budget: --trials N and/or --timeout SECONDS"),
+        (["cnn", "--trials", "0"], "--trials 0: expected 1 or more"),
+        (["cnn", "--trials", "1", "--workers", "0"], "--workers 0: expected 1 or more"),
+        (["cnn", "--trials", "1", "--timeout", "-5"], "--timeout -5.0: expected a positive"),
+        (["cnn", "--trials", "1", "--storage", "redis://127.0.0.1/0"], "unknown scheme 'redis'"),
+        (["cnn", "--trials", "1", "--study", "no/slash"], "--study 'no/slash'"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line(argv, message: str, workdir, capsys) -> None:
+    root = workdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "conf").mkdir()
+    (root / "conf" / "tune").symlink_to(REPO / "conf" / "tune")
+    status, _, err = outcome(tune_command.main, argv, capsys)
+    assert status == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tune: error: ") and message in lines[0], err
+    assert not (root / ".tune").exists() and not (root / "reports").exists()
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(workdir, capsys) -> None:
+    """A closed port on 127.0.0.1: the driver's refusal, quickly, the password starred."""
+    root = workdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "conf").mkdir()
+    (root / "conf" / "tune").symlink_to(REPO / "conf" / "tune")
+    url = f"postgresql://tuner:hunter2@127.0.0.1:{free_port()}/studies"
+    start = time.monotonic()
+    status, _, err = outcome(tune_command.main, ["cnn", "--trials", "1", "--storage", url], capsys)
+    assert status == 1 and time.monotonic() - start < 30
+    line = err.strip()
+    assert "cannot open the study storage" in line and "hunter2" not in line, line
+    assert "postgresql://tuner:***@127.0.0.1" in line
+
+
+# --- the training stage's side: report each epoch, stop when pruned -----------------------------
+
+
+def study_with_a_perfect_trial(url: str, name: str) -> optuna.Study:
+    """A study whose one finished trial had validation loss 0 at every epoch: any real run is
+    behind it, so the median pruner prunes the next trial at its first reported epoch."""
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
+                                                                   n_warmup_steps=0))  # fmt: skip
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=1.0, params={}, distributions={},
+        intermediate_values={step: 0.0 for step in range(20)},
+    ))  # fmt: skip
+    return study
+
+
+def test_a_trial_reports_each_epoch_and_stops_when_the_pruner_says(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = study_with_a_perfect_trial(url, "s")
+    trial = study.ask()
+    link = TrialLink(url, "s", trial._trial_id, os.getpid(), "median", 1, 0, 20)
+    monkeypatch.setenv(TRIAL_ENV, link.to_env())
+    (reporter,) = trial_callbacks()
+    with pytest.raises(TrialPruned, match="pruned by the study after epoch 1"):
+        reporter.on_epoch_end(0, {"val_loss": 0.7, "loss": 0.6})
+    stored = study._storage.get_trial(trial._trial_id)
+    assert stored.intermediate_values == {0: -0.7}  # maximised: the loss negated
+    assert stored.user_attrs["pruned_at_epoch"] == 1
+
+
+def test_a_trial_whose_tune_process_is_gone_stops(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    trial = study.ask()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    monkeypatch.setenv(TRIAL_ENV, TrialLink(url, "s", trial._trial_id, gone.pid).to_env())
+    (reporter,) = trial_callbacks()
+    with pytest.raises(TrialOrphaned, match=f"the dl-labs tune process \\({gone.pid}\\)"):
+        reporter.on_epoch_end(0, {"val_loss": 0.7})
+
+
+def test_outside_a_trial_training_reports_nothing(monkeypatch) -> None:
+    monkeypatch.delenv(TRIAL_ENV, raising=False)
+    assert trial_callbacks() == []
+    monkeypatch.setenv(TRIAL_ENV, "not json")
+    with pytest.raises(Exception, match=f"{TRIAL_ENV}: not a trial link"):
+        trial_callbacks()
+
+
+# --- searches on a copy of the reproduced pipeline ------------------------------------------------
+
+
+@pytest.fixture
+def repo(reproduced_baseline: Path, tmp_path: Path) -> Path:
+    return copy_of(reproduced_baseline, tmp_path / "repo")
+
+
+def study_of(root: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root / '.tune/studies.db'}")
+
+
+def experiment_names(root: Path) -> set[str]:
+    return set(sh([*DVC, "exp", "list", "--name-only"], root).stdout.split())
+
+
+def validation(root: Path, lab: str = "cnn") -> dict:
+    return json.loads((root / f"metrics/validation/{lab}.json").read_text())
+
+
+@pytest.mark.long
+def test_a_search_keeps_every_trial_as_an_experiment_and_reads_the_test_split_once(repo) -> None:
+    """Three trials, two at a time: each an experiment with its params and validation score;
+    the best trial alone evaluated on the test split; the report and its figures; the workspace
+    untouched; then --apply-best and `dvc repro` reproduce the best trial's score exactly."""
+    committed = {p: p.read_bytes() for p in (repo / "params.yaml", repo / "dvc.lock")}
+    done = sh([*TUNE, "cnn", "--trials", "3", "--workers", "2"], repo, timeout=900)
+    study = study_of(repo, "cnn")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3, done.stdout + done.stderr
+    best = study.best_trial
+    assert experiment_names(repo) == {"cnn-0", "cnn-1", "cnn-2", f"cnn-test-{best.number}"}
+    assert {p: p.read_bytes() for p in committed} == committed  # the workspace is untouched
+    shown = json.loads(sh([*DVC, "exp", "show", "--json"], repo).stdout)
+    rows = {rev["name"]: rev["data"] for b in shown for e in b.get("experiments") or []
+            for rev in e["revs"] if rev.get("name")}  # fmt: skip
+    for trial in study.trials:
+        data = rows[f"cnn-{trial.number}"]
+        scores = data["metrics"]["metrics/validation/cnn.json"]["data"]
+        assert scores["accuracy"] == trial.value
+        params = data["params"]["params.yaml"]["data"]["cnn"]
+        assert params["learning_rate"] == trial.params["cnn.learning_rate"]
+    test = study.user_attrs[f"test:{best.number}"]
+    tested = rows[f"cnn-test-{best.number}"]["metrics"]["metrics/cnn.json"]["data"]["test"]
+    assert test["value"] == tested["accuracy"] and test["n"] == tested["n"]
+    report = (repo / "reports/tune_cnn.md").read_text()
+    assert "The test split is read once, after the search, for the best trial alone." in report
+    assert f"## Best trial: {best.number}" in report and f"**{test['value']:.4f}**" in report
+    for figure in ("history.png", "slice.png"):
+        assert (repo / "reports/tune_cnn" / figure).read_bytes()[:4] == b"\x89PNG"
+    assert f"trial {best.number} on the test split (read once)" in done.stdout
+
+    # Running again continues the study: no trial repeated, the test not run again.
+    sh([*TUNE, "cnn", "--trials", "1"], repo, timeout=600)
+    study = study_of(repo, "cnn")
+    assert len(study.trials) == 4 and len({t.number for t in study.trials}) == 4
+
+    sh([*TUNE, "cnn", "--apply-best"], repo, timeout=600)
+    best = study_of(repo, "cnn").best_trial
+    assert validation(repo)["accuracy"] == best.value
+    applied = yaml.safe_load((repo / "params.yaml").read_text())["cnn"]
+    assert applied["learning_rate"] == best.params["cnn.learning_rate"]
+    sh([*DVC, "repro", "-f", "train_cnn"], repo, timeout=600)
+    assert validation(repo)["accuracy"] == best.value  # the same machine: exactly
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_recorded_and_leaves_no_experiment(repo) -> None:
+    """The study's one finished trial had validation loss 0 at every epoch: the next trial's
+    stage reports a worse loss after its first epoch and is pruned there."""
+    (repo / ".tune").mkdir()
+    study_with_a_perfect_trial(f"sqlite:///{repo / '.tune/studies.db'}", "p")
+    done = sh([*TUNE, "cnn", "--study", "p", "--trials", "1", "--startup-trials", "1",
+               "--warmup-epochs", "0"], repo, timeout=600, check=False)  # fmt: skip
+    trial = study_of(repo, "p").trials[1]
+    assert trial.state == optuna.trial.TrialState.PRUNED, done.stdout + done.stderr
+    assert trial.user_attrs["pruned_at_epoch"] == 1 and trial.intermediate_values
+    assert "trial 1 (" in done.stdout and "pruned after epoch 1" in done.stdout
+    assert "p-1" not in experiment_names(repo)
+    assert not sh(["git", "status", "--porcelain", "--", ":!reports", ":!.tune"], repo).stdout
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_recorded_with_its_line_and_the_search_goes_on(repo) -> None:
+    """A learning rate at which training diverges: each trial fails with the stage's one line,
+    the study records it and runs the next; with none complete the command exits 1."""
+    space_file(repo / "spaces", "params:\n  cnn.learning_rate: {choices: [10.0]}\n")
+    done = sh([*TUNE, "cnn", "--trials", "2", "--space", "spaces", "--study", "f"], repo,
+              timeout=600, check=False)  # fmt: skip
+    trials = study_of(repo, "f").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert "train_cnn: error: training diverged" in trials[0].user_attrs["error"]
+    assert done.returncode == 1 and "no trial of study f has completed" in done.stderr
+    assert done.stdout.count("failed: train_cnn: error: training diverged") == 2
+
+
+@pytest.mark.long
+def test_a_killed_search_leaves_its_trial_failed_and_the_next_run_retries_it(repo) -> None:
+    """SIGKILL of dl-labs tune mid-trial: the trial's heartbeat stops, the next run marks it
+    failed once the grace period has passed and runs its params again; the orphaned stage sees
+    its tune process gone and stops; the workspace is as it was."""
+    grace = ["--grace-period", "4"]
+    started = subprocess.Popen([*TUNE, "cnn", "--trials", "1", *grace], cwd=repo,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            trials = study_of(repo, "cnn").trials
+        except KeyError:  # the study is not created yet
+            continue
+        if trials and trials[0].state == optuna.trial.TrialState.RUNNING:
+            break
+    time.sleep(3)  # into the trial's run
+    started.send_signal(signal.SIGKILL)
+    started.wait()
+    time.sleep(6)  # past the grace period
+    sh([*TUNE, "cnn", "--trials", "1", *grace], repo, timeout=600)
+    trials = study_of(repo, "cnn").trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials[1:] if t.params == trials[0].params]
+    assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert not sh(["git", "status", "--porcelain", "--", ":!reports", ":!.tune"], repo).stdout

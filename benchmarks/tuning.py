@@ -1,0 +1,145 @@
+"""Parameter search (``dl-labs tune``), measured side by side in one run on this machine.
+
+1. **Pruning**: the same seeded TPE search of lab 2's CNN on the default digits, ``--trials N``
+   with the median pruner and ``N`` without: the epochs trained (a pruned trial's up to its
+   pruning, the others' as their validation metrics record), the wall time, and the best
+   validation accuracy each search found.
+2. **Workers**: ``M`` trials of lab 1's MLP with ``--workers 1`` and with ``--workers 2``:
+   trials per hour.
+3. **A trial's overhead**: the CNN's training as one trial (``dvc exp run --temp``, one stage
+   forced) against the same training as ``python -m stages.train_cnn`` in the workspace.
+
+The workspace is a clone of this repository's HEAD with its outputs checked out from a copy of
+its DVC cache (as ``benchmarks/queue.py`` does), so only the trials' stages run. The test split
+is left unread (``--no-test``). Writes ``benchmarks/results/tuning.json``.
+
+    python benchmarks/tuning.py [--trials 12] [--worker-trials 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "tuning.json"
+BIN = Path(sys.executable).parent
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=7200)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed: {(done.stderr + done.stdout)[-3000:]}")
+    return done.stdout
+
+
+def workspace(folder: Path) -> Path:
+    repo = folder / "repo"
+    sh(["git", "clone", "-q", str(ROOT), str(repo)], folder)
+    shutil.copytree(ROOT / ".dvc" / "cache", folder / "cache")
+    sh([str(BIN / "dvc"), "cache", "dir", "--local", str(folder / "cache")], repo)
+    sh([str(BIN / "dvc"), "checkout", "-q"], repo)
+    return repo
+
+
+def tune(repo: Path, *args: str) -> float:
+    """Run ``dl-labs tune`` with ``args``; its wall-clock seconds."""
+    start = time.perf_counter()
+    sh([sys.executable, "-m", "dllabs", "tune", *args, "--no-test"], repo)
+    return time.perf_counter() - start
+
+
+def study_epochs(repo: Path, name: str) -> dict:
+    """Epochs trained by each trial of study ``name``, and its best validation value."""
+    import optuna
+
+    sys.path.insert(0, str(repo))
+    from dllabs.tuning import experiments
+
+    os.chdir(repo)  # the experiments' git refs are the clone's
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{repo / '.tune/studies.db'}")
+    base = experiments.baseline()
+    epochs, states = [], []
+    for trial in study.trials:
+        states.append(trial.state.name)
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            epochs.append(int(trial.user_attrs["pruned_at_epoch"]))
+        elif trial.state == optuna.trial.TrialState.COMPLETE:
+            ref = experiments.experiment_ref(trial.user_attrs["experiment"], base)
+            record = experiments.read_metrics(ref, "metrics/validation/cnn.json")
+            epochs.append(int(record["epochs_trained"]))
+    return {"trials": len(study.trials), "states": states, "epochs": epochs,
+            "total_epochs": sum(epochs), "best_validation_accuracy": study.best_value}  # fmt: skip
+
+
+def pruning(repo: Path, trials: int) -> dict:
+    found = {}
+    for name, pruner in (("bench-median", "median"), ("bench-none", "none")):
+        seconds = tune(repo, "cnn", "--study", name, "--trials", str(trials), "--pruner", pruner)
+        found[pruner] = {"seconds": round(seconds, 1), **study_epochs(repo, name)}
+    median, none = found["median"], found["none"]
+    found["epochs_saved"] = round(1 - median["total_epochs"] / none["total_epochs"], 3)
+    found["time_saved"] = round(1 - median["seconds"] / none["seconds"], 3)
+    found["same_best"] = median["best_validation_accuracy"] == none["best_validation_accuracy"]
+    return found
+
+
+def workers(repo: Path, trials: int) -> dict:
+    found = {}
+    for count in (1, 2):
+        seconds = tune(repo, "mlp", "--study", f"bench-workers-{count}", "--trials", str(trials),
+                       "--workers", str(count), "--pruner", "none")  # fmt: skip
+        per_hour = round(trials * 3600 / seconds, 1)
+        found[f"workers_{count}"] = {"seconds": round(seconds, 1), "trials_per_hour": per_hour}
+    found["speedup"] = round(found["workers_1"]["seconds"] / found["workers_2"]["seconds"], 2)
+    return found
+
+
+def overhead(repo: Path) -> dict:
+    """One forced training of the CNN as a trial, and the same in the workspace's own process."""
+    start = time.perf_counter()
+    sh([str(BIN / "dvc"), "exp", "run", "--temp", "--name", "bench-overhead", "-f", "-s",
+        "train_cnn"], repo)  # fmt: skip
+    trial = time.perf_counter() - start
+    scratch = repo / ".bench"
+    start = time.perf_counter()
+    sh([sys.executable, "-m", "stages.train_cnn", "--images", "data/processed/images",
+        "--model", str(scratch / "model"), "--plots", str(scratch / "plots"),
+        "--validation", str(scratch / "validation.json")], repo)  # fmt: skip
+    stage = time.perf_counter() - start
+    return {"trial_seconds": round(trial, 1), "stage_seconds": round(stage, 1),
+            "overhead_seconds": round(trial - stage, 1),
+            "ratio": round(trial / stage, 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=12, help="trials of each pruning search")
+    parser.add_argument("--worker-trials", type=int, default=6, help="trials of each worker run")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from dllabs.provenance import platform_record
+
+    with tempfile.TemporaryDirectory() as folder:
+        repo = workspace(Path(folder))
+        results = {
+            "command": " ".join(["python", "benchmarks/tuning.py", *sys.argv[1:]]),
+            "overhead": overhead(repo),
+            "workers": workers(repo, args.worker_trials),
+            "pruning": pruning(repo, args.trials),
+            "platform": platform_record(),
+        }
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in results.items() if k != "platform"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,9 +9,10 @@
 3. **A trial's overhead**: the CNN's training as one trial (``dvc exp run --temp``, one stage
    forced) against the same training as ``python -m stages.train_cnn`` in the workspace.
 
-The workspace is a clone of this repository's HEAD with its outputs checked out from a copy of
-its DVC cache (as ``benchmarks/queue.py`` does), so only the trials' stages run. The test split
-is left unread (``--no-test``). Writes ``benchmarks/results/tuning.json``.
+Each search runs in a clone of this repository's HEAD with its outputs checked out from a copy of
+its DVC cache of its own (as ``benchmarks/queue.py`` does), so only the trials' stages run and no
+search finds another's trainings in the run cache. The test split is left unread
+(``--no-test``). Writes ``benchmarks/results/tuning.json``.
 
     python benchmarks/tuning.py [--trials 12] [--worker-trials 6]
 """
@@ -42,6 +43,9 @@ def sh(args: list[str], cwd: Path) -> str:
 
 
 def workspace(folder: Path) -> Path:
+    """A clone with a copy of the cache of its own: a search run in it finds no training of
+    another search in DVC's run cache (seeded alike, two searches draw the same first params)."""
+    folder.mkdir(parents=True)
     repo = folder / "repo"
     sh(["git", "clone", "-q", str(ROOT), str(repo)], folder)
     shutil.copytree(ROOT / ".dvc" / "cache", folder / "cache")
@@ -80,9 +84,10 @@ def study_epochs(repo: Path, name: str) -> dict:
             "total_epochs": sum(epochs), "best_validation_accuracy": study.best_value}  # fmt: skip
 
 
-def pruning(repo: Path, trials: int) -> dict:
+def pruning(folder: Path, trials: int) -> dict:
     found = {}
     for name, pruner in (("bench-median", "median"), ("bench-none", "none")):
+        repo = workspace(folder / name)
         seconds = tune(repo, "cnn", "--study", name, "--trials", str(trials), "--pruner", pruner)
         found[pruner] = {"seconds": round(seconds, 1), **study_epochs(repo, name)}
     median, none = found["median"], found["none"]
@@ -92,9 +97,10 @@ def pruning(repo: Path, trials: int) -> dict:
     return found
 
 
-def workers(repo: Path, trials: int) -> dict:
+def workers(folder: Path, trials: int) -> dict:
     found = {}
     for count in (1, 2):
+        repo = workspace(folder / f"workers-{count}")
         seconds = tune(repo, "mlp", "--study", f"bench-workers-{count}", "--trials", str(trials),
                        "--workers", str(count), "--pruner", "none")  # fmt: skip
         per_hour = round(trials * 3600 / seconds, 1)
@@ -129,12 +135,11 @@ def main() -> None:
     from dllabs.provenance import platform_record
 
     with tempfile.TemporaryDirectory() as folder:
-        repo = workspace(Path(folder))
         results = {
             "command": " ".join(["python", "benchmarks/tuning.py", *sys.argv[1:]]),
-            "overhead": overhead(repo),
-            "workers": workers(repo, args.worker_trials),
-            "pruning": pruning(repo, args.trials),
+            "overhead": overhead(workspace(Path(folder) / "overhead")),
+            "workers": workers(Path(folder), args.worker_trials),
+            "pruning": pruning(Path(folder), args.trials),
             "platform": platform_record(),
         }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")

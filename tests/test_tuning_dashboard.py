@@ -26,7 +26,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from dllabs.tuning.space import override_value
-from dllabs.tuning.study import make_pruner, make_sampler, open_storage, open_study
+from dllabs.tuning.storage import make_pruner, open_storage
+from dllabs.tuning.study import make_sampler, open_study
 from tests.loopback import free_port
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"

@@ -30,20 +30,17 @@ from dllabs.tuning.labs import LABS, NO_VALIDATION, TunableLab, objective_key, t
 from dllabs.tuning.pruning import TRIAL_ENV, TrialLink
 from dllabs.tuning.report import write_report
 from dllabs.tuning.space import SPACES, SearchSpace, load_space
-from dllabs.tuning.study import (
+from dllabs.tuning.storage import (
     DEFAULT_STORAGE,
     GRACE_SECONDS,
     PRUNERS,
-    SAMPLERS,
     STARTUP_TRIALS,
     WARMUP_EPOCHS,
-    check_study_name,
     make_pruner,
-    make_sampler,
     open_storage,
-    open_study,
     shown_url,
 )
+from dllabs.tuning.study import SAMPLERS, check_study_name, make_sampler, open_study
 
 # The training section whose ``epochs`` bounds a trial's steps (Hyperband's largest budget).
 EPOCHS_KEY = {"mlp": "mlp", "cnn": "cnn", "anomaly": "autoencoder",

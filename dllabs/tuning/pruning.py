@@ -86,7 +86,7 @@ def _reporter(link: TrialLink) -> Any:
     import keras
     import optuna
 
-    from dllabs.tuning.study import make_pruner, open_storage
+    from dllabs.tuning.storage import make_pruner, open_storage
 
     pruner = make_pruner(link.pruner, link.max_epochs, link.startup_trials, link.warmup_epochs)
     try:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from dllabs.errors import ParamsError
+from dllabs.tooling.presets import compose_yaml
 from dllabs.tuning import command as tune_command
 from dllabs.tuning.labs import LABS
 from dllabs.tuning.pruning import TRIAL_ENV, TrialLink, TrialOrphaned, TrialPruned, trial_callbacks
@@ -39,6 +40,19 @@ TUNE = [sys.executable, "-m", "dllabs", "tune"]
 def test_the_shipped_spaces_are_valid_params(lab: str) -> None:
     space = load_space(lab, REPO / "conf/tune", REPO / "params.yaml")
     assert space.dimensions and all("." in d.key for d in space.dimensions)
+
+
+def test_the_photos_space_is_valid_for_the_photos_preset(tmp_path: Path) -> None:
+    """conf/tune/photos/cnn.yaml searches four-block CNNs: valid against the photos preset's
+    params (as `make params PRESET=photos` writes them), refused against the digits defaults."""
+    photos = tmp_path / "params.yaml"
+    preset = compose_yaml(["dataset=photos", f"data.images_dir={tmp_path}"])
+    photos.write_text(preset, encoding="utf-8")
+    space = load_space("cnn", REPO / "conf/tune/photos", photos)
+    assert {d.key for d in space.dimensions} >= {"cnn.input_size", "cnn.learning_rate",
+                                                  "cnn.filters", "cnn.dropout"}  # fmt: skip
+    with pytest.raises(ParamsError, match=r"kernel_sizes has 3 entries but cnn\.filters has 4"):
+        load_space("cnn", REPO / "conf/tune/photos", REPO / "params.yaml")
 
 
 def space_file(folder: Path, body: str, lab: str = "cnn") -> Path:
@@ -230,6 +244,7 @@ def test_a_search_keeps_every_trial_as_an_experiment_and_reads_the_test_split_on
     study = study_of(repo, "cnn")
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 3, done.stdout + done.stderr
+    assert study.metric_names == ["validation accuracy"]  # optuna-dashboard's axis label
     best = study.best_trial
     assert experiment_names(repo) == {"cnn-0", "cnn-1", "cnn-2", f"cnn-test-{best.number}"}
     assert {p: p.read_bytes() for p in committed} == committed  # the workspace is untouched
@@ -322,4 +337,53 @@ def test_a_killed_search_leaves_its_trial_failed_and_the_next_run_retries_it(rep
     assert trials[0].state == optuna.trial.TrialState.FAIL
     retried = [t for t in trials[1:] if t.params == trials[0].params]
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert not sh(["git", "status", "--porcelain", "--", ":!reports", ":!.tune"], repo).stdout
+
+
+def processes_naming(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # not a process, or one that ended meanwhile
+            continue
+        if text in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_running_trial_with_several_workers(repo) -> None:
+    """With --workers 2 the experiments are awaited in Optuna's worker threads, which no signal
+    reaches: SIGTERM must still stop both experiments' process groups, record both trials as
+    failed (stopped), exit 130 in bounded time and leave the workspace as it was."""
+    started = subprocess.Popen([*TUNE, "cnn", "--study", "t", "--trials", "4", "--workers", "2"],
+                               cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    running: list = []
+    while time.monotonic() < deadline and len(running) < 2:
+        time.sleep(0.5)
+        try:
+            running = [t for t in study_of(repo, "t").trials
+                       if t.state == optuna.trial.TrialState.RUNNING]  # fmt: skip
+        except KeyError:  # the study is not created yet
+            continue
+    assert len(running) == 2, started.communicate(timeout=600)
+    assert processes_naming("--name t-"), "the trials' experiments are running"
+    time.sleep(2)
+    stopped_at = time.monotonic()
+    started.send_signal(signal.SIGTERM)
+    out, err = started.communicate(timeout=90)
+    assert started.returncode == 130, (out, err)
+    assert time.monotonic() - stopped_at < 60  # SIGTERM, then SIGKILL 20 s later at worst
+    assert err.strip().splitlines() == ["tune: interrupted; its outputs were left as they were"]
+    assert not processes_naming("--name t-")
+    trials = study_of(repo, "t").trials
+    assert len(trials) == 2, trials  # no trial begun after the signal
+    for trial in trials:
+        assert trial.state == optuna.trial.TrialState.FAIL
+        assert trial.user_attrs["error"] == "stopped (Ctrl-C or SIGTERM)"
+        assert f"trial {trial.number} (" in out and "): stopped" in out
     assert not sh(["git", "status", "--porcelain", "--", ":!reports", ":!.tune"], repo).stdout

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # SIGTERM (a scheduler's, kill) stops the search as Ctrl-C does: the running trials' experiments
+    # are stopped, their trials recorded as failed, and the command exits 130.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupted)
     with stage_errors("tune"):
         run(args)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    experiments.STOPPING.set()
+    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> None:
@@ -141,6 +152,10 @@ def run(args: argparse.Namespace) -> None:
                 "sampler": args.sampler, "pruner": args.pruner, "seed": params.base.seed,
                 "space": str(space.source)}  # fmt: skip
     _claim(study, settings)
+    with warnings.catch_warnings():  # Optuna calls metric names experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # What optuna-dashboard labels the objective's axis with.
+        study.set_metric_names([f"validation {objective}"])
     base = experiments.baseline()
     if args.trials is not None or args.timeout is not None:
         search = Search(study, storage, args, lab, space, objective, base, epochs)
@@ -210,6 +225,10 @@ class Search:
                       f"in {done.seconds:.0f} s")  # fmt: skip
             self._push(name)
             return value
+        if experiments.STOPPING.is_set():
+            trial.set_user_attr("error", "stopped (Ctrl-C or SIGTERM)")
+            self._say(f"trial {trial.number} ({shown}): stopped")
+            raise TrialFailed("stopped")
         attrs = self.storage.get_trial(trial._trial_id).user_attrs
         if "pruned_at_epoch" in attrs:
             self._say(f"trial {trial.number} ({shown}): pruned after epoch "

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from dllabs.errors import DataError
 from dllabs.tuning.space import override_value
 
 LOGS = Path(".tune/logs")
+# Set when the search is stopped (Ctrl-C, SIGTERM): with --workers, the experiments are awaited in
+# worker threads, which no signal reaches; they see this and stop theirs.
+STOPPING = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -57,17 +61,25 @@ def run_experiment(
             start_new_session=True,
         )  # fmt: skip
         try:
-            process.wait()
-        except BaseException:
+            while True:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=1)
+                    break
+                if STOPPING.is_set():
+                    _stop(process)
+                    break
+        except BaseException:  # Ctrl-C in the main thread (--workers 1)
             _stop(process)
             raise
     return Run(process.returncode, _reason(log), log, time.perf_counter() - start)
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """End an experiment's process group: SIGTERM (DVC cleans its temporary copy), then SIGKILL
-    after 20 s."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+    """End an experiment's process group: SIGINT first, which DVC and the stage take as Ctrl-C
+    (DVC's ``finally`` blocks put back the workspace it changed while stashing the experiment and
+    remove its temporary copy; SIGTERM would end it without them, leaving ``params.yaml``
+    modified), then SIGTERM after 20 s and SIGKILL after 10 more."""
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -9,7 +9,9 @@ training), so they test the wiring, not the scores.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,8 +26,10 @@ import yaml
 from dllabs.errors import ParamsError
 from dllabs.tooling.presets import compose_yaml
 from dllabs.tuning import command as tune_command
+from dllabs.tuning.experiments import trial_params
 from dllabs.tuning.labs import LABS
 from dllabs.tuning.pruning import TRIAL_ENV, TrialLink, TrialOrphaned, TrialPruned, trial_callbacks
+from dllabs.tuning.report import write_report
 from dllabs.tuning.space import load_space, override_value
 from dllabs.tuning.study import check_study_name
 from tests.conftest import DVC, REPO, copy_of, outcome, sh
@@ -53,6 +57,23 @@ def test_the_photos_space_is_valid_for_the_photos_preset(tmp_path: Path) -> None
                                                   "cnn.filters", "cnn.dropout"}  # fmt: skip
     with pytest.raises(ParamsError, match=r"kernel_sizes has 3 entries but cnn\.filters has 4"):
         load_space("cnn", REPO / "conf/tune/photos", REPO / "params.yaml")
+
+
+def test_trials_start_from_conf_composed_with_the_fixed_overrides(workdir) -> None:
+    """With Hydra composition on, a trial's params are conf/ composed with -S, as dvc exp run
+    composes them, whatever params.yaml holds: the space is checked against that, and a
+    params.yaml that is not it is pointed out (its own edits would reach no trial)."""
+    root = workdir()
+    shutil.copytree(REPO / "conf", root / "conf")
+    photos = ["dataset=photos", f"data.images_dir={root}"]
+    start, note = trial_params(photos)
+    assert start["data"]["preset"] == "photos" and len(start["cnn"]["filters"]) == 4
+    assert "params.yaml is not conf/ composed with -S dataset=photos" in note
+    load_space("cnn", REPO / "conf/tune/photos", start)  # valid for the photos preset
+    (root / "params.yaml").write_text(compose_yaml(photos), encoding="utf-8")
+    assert trial_params(photos) == (start, None)
+    with pytest.raises(ParamsError, match="cannot compose dataset=nowhere"):
+        trial_params(["dataset=nowhere"])
 
 
 def space_file(folder: Path, body: str, lab: str = "cnn") -> Path:
@@ -135,6 +156,11 @@ def free_port() -> int:
         (["cnn", "--trials", "1", "--timeout", "-5"], "--timeout -5.0: expected a positive"),
         (["cnn", "--trials", "1", "--storage", "redis://127.0.0.1/0"], "unknown scheme 'redis'"),
         (["cnn", "--trials", "1", "--study", "no/slash"], "--study 'no/slash'"),
+        (["cnn", "--trials", "1", "-S", "dataset"], "-S dataset: expected KEY=VALUE"),
+        (["cnn", "--trials", "1", "-S", "cnn.dropout=0.1"],
+         "-S cnn.dropout: also searched by conf/tune/cnn.yaml"),
+        (["cnn", "--trials", "1", "-S", "cnn.dropuot=0.1"],
+         "unknown key cnn.dropuot; did you mean cnn.dropout?"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message: str, workdir, capsys) -> None:
@@ -147,6 +173,35 @@ def test_bad_input_is_one_line(argv, message: str, workdir, capsys) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tune: error: ") and message in lines[0], err
     assert not (root / ".tune").exists() and not (root / "reports").exists()
+
+
+def test_the_report_ranks_importances_once_two_trials_have_completed(workdir, recwarn) -> None:
+    """One complete trial: no importances (Optuna would rank every param equal, with a warning);
+    six: Optuna's PED-ANOVA table, most important first, and both figures. The fixed -S
+    overrides are named; nothing warns on the command's output."""
+    workdir()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    settings = {"lab": "cnn", "objective": "accuracy", "metrics": "metrics/validation/cnn.json",
+                "sampler": "random", "pruner": "none", "seed": 0, "space": "conf/tune/cnn.yaml",
+                "set": ["dataset=photos"]}  # fmt: skip
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("experiment", f"s-{trial.number}")
+        rate = trial.suggest_float("cnn.learning_rate", 1e-4, 1e-1, log=True)
+        trial.suggest_float("cnn.dropout", 0.0, 0.5)
+        return -abs(math.log10(rate) + 2.5)  # the learning rate alone decides
+
+    study.optimize(objective, n_trials=1)
+    report = write_report(study, settings, None).read_text()
+    assert "Not computed: they need two complete trials at least." in report
+    assert "every trial with `-S dataset=photos`" in report
+    study.optimize(objective, n_trials=5)
+    report = write_report(study, settings, None).read_text()
+    table = report.split("| param | importance |")[1].split("\n\n")[0]
+    assert table.index("cnn.learning_rate") < table.index("cnn.dropout")
+    for figure in ("history.png", "slice.png"):
+        assert Path(f"reports/tune_{study.study_name}/{figure}").read_bytes()[:4] == b"\x89PNG"
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
 
 
 def test_an_unreachable_database_is_one_line_without_its_password(workdir, capsys) -> None:
@@ -295,6 +350,29 @@ def test_a_pruned_trial_is_recorded_and_leaves_no_experiment(repo) -> None:
     assert "trial 1 (" in done.stdout and "pruned after epoch 1" in done.stdout
     assert "p-1" not in experiment_names(repo)
     assert not sh(["git", "status", "--porcelain", "--", ":!reports", ":!.tune"], repo).stdout
+
+
+@pytest.mark.slow
+def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> None:
+    """-S cnn.epochs=2 reaches the trial's experiment (two epochs trained where the baseline
+    trains one) and the report; continuing the study without it is refused in one line."""
+    done = sh([*TUNE, "cnn", "--study", "f", "--trials", "1", "--pruner", "none", "--no-test",
+               "-S", "cnn.epochs=2"], repo, timeout=600)  # fmt: skip
+    assert "note:" not in done.stderr  # params.yaml is the composition of conf/
+    (trial,) = study_of(repo, "f").trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE, done.stdout + done.stderr
+    shown = json.loads(sh([*DVC, "exp", "show", "--json"], repo).stdout)
+    rows = {rev["name"]: rev["data"] for b in shown for e in b.get("experiments") or []
+            for rev in e["revs"] if rev.get("name")}  # fmt: skip
+    assert rows["f-0"]["params"]["params.yaml"]["data"]["cnn"]["epochs"] == 2
+    assert rows["f-0"]["metrics"]["metrics/validation/cnn.json"]["data"]["epochs_trained"] == 2
+    assert "every trial with `-S cnn.epochs=2`" in (repo / "reports/tune_f.md").read_text()
+    again = sh([*TUNE, "cnn", "--study", "f", "--trials", "1"], repo, check=False)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        "tune: error: study f searches with -S ['cnn.epochs=2'], not []; name a new study with "
+        "--study"
+    ]  # fmt: skip
+    assert len(study_of(repo, "f").trials) == 1
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dllabs.errors import DataError, LabError, ParamsError, stage_errors
-from dllabs.params import load_params
+from dllabs.params import validate_params
 from dllabs.tuning import experiments
 from dllabs.tuning.labs import LABS, NO_VALIDATION, TunableLab, objective_key, tunable
 from dllabs.tuning.pruning import TRIAL_ENV, TrialLink
@@ -93,6 +93,16 @@ def parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=1, help="trials run at once on this machine")
     add("--space", type=Path, default=SPACES, help="the folder of search spaces (<lab>.yaml)")
     add(
+        "-S",
+        "--set",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override every trial gets, as for dvc exp run -S (dataset=photos, "
+        "data.images_dir=~/pets); repeatable",
+    )
+    add(
         "--push",
         metavar="GIT_REMOTE",
         help="dvc exp push each trial to this git remote (and the DVC remote)",
@@ -136,8 +146,15 @@ def run(args: argparse.Namespace) -> None:
             raise ParamsError(f"{option} {value}: expected {least} or more")
     if not Path("dvc.yaml").is_file():
         raise DataError("dvc.yaml: not found; run dl-labs tune at the repository's root")
-    params = load_params()
-    space = load_space(args.lab, args.space)
+    fixed = _fixed(args.fixed)
+    start, note = experiments.trial_params(fixed)
+    if note:
+        print(f"tune: note: {note}", file=sys.stderr, flush=True)
+    params = validate_params(start, source=" ".join(f"-S {o}" for o in fixed) or "params")
+    space = load_space(args.lab, args.space, start)
+    both = sorted({o.split("=", 1)[0] for o in fixed} & {d.key for d in space.dimensions})
+    if both:
+        raise ParamsError(f"-S {both[0]}: also searched by {space.source}; fix it in one place")
     objective = objective_key(lab, space.objective, str(space.source))
     name = check_study_name(args.study or args.lab)
     storage = open_storage(args.storage, args.grace_period)
@@ -150,7 +167,7 @@ def run(args: argparse.Namespace) -> None:
     study = open_study(name, storage, sampler, pruner, shown_url(args.storage))
     settings = {"lab": args.lab, "objective": objective, "metrics": lab.metrics,
                 "sampler": args.sampler, "pruner": args.pruner, "seed": params.base.seed,
-                "space": str(space.source)}  # fmt: skip
+                "space": str(space.source), "set": fixed}  # fmt: skip
     _claim(study, settings)
     with warnings.catch_warnings():  # Optuna calls metric names experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -164,7 +181,7 @@ def run(args: argparse.Namespace) -> None:
                        n_jobs=args.workers, catch=(TrialFailed,), gc_after_trial=False)  # fmt: skip
     test = None
     if not args.no_test and _best(study) is not None:
-        test = evaluate_best(study, lab, space, base, name)
+        test = evaluate_best(study, lab, space, base, name, fixed)
     path = write_report(study, settings, test)
     best = _best(study)
     if best is None:
@@ -218,7 +235,8 @@ class Search:
             env[TRIAL_ENV] = link.to_env()
         shown = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
         log = experiments.LOGS / self.study.study_name / f"{trial.number}.log"
-        done = experiments.run_experiment(name, overrides, self.lab.stage, env, log)
+        done = experiments.run_experiment(name, overrides, self.lab.stage, env, log,
+                                          self.args.fixed)  # fmt: skip
         if done.returncode == 0:
             value = self._score(name)
             self._say(f"trial {trial.number} ({shown}): validation {self.objective} {value:.4f} "
@@ -260,7 +278,7 @@ class Search:
 
 
 def evaluate_best(
-    study: Any, lab: TunableLab, space: SearchSpace, base: str, name: str
+    study: Any, lab: TunableLab, space: SearchSpace, base: str, name: str, fixed: list[str]
 ) -> dict[str, Any]:
     """The best trial's test score, read once: the experiment ``<study>-test-<trial>`` runs the
     lab's test stage with the trial's params (its training comes back from DVC's run cache). A
@@ -273,7 +291,7 @@ def evaluate_best(
     if experiments.experiment_ref(experiment, base) is None:
         log = experiments.LOGS / name / f"test-{best.number}.log"
         done = experiments.run_experiment(experiment, space.values_of(best.params),
-                                          lab.test_stage, {}, log)  # fmt: skip
+                                          lab.test_stage, {}, log, fixed)  # fmt: skip
         if done.returncode != 0:
             raise DataError(f"evaluating trial {best.number} on the test split failed: "
                             f"{done.reason} (log: {log})")  # fmt: skip
@@ -315,12 +333,22 @@ def _claim(study: Any, settings: dict[str, Any]) -> None:
     if before is None:
         study.set_user_attr("settings", settings)
         return
-    for key in ("lab", "objective"):
-        if before.get(key) != settings[key]:
+    for key in ("lab", "objective", "set"):
+        if before.get(key, []) != settings[key]:
+            what = "with -S" if key == "set" else key
             raise ParamsError(
-                f"study {study.study_name} searches {key} {before.get(key)!r}, not "
+                f"study {study.study_name} searches {what} {before.get(key, [])!r}, not "
                 f"{settings[key]!r}; name a new study with --study"
             )
+
+
+def _fixed(overrides: list[str]) -> list[str]:
+    """``-S`` overrides, each ``key=value`` with a key (Hydra checks the rest)."""
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or not key.strip() or key != key.strip():
+            raise ParamsError(f"-S {override}: expected KEY=VALUE, as for dvc exp run -S")
+    return list(overrides)
 
 
 def _epochs(params: Any, dotted: str) -> int:

@@ -14,15 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dllabs.errors import DataError
-from dllabs.tuning.space import override_value
+from dllabs.tuning.space import override_value, set_key
 
 LOGS = Path(".tune/logs")
+CONF = Path("conf")  # where Hydra composes params.yaml from (.dvc/config: hydra enabled)
 # Set when the search is stopped (Ctrl-C, SIGTERM): with --workers, the experiments are awaited in
 # worker threads, which no signal reaches; they see this and stop theirs.
 STOPPING = threading.Event()
@@ -44,12 +45,52 @@ def dvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
+def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any], str | None]:
+    """The params a trial starts from before its drawn values, and a note when the workspace's
+    ``params.yaml`` is not them.
+
+    ``dvc exp run -S`` with Hydra composition on (``conf/config.yaml``, as this project ships)
+    composes ``params.yaml`` afresh from ``conf/`` and the overrides: a trial sees ``fixed`` (a
+    preset, a folder of photos) and its draws, never an edit made to ``params.yaml`` alone. Without
+    ``conf/``, DVC sets the overrides into ``params.yaml``, as here."""
+    from dllabs.params import PARAMS_FILE, parse_yaml, read_yaml
+    from dllabs.tooling.presets import compose_yaml
+
+    shown = " ".join(f"-S {override}" for override in fixed) or "no -S"
+    if not (conf / "config.yaml").is_file():
+        params = read_yaml(PARAMS_FILE)
+        for override in fixed:
+            key, value = override.split("=", 1)
+            set_key(params, key, parse_yaml(value, f"-S {override}"))
+        return params, None
+    text = compose_yaml(list(fixed), conf)
+    params = parse_yaml(text, f"{conf}/ with {shown}")
+    workspace = Path(PARAMS_FILE)
+    written = workspace.read_text(encoding="utf-8", errors="replace") if workspace.is_file() else ""
+    # params.yaml is either what `make params` writes (conf/ alone) or conf/ with these -S (a
+    # preset written with them); anything else holds edits no trial would see.
+    if written and written != text and written != (compose_yaml([], conf) if fixed else text):
+        return params, (
+            f"{PARAMS_FILE} is not {conf}/ composed with {shown}; every trial starts from that "
+            "composition, as dvc exp run does, not from params.yaml (give a preset or a folder "
+            "as -S, such as -S dataset=photos -S data.images_dir=...)"
+        )
+    return params, None
+
+
 def run_experiment(
-    name: str, overrides: Mapping[str, Any], target: str, env: Mapping[str, str], log: Path
+    name: str,
+    overrides: Mapping[str, Any],
+    target: str,
+    env: Mapping[str, str],
+    log: Path,
+    fixed: Sequence[str] = (),
 ) -> Run:
-    """``dvc exp run --temp --name name -S key=value ... target``, its output in ``log``."""
-    settings = [arg for key, value in overrides.items()
-                for arg in ("-S", f"{key}={override_value(value)}")]  # fmt: skip
+    """``dvc exp run --temp --name name -S fixed ... -S key=value ... target``, its output in
+    ``log``: ``fixed`` as given (Hydra's grammar), then the drawn values."""
+    settings = [arg for override in fixed for arg in ("-S", override)]
+    settings += [arg for key, value in overrides.items()
+                 for arg in ("-S", f"{key}={override_value(value)}")]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:

@@ -38,7 +38,8 @@ def write_report(study: Any, settings: dict[str, Any], test: dict[str, Any] | No
         f"{len(trials)} trials: {count[states.COMPLETE]} complete, {count[states.PRUNED]} pruned, "
         f"{count[states.FAIL]} failed, {count[states.RUNNING]} running. Sampler "
         f"{settings['sampler']} (seed {settings['seed']}), pruner {settings['pruner']}; search "
-        f"space `{settings['space']}`. Each trial is the DVC experiment `{name}-<trial>` "
+        f"space `{settings['space']}`{_fixed(settings)}. Each trial is the DVC experiment "
+        f"`{name}-<trial>` "
         "(`dvc exp show`, `dvc exp apply`).",
         "",
         f"The objective is the validation {objective}, maximised; no trial reads the test split. "
@@ -76,17 +77,33 @@ def write_report(study: Any, settings: dict[str, Any], test: dict[str, Any] | No
 
 
 def importances(study: Any) -> list[str]:
-    """Optuna's parameter importances (fANOVA), or why there are none yet."""
+    """Optuna's parameter importances (its default evaluator, PED-ANOVA), or why there are none
+    yet."""
     import optuna
 
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:  # Optuna would call every param equally important
+        return ["## Parameter importances", "",
+                "Not computed: they need two complete trials at least.", ""]  # fmt: skip
     try:
-        found = optuna.importance.get_param_importances(study)
-    except (ValueError, RuntimeError) as exc:  # too few trials, or a single param's value
+        found = ranked_importances(study)
+    except (ValueError, RuntimeError) as exc:  # a single param's value, and the like
         return ["## Parameter importances", "", f"Not computed: {exc}", ""]
     rows = [f"| `{key}` | {value:.3f} |" for key, value in found.items()]
     return ["## Parameter importances", "",
-            "Optuna's fANOVA: the share of the objective's variance each param explains.", "",
+            "Optuna's PED-ANOVA: how far each param's values among the best trials lie from its "
+            "values over all complete trials (the shares sum to 1).", "",
             "| param | importance |", "|---|---|", *rows, ""]  # fmt: skip
+
+
+def ranked_importances(study: Any) -> dict[str, float]:
+    """Optuna's importances, most important first; its warnings (few trials) kept off the
+    command's output."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return optuna.importance.get_param_importances(study)
 
 
 def _short(value: Any) -> str:
@@ -107,8 +124,11 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
     folder = REPORTS / f"tune_{study.study_name}"
     folder.mkdir(parents=True, exist_ok=True)
     shown = []
-    with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+    with warnings.catch_warnings():
+        # Optuna marks its matplotlib plots experimental; matplotlib widens the axis of a
+        # history of one trial, and says so.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
         axes = plots.plot_optimization_history(study, target_name=f"validation {objective}")
         axes.figure.set_size_inches(7, 4)
         axes.figure.savefig(folder / "history.png", dpi=100, bbox_inches="tight")
@@ -116,9 +136,10 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
         shown.append(("history.png", "Optimization history: each complete trial's validation "
                       "score and the best so far"))  # fmt: skip
         try:
-            ranked = list(optuna.importance.get_param_importances(study))
+            ranked = list(ranked_importances(study)) if len(complete) > 1 else []
         except (ValueError, RuntimeError):
-            ranked = list(complete[0].params)
+            ranked = []
+        ranked = ranked or list(complete[0].params)
         axes = plots.plot_slice(study, params=ranked[:SLICES],
                                 target_name=f"validation {objective}")  # fmt: skip
         figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
@@ -131,3 +152,9 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
     for file, caption in shown:
         lines += [f"![{caption}](tune_{study.study_name}/{file})", "", f"*{caption}.*", ""]
     return lines
+
+
+def _fixed(settings: dict[str, Any]) -> str:
+    """The overrides every trial got, as the command line gave them."""
+    fixed = settings.get("set") or []
+    return "; every trial with " + " ".join(f"`-S {o}`" for o in fixed) if fixed else ""

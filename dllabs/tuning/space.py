@@ -108,9 +108,10 @@ def _label(choice: Any) -> Any:
 
 
 def load_space(
-    lab: str, folder: Path = SPACES, params_file: Path = Path(PARAMS_FILE)
+    lab: str, folder: Path = SPACES, params: Path | dict[str, Any] = Path(PARAMS_FILE)
 ) -> SearchSpace:
-    """``folder/<lab>.yaml``, checked against the schema of ``params_file``'s params."""
+    """``folder/<lab>.yaml``, checked against the schema with ``params`` (a params file, or the
+    params every trial starts from, :func:`dllabs.tuning.experiments.trial_params`)."""
     source = Path(folder) / f"{lab}.yaml"
     if not source.is_file():
         shipped = sorted(p.stem for p in Path(folder).glob("*.yaml"))
@@ -130,7 +131,7 @@ def load_space(
     objective = raw.get("objective")
     if objective is not None and not isinstance(objective, str):
         raise ParamsError(f"{source}: objective = {objective!r}; expected a metric's name")
-    check_against_params(source, dimensions, params_file)
+    check_against_params(source, dimensions, params)
     return SearchSpace(lab, source, dimensions, objective)
 
 
@@ -186,19 +187,22 @@ def _dimension(source: Path, key: Any, spec: Any) -> Dimension:
 
 
 def check_against_params(
-    source: Path, dimensions: tuple[Dimension, ...], params_file: Path = Path(PARAMS_FILE)
+    source: Path,
+    dimensions: tuple[Dimension, ...],
+    params: Path | dict[str, Any] = Path(PARAMS_FILE),
 ) -> None:
-    """Set every extreme value of every dimension into ``params_file``'s params and validate
-    them: an unknown key or a value the schema refuses is one line naming the space file."""
-    committed = read_yaml(params_file)
+    """Set every extreme value of every dimension into ``params`` (a file's, or a mapping) and
+    validate them: an unknown key or a value the schema refuses is one line naming the space
+    file."""
+    committed = params if isinstance(params, dict) else read_yaml(params)
     for dimension in dimensions:
         for value in dimension.extremes():
             trial = copy.deepcopy(committed)
-            _set(trial, dimension.key, value)
+            set_key(trial, dimension.key, value)
             validate_params(trial, source=f"{source} ({dimension.key} = {_label(value)})")
 
 
-def _set(params: dict, dotted: str, value: Any) -> None:
+def set_key(params: dict, dotted: str, value: Any) -> None:
     """``params[a][b][c] = value`` for ``a.b.c``; a missing section is created, so that the
     schema, not a KeyError, names a misspelt one."""
     *parents, last = dotted.split(".")

@@ -17,34 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from clones import BIN, ROOT, sh, workspace  # benchmarks/clones.py, beside this script
+
 RESULTS = ROOT / "benchmarks" / "results" / "queue.json"
-BIN = Path(sys.executable).parent  # the venv's: queue workers call `dvc` from PATH
-
-
-def sh(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def workspace(folder: Path) -> Path:
-    repo = folder / "repo"
-    sh(["git", "clone", "-q", str(ROOT), str(repo)], folder)
-    shutil.copytree(ROOT / ".dvc" / "cache", folder / "cache")
-    sh([str(BIN / "dvc"), "cache", "dir", "--local", str(folder / "cache")], repo)
-    sh([str(BIN / "dvc"), "checkout", "-q"], repo)
-    return repo
 
 
 def round_seconds(repo: Path, jobs: int, rates: list[float], epochs: int) -> float:

@@ -23,37 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from clones import BIN, ROOT, sh, workspace  # benchmarks/clones.py, beside this script
+
 RESULTS = ROOT / "benchmarks" / "results" / "tuning.json"
-BIN = Path(sys.executable).parent
 PARTS = ("overhead", "workers", "pruning")
-
-
-def sh(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=7200)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(args)} failed: {(done.stderr + done.stdout)[-3000:]}")
-    return done.stdout
-
-
-def workspace(folder: Path) -> Path:
-    """A clone with a copy of the cache of its own: a search run in it finds no training of
-    another search in DVC's run cache (seeded alike, two searches draw the same first params)."""
-    folder.mkdir(parents=True)
-    repo = folder / "repo"
-    sh(["git", "clone", "-q", str(ROOT), str(repo)], folder)
-    shutil.copytree(ROOT / ".dvc" / "cache", folder / "cache")
-    sh([str(BIN / "dvc"), "cache", "dir", "--local", str(folder / "cache")], repo)
-    sh([str(BIN / "dvc"), "checkout", "-q"], repo)
-    return repo
 
 
 def tune(repo: Path, *args: str) -> float:

@@ -281,6 +281,20 @@ def study_of(root: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{root / '.tune/studies.db'}")
 
 
+def trials_so_far(root: Path, name: str, state: optuna.trial.TrialState | None = None) -> list:
+    """The trials of a study that a search started in the background is creating: none while
+    its storage's file, tables or study do not exist yet."""
+    from sqlalchemy.exc import OperationalError
+
+    if not (root / ".tune/studies.db").is_file():  # SQLite would fail to open it
+        return []
+    try:
+        trials = study_of(root, name).trials
+    except (KeyError, OperationalError):  # the study, or its tables, not created yet
+        return []
+    return [t for t in trials if state is None or t.state == state]
+
+
 def experiment_names(root: Path) -> set[str]:
     return set(sh([*DVC, "exp", "list", "--name-only"], root).stdout.split())
 
@@ -400,10 +414,7 @@ def test_a_killed_search_leaves_its_trial_failed_and_the_next_run_retries_it(rep
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(1)
-        try:
-            trials = study_of(repo, "cnn").trials
-        except KeyError:  # the study is not created yet
-            continue
+        trials = trials_so_far(repo, "cnn")
         if trials and trials[0].state == optuna.trial.TrialState.RUNNING:
             break
     time.sleep(3)  # into the trial's run
@@ -443,11 +454,7 @@ def test_sigterm_stops_every_running_trial_with_several_workers(repo) -> None:
     running: list = []
     while time.monotonic() < deadline and len(running) < 2:
         time.sleep(0.5)
-        try:
-            running = [t for t in study_of(repo, "t").trials
-                       if t.state == optuna.trial.TrialState.RUNNING]  # fmt: skip
-        except KeyError:  # the study is not created yet
-            continue
+        running = trials_so_far(repo, "t", optuna.trial.TrialState.RUNNING)
     assert len(running) == 2, started.communicate(timeout=600)
     assert processes_naming("--name t-"), "the trials' experiments are running"
     time.sleep(2)

@@ -333,12 +333,12 @@ def _claim(study: Any, settings: dict[str, Any]) -> None:
     if before is None:
         study.set_user_attr("settings", settings)
         return
-    for key in ("lab", "objective", "set"):
-        if before.get(key, []) != settings[key]:
+    for key, default in (("lab", None), ("objective", None), ("set", [])):
+        if before.get(key, default) != settings.get(key, default):
             what = "with -S" if key == "set" else key
             raise ParamsError(
-                f"study {study.study_name} searches {what} {before.get(key, [])!r}, not "
-                f"{settings[key]!r}; name a new study with --study"
+                f"study {study.study_name} searches {what} {before.get(key, default)!r}, not "
+                f"{settings.get(key, default)!r}; name a new study with --study"
             )
 
 

@@ -78,6 +78,21 @@ def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any
     return params, None
 
 
+def uncached_outputs() -> list[str]:
+    """The pipeline's cached outputs whose recorded version is not in the local DVC cache. DVC
+    saves an experiment by collecting every output ``dvc.lock`` records, so a trial would fail
+    for any of these at its end, once trained. None outside a DVC repository (``dvc exp run``
+    says so itself)."""
+    if not Path(".dvc").is_dir():
+        return []
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return [str(out) for out in repo.index.outs
+                if out.use_cache and out.hash_info
+                and not repo.cache.local.exists(out.hash_info.value)]  # fmt: skip
+
+
 def run_experiment(
     name: str,
     overrides: Mapping[str, Any],
@@ -160,11 +175,40 @@ def experiment_names(base: str, prefix: str) -> list[str]:
 
 
 def read_metrics(ref: str, path: str) -> dict:
-    """A committed metrics file (``cache: false``) as the experiment at ``ref`` wrote it."""
+    """A metrics file as the experiment at ``ref`` wrote it: from git where it is committed
+    (``cache: false``, the test metrics), else from DVC's cache by the md5 its ``dvc.lock``
+    records (the validation metrics, cached so that the training stages stay in the run cache)."""
+    from dllabs.outputs import load_json
+
     try:
-        return json.loads(_git("show", f"{ref}:{path}"))
-    except (DataError, json.JSONDecodeError) as exc:
+        if _in_git(ref, path):
+            return json.loads(_git("show", f"{ref}:{path}"))
+        return load_json(_cached(ref, path))
+    except (DataError, ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
         raise DataError(f"{ref}: no readable {path} ({exc})") from None
+
+
+def _in_git(ref: str, path: str) -> bool:
+    done = subprocess.run(["git", "cat-file", "-e", f"{ref}:{path}"], capture_output=True,
+                          check=False)  # fmt: skip
+    return done.returncode == 0
+
+
+def _cached(ref: str, path: str) -> Path:
+    """The DVC cache's copy of the output ``path`` recorded in ``ref``'s ``dvc.lock``."""
+    import yaml
+    from dvc.repo import Repo
+
+    lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock")) or {}
+    found = [out.get("md5") for stage in (lock.get("stages") or {}).values()
+             for out in stage.get("outs") or [] if out.get("path") == path]  # fmt: skip
+    if not found or not found[0]:
+        raise DataError(f"{path} is not an output in {ref}'s dvc.lock")
+    with Repo(".") as repo:
+        cached = Path(repo.cache.local.oid_to_path(found[0]))
+    if not cached.is_file():
+        raise DataError(f"{path} (md5 {found[0]}) is not in the DVC cache; dvc exp pull it")
+    return cached
 
 
 def lookup(metrics: dict, dotted: str) -> Any:

@@ -390,25 +390,6 @@ def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> 
 
 
 @pytest.mark.slow
-def test_outputs_missing_from_the_cache_are_one_line_before_any_trial(repo) -> None:
-    """A clone whose DVC cache lacks an output dvc.lock records (never pulled): DVC would fail
-    each trial when saving its experiment, after the whole training; refused at once instead,
-    naming the output, with no study, trial or experiment."""
-    import yaml as pyyaml
-
-    lock = pyyaml.safe_load((repo / "dvc.lock").read_text())
-    (digest,) = [out["md5"] for out in lock["stages"]["train_mlp"]["outs"]
-                 if out["path"] == "models/mlp"]  # fmt: skip
-    (repo / ".dvc/cache/files/md5" / digest[:2] / digest[2:]).unlink()
-    done = sh([*TUNE, "cnn", "--trials", "1"], repo, check=False, timeout=300)
-    assert done.returncode == 1 and not done.stdout, done
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("tune: error: models/mlp: recorded in dvc.lock but not in the DVC "
-                           "cache;") and "run dvc pull (or dvc repro) first" in line  # fmt: skip
-    assert not (repo / ".tune").exists() and not experiment_names(repo)
-
-
-@pytest.mark.slow
 def test_a_failing_trial_is_recorded_with_its_line_and_the_search_goes_on(repo) -> None:
     """A learning rate at which training diverges: each trial fails with the stage's one line,
     the study records it and runs the next; with none complete the command exits 1."""

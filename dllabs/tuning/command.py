@@ -158,13 +158,6 @@ def run(args: argparse.Namespace) -> None:
     objective = objective_key(lab, space.objective, str(space.source))
     name = check_study_name(args.study or args.lab)
     searching = args.trials is not None or args.timeout is not None
-    missing = experiments.uncached_outputs() if searching else []
-    if missing:
-        raise DataError(
-            f"{', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}: recorded in "
-            "dvc.lock but not in the DVC cache; every trial would fail once trained, when DVC "
-            "saves its experiment: run dvc pull (or dvc repro) first"
-        )
     storage = open_storage(args.storage, args.grace_period)
     # This command prints each trial itself, in one line; Optuna would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

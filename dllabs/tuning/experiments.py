@@ -78,21 +78,6 @@ def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any
     return params, None
 
 
-def uncached_outputs() -> list[str]:
-    """The pipeline's cached outputs whose recorded version is not in the local DVC cache. DVC
-    saves an experiment by collecting every output ``dvc.lock`` records, so a trial would fail
-    for any of these at its end, once trained. None outside a DVC repository (``dvc exp run``
-    says so itself)."""
-    if not Path(".dvc").is_dir():
-        return []
-    from dvc.repo import Repo
-
-    with Repo(".") as repo:
-        return [str(out) for out in repo.index.outs
-                if out.use_cache and out.hash_info
-                and not repo.cache.local.exists(out.hash_info.value)]  # fmt: skip
-
-
 def run_experiment(
     name: str,
     overrides: Mapping[str, Any],

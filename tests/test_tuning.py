@@ -390,6 +390,22 @@ def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> 
 
 
 @pytest.mark.slow
+def test_a_trial_restored_from_the_run_cache_reports_its_training_epochs(repo) -> None:
+    """A second study draws the first one's params for its trial 0 (the same seed and number):
+    DVC restores the training from its run cache, so no epoch reaches the study from the stage;
+    the epochs the training logged are reported instead, equal to those the first trial sent
+    live (the same training on the same machine: exactly)."""
+    for study in ("first", "second"):
+        sh([*TUNE, "cnn", "--study", study, "--trials", "1", "--no-test"], repo, timeout=600)
+    (trained,) = study_of(repo, "first").trials
+    (restored,) = study_of(repo, "second").trials
+    assert restored.params == trained.params and restored.value == trained.value
+    assert trained.intermediate_values and "restored" not in trained.user_attrs
+    assert restored.user_attrs["restored"] is True
+    assert restored.intermediate_values == trained.intermediate_values
+
+
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_with_its_line_and_the_search_goes_on(repo) -> None:
     """A learning rate at which training diverges: each trial fails with the stage's one line,
     the study records it and runs the next; with none complete the command exits 1."""

@@ -240,6 +240,7 @@ class Search:
                                           self.args.fixed)  # fmt: skip
         if done.returncode == 0:
             value = self._score(name)
+            self._report_restored(trial, name)
             self._say(f"trial {trial.number} ({shown}): validation {self.objective} {value:.4f} "
                       f"in {done.seconds:.0f} s")  # fmt: skip
             self._push(name)
@@ -266,6 +267,24 @@ class Search:
             raise TrialFailed(f"{name}: {self.lab.metrics} holds no number at {self.objective} "
                               f"({value!r})")  # fmt: skip
         return float(value)
+
+    def _report_restored(self, trial: Any, name: str) -> None:
+        """A trial whose training DVC restored from its run cache (params trained before, in this
+        study or another) reported no epoch: report the epochs its training logged, so that the
+        pruner compares later trials with it too, not only with the trials that trained."""
+        if self.args.pruner == "none" or self.lab.history is None:
+            return
+        if self.storage.get_trial(trial._trial_id).intermediate_values:
+            return
+        ref = experiments.experiment_ref(name, self.base)
+        try:
+            losses = experiments.epoch_losses(ref, self.lab.history) if ref else []
+        except (DataError, OSError, ValueError, IndexError) as exc:
+            self._say(f"warning: trial {trial.number}: its epochs not reported ({exc})")
+            return
+        for step, loss in enumerate(losses):
+            trial.report(-loss, step)
+        trial.set_user_attr("restored", True)
 
     def _push(self, name: str) -> None:
         if self.args.push:

@@ -173,6 +173,23 @@ def read_metrics(ref: str, path: str) -> dict:
         raise DataError(f"{ref}: no readable {path} ({exc})") from None
 
 
+def epoch_losses(ref: str, history: str) -> list[float]:
+    """The validation loss of each epoch that the training at ``ref`` logged with DVCLive in
+    ``history`` (``<history>/plots/metrics/eval/loss.tsv``, from DVC's cache)."""
+    from dllabs.outputs import load_json
+
+    manifest = load_json(_cached(ref, history))
+    wanted = "plots/metrics/eval/loss.tsv"
+    found = [entry.get("md5") for entry in manifest if isinstance(entry, dict)
+             and entry.get("relpath") == wanted]  # fmt: skip
+    if not found:
+        raise DataError(f"{ref}: {history} holds no {wanted}")
+    rows = (
+        _cache_path(found[0]).read_text(encoding="utf-8").splitlines()[1:]
+    )  # after the header: step, loss
+    return [float(row.split("\t")[1]) for row in rows if row.strip()]
+
+
 def _in_git(ref: str, path: str) -> bool:
     done = subprocess.run(["git", "cat-file", "-e", f"{ref}:{path}"], capture_output=True,
                           check=False)  # fmt: skip
@@ -182,15 +199,13 @@ def _in_git(ref: str, path: str) -> bool:
 def _cached(ref: str, path: str) -> Path:
     """The DVC cache's copy of the output ``path`` recorded in ``ref``'s ``dvc.lock``."""
     import yaml
-    from dvc.repo import Repo
 
     lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock")) or {}
     found = [out.get("md5") for stage in (lock.get("stages") or {}).values()
              for out in stage.get("outs") or [] if out.get("path") == path]  # fmt: skip
     if not found or not found[0]:
         raise DataError(f"{path} is not an output in {ref}'s dvc.lock")
-    with Repo(".") as repo:
-        cached = Path(repo.cache.local.oid_to_path(found[0]))
+    cached = _cache_path(found[0])
     if not cached.is_file():
         raise DataError(f"{path} (md5 {found[0]}) is not in the DVC cache; dvc exp pull it")
     return cached
@@ -241,3 +256,11 @@ def _git(*args: str) -> str:
     if done.returncode != 0:
         raise DataError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
     return done.stdout
+
+
+def _cache_path(oid: str) -> Path:
+    """Where the local DVC cache keeps the object ``oid`` (wherever ``dvc cache dir`` put it)."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return Path(repo.cache.local.oid_to_path(oid))

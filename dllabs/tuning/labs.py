@@ -26,26 +26,32 @@ class TunableLab:
     test_stage: str
     test_metrics: str
     test_key: str
-    # Whether its training stage reports each epoch for pruning: a transfer trial trains three
-    # models per draw, whose epochs no pruner can line up across trials.
-    prunes: bool = True
+    # The DVCLive folder of the training that reports each epoch for pruning (its
+    # plots/metrics/eval/loss.tsv is the same validation loss, read back when DVC restores a
+    # trial's training from its run cache); None for transfer, whose trial trains three models per
+    # draw, whose epochs no pruner can line up across trials.
+    history: str | None = None
+
+    @property
+    def prunes(self) -> bool:
+        return self.history is not None
 
 
 LABS: dict[str, TunableLab] = {
     "mlp": TunableLab("train_mlp", "metrics/validation/mlp.json", "accuracy", ("accuracy",),
-                      "evaluate_classifier@mlp", "metrics/mlp.json", "test.accuracy"),
+                      "evaluate_classifier@mlp", "metrics/mlp.json", "test.accuracy", "plots/mlp"),
     "cnn": TunableLab("train_cnn", "metrics/validation/cnn.json", "accuracy", ("accuracy",),
-                      "evaluate_classifier@cnn", "metrics/cnn.json", "test.accuracy"),
+                      "evaluate_classifier@cnn", "metrics/cnn.json", "test.accuracy", "plots/cnn"),
     # F1 at the chosen threshold by default: ROC AUC ignores the threshold the lab picks.
     "anomaly": TunableLab("threshold_anomaly", "metrics/validation/anomaly.json", "f1",
                           ("f1", "roc_auc", "pr_auc", "accuracy"),
-                          "evaluate_anomaly", "metrics/anomaly.json", "test.f1"),
+                          "evaluate_anomaly", "metrics/anomaly.json", "test.f1",
+                          "plots/autoencoder"),
     # Fine-tuning's accuracy, mean over the draws: the lab's final model.
     "transfer": TunableLab("train_transfer", "metrics/validation/transfer.json",
                            "fine_tune.accuracy",
                            ("fine_tune.accuracy", "feature_extraction.accuracy"),
-                           "evaluate_transfer", "metrics/transfer.json", "fine_tune.accuracy",
-                           prunes=False),
+                           "evaluate_transfer", "metrics/transfer.json", "fine_tune.accuracy"),
 }  # fmt: skip
 
 # Why the CBOW lab has no search: its scores are its test sets.

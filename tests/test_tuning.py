@@ -23,9 +23,10 @@ import optuna
 import pytest
 import yaml
 
-from dllabs.errors import ParamsError
+from dllabs.errors import DataError, ParamsError
 from dllabs.tooling.presets import compose_yaml
 from dllabs.tuning import command as tune_command
+from dllabs.tuning import experiments
 from dllabs.tuning.experiments import trial_params
 from dllabs.tuning.labs import LABS
 from dllabs.tuning.pruning import TRIAL_ENV, TrialLink, TrialOrphaned, TrialPruned, trial_callbacks
@@ -387,6 +388,22 @@ def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> 
         "--study"
     ]  # fmt: skip
     assert len(study_of(repo, "f").trials) == 1
+
+
+def test_a_restored_trainings_epochs_are_read_from_its_loss_table_and_sized_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DVCLive folder's manifest names the loss table; its rows are the epochs' losses. A
+    table over the bound (a pulled experiment's file) is one line, before it is read."""
+    manifest, table = tmp_path / "folder.dir", tmp_path / "loss.tsv"
+    manifest.write_text(json.dumps([{"md5": "t", "relpath": "plots/metrics/eval/loss.tsv"}]))
+    table.write_text("step\tloss\n0\t0.75\n1\t0.5\n")
+    monkeypatch.setattr(experiments, "_cached", lambda ref, path: manifest)
+    monkeypatch.setattr(experiments, "_cache_path", lambda oid: table)
+    assert experiments.epoch_losses("ref", "plots/cnn") == [0.75, 0.5]
+    monkeypatch.setattr(experiments, "MAX_HISTORY_BYTES", 10)
+    with pytest.raises(DataError, match=r"plots/cnn/plots/metrics/eval/loss\.tsv is over 10"):
+        experiments.epoch_losses("ref", "plots/cnn")
 
 
 @pytest.mark.slow

@@ -23,6 +23,8 @@ from dllabs.errors import DataError
 from dllabs.tuning.space import override_value, set_key
 
 LOGS = Path(".tune/logs")
+# A training's per-epoch loss table: about 30 bytes an epoch, so a million epochs at most.
+MAX_HISTORY_BYTES = 32 * 2**20
 CONF = Path("conf")  # where Hydra composes params.yaml from (.dvc/config: hydra enabled)
 # Set when the search is stopped (Ctrl-C, SIGTERM): with --workers, the experiments are awaited in
 # worker threads, which no signal reaches; they see this and stop theirs.
@@ -184,9 +186,12 @@ def epoch_losses(ref: str, history: str) -> list[float]:
              and entry.get("relpath") == wanted]  # fmt: skip
     if not found:
         raise DataError(f"{ref}: {history} holds no {wanted}")
-    rows = (
-        _cache_path(found[0]).read_text(encoding="utf-8").splitlines()[1:]
-    )  # after the header: step, loss
+    table = _cache_path(found[0])
+    # A header (step, loss), then a row per epoch: a pulled experiment's file, sized before it
+    # is read.
+    if table.stat().st_size > MAX_HISTORY_BYTES:
+        raise DataError(f"{ref}: {history}/{wanted} is over {MAX_HISTORY_BYTES} bytes")
+    rows = table.read_text(encoding="utf-8").splitlines()[1:]
     return [float(row.split("\t")[1]) for row in rows if row.strip()]
 
 

@@ -128,14 +128,19 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_D
     return raw
 
 
-def stale_params(params_file: Path = Path(PARAMS_FILE), conf_dir: Path = CONF_DIR) -> str | None:
-    """Why ``params_file`` is not the default composition of ``conf_dir``; None when it is."""
+def stale_params(
+    params_file: Path = Path(PARAMS_FILE),
+    conf_dir: Path = CONF_DIR,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> str | None:
+    """Why ``params_file`` is not the composition of ``conf_dir`` (with ``overrides``, the
+    defaults without); None when it is."""
     if not conf_dir.is_dir():
         return None
     if not params_file.is_file():
         return f"{params_file} is missing; run `make params`"
     try:
-        composed = compose_yaml((), conf_dir).encode("utf-8")
+        composed = compose_yaml(overrides, conf_dir).encode("utf-8")
     except ParamsError as exc:
         return f"cannot be checked: {exc}"
     with params_file.open("rb") as handle:  # bytes, and no more than can match

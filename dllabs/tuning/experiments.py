@@ -56,7 +56,7 @@ def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any
     preset, a folder of photos) and its draws, never an edit made to ``params.yaml`` alone. Without
     ``conf/``, DVC sets the overrides into ``params.yaml``, as here."""
     from dllabs.params import PARAMS_FILE, parse_yaml, read_yaml
-    from dllabs.tooling.presets import compose_yaml
+    from dllabs.tooling.presets import compose_yaml, stale_params
 
     shown = " ".join(f"-S {override}" for override in fixed) or "no -S"
     if not (conf / "config.yaml").is_file():
@@ -65,13 +65,12 @@ def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any
             key, value = override.split("=", 1)
             set_key(params, key, parse_yaml(value, f"-S {override}"))
         return params, None
-    text = compose_yaml(list(fixed), conf)
-    params = parse_yaml(text, f"{conf}/ with {shown}")
+    params = parse_yaml(compose_yaml(list(fixed), conf), f"{conf}/ with {shown}")
     workspace = Path(PARAMS_FILE)
-    written = workspace.read_text(encoding="utf-8", errors="replace") if workspace.is_file() else ""
     # params.yaml is either what `make params` writes (conf/ alone) or conf/ with these -S (a
     # preset written with them); anything else holds edits no trial would see.
-    if written and written != text and written != (compose_yaml([], conf) if fixed else text):
+    if (workspace.is_file() and stale_params(workspace, conf, list(fixed))
+            and stale_params(workspace, conf)):  # fmt: skip
         return params, (
             f"{PARAMS_FILE} is not {conf}/ composed with {shown}; every trial starts from that "
             "composition, as dvc exp run does, not from params.yaml (give a preset or a folder "

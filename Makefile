@@ -94,9 +94,10 @@ check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the commi
 	dvc repro
 	python -m dllabs.tooling.reproducibility HEAD
 
-lint: $(STAMP)  ## ruff check and ruff format --check
+lint: $(STAMP)  ## ruff check, ruff format --check, and dvc.yaml's code deps against the imports
 	ruff check .
 	ruff format --check .
+	python -m dllabs.tooling.code_deps --check
 
 # The documentation site (mkdocs.yml, docs/): offline (no web fonts, no external inventories), and
 # --strict, so a broken link, anchor or API reference fails the build. NO_MKDOCS_2_WARNING silences

@@ -13,27 +13,23 @@ and compared with ``dvc.yaml`` both ways:
   :data:`READ_ELSEWHERE`, each with the setting that reads it; such a key must still appear in
   the code the stage runs. ``base.backend`` is read before anything else by ``stages/__init__``
   (it picks Keras's backend), so it counts for every stage that can import Keras.
-- **source files**: the closure of the stage module's imports inside the project (imports inside
-  functions too: the code a stage can run), the package ``__init__`` files on the way that hold
-  code, and the data files that code names (``resources.files("dllabs").joinpath("data/...")``).
+- **source files**: :mod:`dllabs.tooling.code_deps` derives them from the imports and writes them;
+  here they are compared too, so that a hand edit of ``dvc.yaml`` that the writer would undo fails.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from dllabs.tooling import code_deps
 from tests.conftest import REPO, param_reads_log
-
-PROJECT_PACKAGES = ("dllabs", "stages")
 
 # Keys a stage reads only under settings the quick baseline does not run: key -> the setting.
 READ_ELSEWHERE: dict[str, dict[str, str]] = {
@@ -56,73 +52,19 @@ READ_ELSEWHERE: dict[str, dict[str, str]] = {
 }
 
 
-# --- what the code imports ------------------------------------------------------------------------
+# --- what the code imports: dllabs.tooling.code_deps, which also writes dvc.yaml's code deps -----
 
 
-def module_file(dotted: str, root: Path = REPO) -> Path | None:
-    """``dllabs.data.text`` -> ``dllabs/data/text.py`` (or a package's ``__init__.py``)."""
-    base = root.joinpath(*dotted.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every project module ``path`` imports, at any depth of its code (``from a.b import c``
-    names module ``a.b.c`` when that is one, else ``a.b``)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in PROJECT_PACKAGES and module_file(name) is not None:
-                found.add(name)
-    return found
-
-
-def holds_code(init: Path) -> bool:
-    """Whether a package's ``__init__.py`` does more than document the package."""
-    body = ast.parse(init.read_text(encoding="utf-8")).body
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
-               for node in body)  # fmt: skip
-
-
-@cache
 def source_closure(module: str) -> frozenset[str]:
-    """The project files (repository-relative) that running ``python -m <module>`` can execute
-    or read: the import closure, the ``__init__`` files on the way that hold code, and the
-    project data files named in that code."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
-            prefix = ".".join(parts[:depth])
-            if prefix not in seen:
-                seen.add(prefix)
-                path = module_file(prefix)
-                if path is not None:
-                    todo += sorted(imported_modules(path) - seen)
-    files: set[str] = set()
-    for name in seen:
-        path = module_file(name)
-        if path is None or (path.name == "__init__.py" and not holds_code(path)):
-            continue
-        files.add(path.relative_to(REPO).as_posix())
-        for data in re.findall(r"""joinpath\(["'](data/[\w.]+)["']\)""", path.read_text()):
-            files.add(f"dllabs/{data}")
-    return frozenset(files)
+    return code_deps.source_closure(module, REPO)
 
 
 def imports_keras(files: frozenset[str]) -> bool:
-    return any(re.search(r"^\s*(import keras|from keras)", (REPO / f).read_text(), re.M)
-               for f in files if f.endswith(".py"))  # fmt: skip
+    return any(
+        re.search(r"^\s*(import keras|from keras)", (REPO / f).read_text(), re.M)
+        for f in files
+        if f.endswith(".py")
+    )
 
 
 # --- what dvc.yaml lists --------------------------------------------------------------------------
@@ -174,7 +116,7 @@ def listed_params(stage: dict[str, Any], all_keys: list[str]) -> set[str]:
 
 def listed_sources(stage: dict[str, Any]) -> set[str]:
     """The project files among a stage's deps (data and models are other stages' outputs)."""
-    return {d for d in stage.get("deps", []) if d.split("/")[0] in PROJECT_PACKAGES}
+    return {d for d in stage.get("deps", []) if code_deps.is_code(d)}
 
 
 # --- the comparison -------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ threshold, and a few inputs drawn next to their reconstructions.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("evaluate_anomaly")
+
 from pathlib import Path
 
 import numpy as np

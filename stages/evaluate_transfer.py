@@ -9,6 +9,11 @@ the trainable and frozen parameter counts and epochs, into ``metrics/transfer.js
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("evaluate_transfer")
+
 from pathlib import Path
 
 import numpy as np

@@ -11,6 +11,11 @@ this stage trains nothing and says why in its summary.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("pretrain_base")
+
 from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors

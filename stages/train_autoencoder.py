@@ -10,6 +10,11 @@ training and validation splits for ``threshold_anomaly``. The test split is not 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("train_autoencoder")
+
 import numpy as np
 
 from dllabs.cli import parse_paths

@@ -15,6 +15,11 @@ model, so evaluation and probes are the same code for both engines.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("train_cbow")
+
 import time
 
 from dllabs.cli import parse_paths

@@ -9,6 +9,11 @@ model, its training curves (DVCLive) and a summary of the run. The test split is
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("train_cnn")
+
 from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors

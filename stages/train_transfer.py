@@ -29,6 +29,11 @@ it was in from its last epoch.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
+    from dllabs.training.startup import start_keras_stage
+
+    start_keras_stage("train_transfer")
+
 import time
 from pathlib import Path
 from typing import Any

@@ -84,7 +84,7 @@ def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
                      "--validation", "v.json", cwd=root)  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: base.backend is 'theano'; expected one of tensorflow, jax, torch"
+        "train_mlp: error: base.backend is 'theano'; expected one of tensorflow, jax, torch"
     ]
 
 

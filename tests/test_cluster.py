@@ -291,6 +291,6 @@ def test_a_cluster_on_tensorflow_is_refused_before_training(tmp_path, default_pa
     _, err = done.communicate(timeout=LIMIT)
     assert done.returncode == 1
     assert one_error_line(err) == (
-        "error: 2 processes (Keras) need base.backend jax, Keras's multi-process engine; "
-        "base.backend is 'tensorflow'"
+        "train_mlp: error: 2 processes (Keras) need base.backend jax, Keras's multi-process "
+        "engine; base.backend is 'tensorflow'"
     )

@@ -1,0 +1,33 @@
+"""What a stage that runs Keras does first, before anything imports Keras.
+
+Keras reads its backend once, when it is first imported, and JAX must join a multi-process run
+before it probes its devices (a JAX that has probed them stays single-process, jax-ml/jax#12258).
+So each Keras stage module starts with::
+
+    if __name__ == "__main__":  # run as a stage (python -m stages.<name>), not imported
+        start_keras_stage("<name>")
+
+ahead of its other imports. Stages that need only NumPy call nothing, and list neither this
+module nor the backend and cluster modules among their ``dvc.yaml`` deps, so an edit here does not
+rerun them. Tests that import a stage module choose their backend themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dllabs.errors import ParamsError
+from dllabs.training.backend import quiet_tensorflow_start, select_backend
+from dllabs.training.cluster import join
+
+
+def start_keras_stage(stage: str) -> None:
+    """Keep TensorFlow's start-up notices off stderr, set Keras's backend from ``params.yaml``'s
+    ``base.backend``, and join the other processes when a launcher started several; a bad setting
+    ends the process with one line, before Keras loads."""
+    quiet_tensorflow_start()
+    try:
+        join(select_backend(), stage=stage)
+    except ParamsError as exc:
+        print(f"{stage}: error: {exc}", file=sys.stderr)
+        sys.exit(1)

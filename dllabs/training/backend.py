@@ -1,8 +1,8 @@
 """Which Keras backend the stages run on: ``base.backend`` (tensorflow, jax or torch).
 
 Keras reads its backend once, from ``KERAS_BACKEND``, when it is first imported, and every Keras
-stage imports it with its first ``dllabs`` import. So the ``stages`` package calls
-:func:`select_backend` before any stage module loads: it reads ``base.backend`` from
+stage imports it with its first ``dllabs`` import. So each Keras stage calls
+:func:`select_backend` first (:mod:`dllabs.training.startup`), before its imports: it reads ``base.backend`` from
 ``params.yaml`` (as :mod:`dllabs.params` reads it; no Keras), checks the backend's package is
 installed, and sets the variable, with the settings each backend needs before it starts:
 deterministic GPU kernels, no GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's

@@ -13,7 +13,7 @@ how many processes there are, which one it is and where process 0 (the coordinat
   coordinator (pod 0's stable name under the job's headless service) come from the Keras variables
   the manifest sets.
 
-:func:`join` (run by ``stages/__init__.py`` before anything starts JAX: a JAX that has probed its
+:func:`join` (run by :func:`dllabs.training.startup.start_keras_stage` before anything starts JAX: a JAX that has probed its
 devices stays single-process, jax-ml/jax#12258) calls ``jax.distributed.initialize``, the call
 ``keras.distribution.initialize`` makes on JAX, with time limits; ``dllabs.training`` then sets
 ``keras.distribution.DataParallel`` over every process's devices. Each process feeds its share

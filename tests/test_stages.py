@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import pickle
@@ -17,6 +18,7 @@ import numpy as np
 
 from dllabs.data import sources
 from dllabs.data.fetch import RemoteFile, file_hash
+from dllabs.tooling import code_deps
 from stages import download, preprocess
 from stages import tokenize as tokenize_stage
 from tests.conftest import (
@@ -512,3 +514,38 @@ def test_dvc_yaml_stage_commands_match_the_argument_lists() -> None:
     for name, args in (("download", DOWNLOAD_ARGS), ("preprocess", PREPROCESS_ARGS),
                        ("tokenize", TOKENIZE_ARGS)):  # fmt: skip
         assert stages[name]["cmd"].split()[-len(args) :] == args
+
+
+def test_only_the_stages_that_run_keras_start_it_and_the_others_import_none_of_it(workdir) -> None:
+    """A stage whose code can import Keras starts with ``start_keras_stage`` (backend, cluster);
+    the others do not, and importing them (``python -m`` would) loads no deep-learning package."""
+    keras_import = re.compile(r"^\s*(import keras|from keras)", re.M)
+    plain = []
+    for path in sorted((REPO / "stages").glob("[a-z]*.py")):
+        files = code_deps.source_closure(f"stages.{path.stem}", REPO)
+        code = [(REPO / f).read_text() for f in files if f.endswith(".py")]
+        runs_keras = any(keras_import.search(text) for text in code)
+        starts = f'start_keras_stage("{path.stem}")' in path.read_text()
+        assert runs_keras == starts, path.name
+        if not runs_keras:
+            plain.append(path.stem)
+    assert {"download", "preprocess", "tokenize", "threshold_anomaly", "evaluate"} <= set(plain)
+    assert_runs_without_deep_learning_imports(
+        workdir(), "".join(f"import stages.{name}\n" for name in plain)
+    )
+
+
+def test_a_tensorflow_stage_does_not_import_jax_with_tensorflow(workdir) -> None:
+    """TensorFlow's TFLite converter imports JAX when it is installed; the start-up keeps it out
+    of a TensorFlow stage (a TensorFlow import without the start-up is the control)."""
+    probe = "import sys, tensorflow\nprint(sys.modules.get('jax') is not None)\n"
+    started = "from dllabs.training.startup import start_keras_stage\nstart_keras_stage('x')\n"
+    root = workdir(**{"base.backend": "tensorflow"})
+    for code, expected in ((started + probe, "False"), (probe, None)):
+        command = [sys.executable, "-c", code]
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        if expected is not None:
+            assert done.stdout.split() == [expected]
+        elif importlib.util.find_spec("jax") is not None:  # the control: without the start-up
+            assert done.stdout.split() == ["True"]

@@ -27,7 +27,13 @@ def start_keras_stage(stage: str) -> None:
     ends the process with one line, before Keras loads."""
     quiet_tensorflow_start()
     try:
-        join(select_backend(), stage=stage)
+        backend = select_backend()
+        join(backend, stage=stage)
     except ParamsError as exc:
         print(f"{stage}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    if backend == "tensorflow":
+        # TensorFlow's import builds its TFLite converter, which imports JAX when it is installed
+        # (0.4-0.7 s a process) for a JAX conversion nothing here runs; JAX serves only the jax
+        # backend. A None entry makes `import jax` fail, which TFLite expects and skips.
+        sys.modules.setdefault("jax", None)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from dllabs.cli import parse_paths
 from dllabs.errors import DataError, one_line, stage_errors
-from dllabs.evaluation.reports import LAB_FILES, results_table, runs_table, summary_markdown
+from dllabs.evaluation.reports import results_table, runs_table, summary_markdown
+from dllabs.labs.registry import LABS
 from dllabs.outputs import load_json, staged_outputs
 
 
@@ -37,11 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate"):
         args = parse_paths(
             argv, "evaluate", __doc__,
-            **{f"{lab}_metrics": f"lab {lab}'s metrics (.json)" for lab in LAB_FILES},
+            **{f"{lab}_metrics": f"lab {lab}'s metrics (.json)" for lab in LABS},
             mlp_report="MLP architecture (.md)", cnn_report="CNN architecture (.md)",
             summary="output summary of every lab (.md)",
         )  # fmt: skip
-        labs = {lab: lab_metrics(lab, getattr(args, f"{lab}_metrics")) for lab in LAB_FILES}
+        labs = {lab: lab_metrics(lab, getattr(args, f"{lab}_metrics")) for lab in LABS}
         architectures = {
             f"{name.upper()} architecture": getattr(args, f"{name}_report").read_text("utf-8")
             for name in ("mlp", "cnn")

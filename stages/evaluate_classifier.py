@@ -23,6 +23,7 @@ from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation.reports import classification_metrics, misclassified_grid
+from dllabs.labs.registry import LABS as REGISTRY
 from dllabs.models.builders import architecture_markdown
 from dllabs.models.inputs import ModelFolder
 from dllabs.models.loading import load_model
@@ -32,7 +33,8 @@ from dllabs.prediction.batches import predict
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import setup_run
 
-LABS = ("mlp", "cnn")
+# The labs this stage scores (a foreach over them in dvc.yaml).
+LABS = tuple(name for name, lab in REGISTRY.items() if f"evaluate_classifier@{name}" in lab.stages)
 
 
 def evaluate_classifier(

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from dllabs.labs.registry import LABS
+
 REPO = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -204,21 +206,17 @@ def copy_repository(dest: Path) -> Path:
     return dest
 
 
-QUICK_SECTIONS = ("mlp", "cnn", "autoencoder", "cbow", "transfer.pretrain",
-                  "transfer.feature_extraction", "transfer.fine_tune")  # fmt: skip
-
-
 def shrink_pipeline(root: Path) -> None:
-    """One epoch per training section and one transfer draw: a quick `dvc repro` that still runs
-    every stage (the wiring, not the numbers, is under test). Set in ``conf/config.yaml``, which
+    """Each lab's ``quick`` params (:mod:`dllabs.labs.registry`: one epoch per training section,
+    one transfer draw): a quick `dvc repro` that still runs every stage (the wiring, not the
+    numbers, is under test). Set in ``conf/config.yaml``, which
     `dvc exp run` composes into ``params.yaml``, and in ``params.yaml`` for `dvc repro`."""
     from dllabs.tooling.presets import compose_yaml
 
     path = root / "conf" / "config.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for section in QUICK_SECTIONS:
-        set_key(params, f"{section}.epochs", 1)
-    set_key(params, "transfer.repeats", 1)
+    for key, value in (item for lab in LABS.values() for item in lab.quick.items()):
+        set_key(params, key, value)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (root / "params.yaml").write_text(compose_yaml((), root / "conf"), encoding="utf-8")
 

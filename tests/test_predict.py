@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from dllabs.labs.anomaly import reconstruction_errors
+from dllabs.labs.registry import LABS
 from dllabs.models.inputs import image_record
 from dllabs.models.word2vec_files import load_word2vec
 from dllabs.outputs import save_json
@@ -394,7 +395,7 @@ def test_every_trained_model_is_an_artifact_that_dvc_artifacts_get_returns(
     artifacts = dvc_yaml["artifacts"]
     outs = {str(o) for stage in dvc_yaml["stages"].values() for o in stage.get("outs", [])}
     assert {a["path"] for a in artifacts.values()} <= outs
-    assert set(predict_command.MODEL_PATHS.values()) | {predict_command.THRESHOLD_PATH} <= {
+    assert {lab.model for lab in LABS.values()} | {predict_command.THRESHOLD_PATH} <= {
         a["path"] for a in artifacts.values()
     }
     for name, artifact in artifacts.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dllabs.evaluation.stats import bootstrap, macro_f1, wilson
+from dllabs.labs.registry import LABS
 from dllabs.provenance import describe
 
 
@@ -152,76 +153,9 @@ def reconstructions_figure(
     plt.close(fig)
 
 
-PLOT_FILES = {  # under plots/evaluate/, one folder per lab's evaluation stage
-    "MLP misclassified test images": "mlp/misclassified.png",
-    "CNN misclassified test images": "cnn/misclassified.png",
-    "Anomaly: reconstruction errors and threshold": "anomaly/error_histogram.png",
-    "Anomaly: inputs and reconstructions": "anomaly/reconstructions.png",
-    "CBOW: PCA of frequent words": "cbow/pca.png",
-}
-
-
-LAB_FILES = {"mlp": "mlp.json", "cnn": "cnn.json", "anomaly": "anomaly.json",
-             "cbow": "cbow.json", "transfer": "transfer.json"}  # fmt: skip
-TRANSFER_PHASE_NAMES = {"scratch": "from scratch", "feature_extraction": "feature extraction",
-                        "fine_tune": "fine-tuning"}  # fmt: skip
-
-
-def _interval(entry: dict, name: str) -> str:
-    """``0.952-0.990 (wilson)`` for ``entry["ci95"][name]``, or a dash."""
-    ci = entry.get("ci95", {}).get(name)
-    if not ci:
-        return "-"
-    method = ci["method"].split(" (")[0]
-    return f"{ci['low']:.4f} to {ci['high']:.4f} ({method})"
-
-
-def _row(lab: str, model: str, metric: str, entry: dict, name: str) -> str:
-    value = entry.get(name)
-    shown = "n/a" if value is None else f"{value:.4f}"
-    if f"{name}_std" in entry:
-        shown += f" ± {entry[f'{name}_std']:.4f}"
-    return f"| {lab} | {model} | {metric} | {shown} | {_interval(entry, name)} | {entry['n']} |"
-
-
-def _classifier_rows(lab: str, model: str, metrics: dict) -> list[str]:
-    return [_row(lab, model, "accuracy", metrics["test"], "accuracy"),
-            _row(lab, model, "macro F1", metrics["test"], "macro_f1")]  # fmt: skip
-
-
-def _anomaly_rows(anomaly: dict) -> list[str]:
-    model = f"autoencoder, threshold {anomaly['threshold']:.4g} ({anomaly['method']})"
-    metrics = (("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc"), ("F1", "f1"),
-               ("precision", "precision"), ("recall", "recall"))  # fmt: skip
-    return [_row("3. Anomaly detection", model, m, anomaly["test"], k) for m, k in metrics]
-
-
-def _cbow_rows(cbow: dict) -> list[str]:
-    rows = []
-    for model, vectors in ((f"CBOW ({cbow['engine']})", cbow),
-                           ("gensim defaults (baseline)", cbow["baseline"])):  # fmt: skip
-        for metric, key, name in (("WordSim-353 Spearman", "wordsim353", "spearman"),
-                                  ("SimLex-999 Spearman", "simlex999", "spearman"),
-                                  ("analogy accuracy", "analogy", "accuracy")):  # fmt: skip
-            rows.append(_row("4. Word embeddings", model, metric, vectors[key], name))
-    return rows
-
-
-def _transfer_rows(transfer: dict) -> list[str]:
-    lab = "5. Transfer learning"
-    if "not_applicable" in transfer:
-        return [f"| {lab} | - | not applicable | {transfer['not_applicable']} | - | - |"]
-    per = f"{transfer['target_train_size']} labels per class, {transfer['repeats']} draws"
-    rows = [_row(lab, f"{title} ({per})", "accuracy, mean ± std", transfer[phase], "accuracy")
-            for phase, title in TRANSFER_PHASE_NAMES.items()]  # fmt: skip
-    differences = transfer["paired_differences"]
-    for key in ("fine_tune_minus_scratch", "feature_extraction_minus_scratch",
-                "fine_tune_minus_feature_extraction"):  # fmt: skip
-        entry = differences[key]
-        first, second = (TRANSFER_PHASE_NAMES[p] for p in key.split("_minus_"))
-        rows.append(_row(lab, f"{first} minus {second}", "paired accuracy difference, mean ± std",
-                         entry, "accuracy"))  # fmt: skip
-    return rows
+# Views of the lab registry, by lab name: the metrics file's name, and the summary's pictures.
+LAB_FILES = {name: Path(lab.metrics).name for name, lab in LABS.items()}
+PLOT_FILES = {title: path for lab in LABS.values() for title, path in lab.plots.items()}
 
 
 def results_table(labs: dict[str, dict]) -> str:
@@ -232,17 +166,15 @@ def results_table(labs: dict[str, dict]) -> str:
     dllabs.tooling.result_tables``), so the published numbers are the committed metrics, never typed
     by hand.
     """
-    builders = {
-        "mlp": lambda m: _classifier_rows("1. Feedforward network", "MLP", m),
-        "cnn": lambda m: _classifier_rows("2. CNN", "CNN", m),
-        "anomaly": _anomaly_rows,
-        "cbow": _cbow_rows,
-        "transfer": _transfer_rows,
-    }
     rows = [
         "| lab | model | metric | test value | 95% interval | n |",
         "|---|---|---|---|---|---|",
-        *(row for lab, build in builders.items() if lab in labs for row in build(labs[lab])),
+        *(
+            row
+            for name, lab in LABS.items()
+            if name in labs
+            for row in lab.rows(lab.label, labs[name])
+        ),
     ]
     return "\n".join(rows) + "\n"
 

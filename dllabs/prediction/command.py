@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from dllabs.errors import DataError, one_line, paths_shown_as, stage_errors
+from dllabs.labs.registry import LABS
 from dllabs.models.inputs import (
     SUMMARY_FILE,
     ModelFolder,
@@ -67,13 +68,6 @@ BATCH_BYTES = 32 * 2**20
 SPOOL_BYTES = 8 * 2**20
 
 # Where the pipeline writes each lab's models (dvc.yaml's outputs and artifacts).
-MODEL_PATHS = {
-    "mlp": "models/mlp",
-    "cnn": "models/cnn",
-    "transfer": "models/transfer",
-    "anomaly": "models/autoencoder",
-    "cbow": "models/cbow",
-}
 THRESHOLD_PATH = "models/anomaly_threshold.json"
 TRANSFER_VARIANTS = ("scratch", "feature_extraction", "fine_tune")
 
@@ -417,7 +411,7 @@ def run(args: argparse.Namespace, source: Source) -> Table:
         table = predict_images(model, record, args.inputs, args.top)
         table.note = "EfficientNet-Lite0 trained on ImageNet (1,000 classes), as installed"
         return table
-    folder = args.model or MODEL_PATHS[args.lab]
+    folder = args.model or LABS[args.lab].model
     if args.lab == "cbow":
         if not (args.similar or args.context or args.analogy):
             raise DataError("predict cbow: give --similar, --context or --analogy")

@@ -36,13 +36,12 @@ from typing import Any
 import yaml
 
 from dllabs.evaluation.stats import tolerance
+from dllabs.labs.registry import count_keys
 from dllabs.provenance import describe, fingerprint
 
 IGNORED_PREFIXES = ("run.",)
 # Counts that no floating-point kernel can change: on any platform they must match exactly.
-COUNTS = {"n", "support", "test_images", "vocab_size", "corpus_tokens", "parameters",
-          "trainable_parameters", "frozen_parameters", "repeats", "target_train_size",
-          "unfrozen_layers"}  # fmt: skip
+COUNTS = count_keys()
 
 
 # --- part (a): is the committed dvc.lock stale? --------------------------------------------------

@@ -8,8 +8,8 @@ every page under ``docs/``:
   their 95% intervals and test-set sizes (the table that opens ``reports/summary.md``),
   ``results LAB`` the rows of one lab; ``runs`` (or ``runs LAB``) is the device, training time and
   platform of each run; ``headline`` is the short table of the README, one headline metric per
-  model (:data:`HEADLINE`). ``LAB`` is a key of
-  :data:`~dllabs.evaluation.reports.LAB_FILES`.
+  model (each lab's ``headline`` in :mod:`dllabs.labs.registry`). ``LAB`` is a lab's name
+  there.
 - ``<!-- include: PATH -->`` ... ``<!-- /include -->``: the body of a committed file (``PATH``
   from the repository root, its ``#`` title line dropped), such as the transfer sweeps under
   ``reports/`` or a benchmark's table under ``benchmarks/results/``.
@@ -27,7 +27,8 @@ import re
 import sys
 from pathlib import Path
 
-from dllabs.evaluation.reports import LAB_FILES, results_table, runs_table
+from dllabs.evaluation.reports import results_table, runs_table
+from dllabs.labs.registry import LABS
 from dllabs.tooling.reproducibility import declared_metrics
 
 PROG = "python -m dllabs.tooling.result_tables"
@@ -43,17 +44,6 @@ INCLUDE = re.compile(
 )
 MARKERS = re.compile(r"^<!-- (generated:|include:|/generated -->|/include -->)", re.M)
 KINDS = ("results", "runs", "headline")
-# The README's short table: (lab column, metric column) of the rows of the full results table
-# that it keeps. A transfer lab that did not apply keeps its one "not applicable" row.
-HEADLINE = {
-    ("1. Feedforward network", "accuracy"),
-    ("2. CNN", "accuracy"),
-    ("3. Anomaly detection", "ROC AUC"),
-    ("3. Anomaly detection", "F1"),
-    ("4. Word embeddings", "WordSim-353 Spearman"),
-    ("5. Transfer learning", "accuracy, mean ± std"),
-    ("5. Transfer learning", "not applicable"),
-}
 
 
 def opener(spec: str) -> str:
@@ -63,8 +53,11 @@ def opener(spec: str) -> str:
 
 def metrics_paths(dvc_yaml: Path) -> dict[str, Path]:
     """Each lab's metrics file, as ``dvc.yaml`` declares it (the only place the paths live)."""
-    by_name = {Path(path).name: dvc_yaml.parent / path for path in declared_metrics(dvc_yaml)}
-    return {lab: by_name[name] for lab, name in LAB_FILES.items()}
+    declared = {Path(path).as_posix() for path in declared_metrics(dvc_yaml)}
+    missing = [lab.metrics for lab in LABS.values() if lab.metrics not in declared]
+    if missing:
+        raise ValueError(f"{dvc_yaml}: declares no metrics file {', '.join(missing)}")
+    return {name: dvc_yaml.parent / lab.metrics for name, lab in LABS.items()}
 
 
 def load_labs(root: Path) -> dict[str, dict]:
@@ -76,9 +69,18 @@ def load_labs(root: Path) -> dict[str, dict]:
 
 
 def headline_table(labs: dict[str, dict]) -> str:
-    """The rows of :func:`~dllabs.evaluation.reports.results_table` named in :data:`HEADLINE`."""
-    header, rule, *rows = results_table(labs).strip().splitlines()
-    kept = [row for row in rows if tuple(c.strip() for c in row.split("|")[1:4:2]) in HEADLINE]
+    """The README's short table: the rows of
+    :func:`~dllabs.evaluation.reports.results_table` whose metric is one of the lab's
+    ``headline`` metrics (:mod:`dllabs.labs.registry`), one per model. A transfer lab that did not
+    apply keeps its one "not applicable" row."""
+    header, rule, *_ = results_table({}).strip().splitlines()
+    kept = [
+        row
+        for name, lab in LABS.items()
+        if name in labs
+        for row in lab.rows(lab.label, labs[name])
+        if row.split("|")[3].strip() in lab.headline
+    ]
     return "\n".join([header, rule, *kept]) + "\n"
 
 

@@ -1,15 +1,15 @@
 """Which Keras backend the stages run on: ``base.backend`` (tensorflow, jax or torch).
 
 Keras reads its backend once, from ``KERAS_BACKEND``, when it is first imported, and every Keras
-stage imports it with its first ``dllabs`` import. So each Keras stage calls
-:func:`select_backend` first (:mod:`dllabs.training.startup`), before its imports: it reads ``base.backend`` from
+stage imports it with its first ``dllabs`` import. So each Keras stage calls :func:`select_backend`
+first (:mod:`dllabs.training.startup`), before its imports: it reads ``base.backend`` from
 ``params.yaml`` (as :mod:`dllabs.params` reads it; no Keras), checks the backend's package is
 installed, and sets the variable, with the settings each backend needs before it starts:
-deterministic GPU kernels, no GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's
-CPU code capped at AVX2, as the stage commands cap oneDNN's (``ONEDNN_MAX_CPU_ISA``), so an
-AVX-512 machine runs the same instructions as an AVX2 one. ``params.yaml`` decides, not a
-``KERAS_BACKEND`` already in the environment: DVC tracks the param, so a run is always reproduced
-on the backend it recorded.
+deterministic GPU kernels, no GPU at all where ``base.device`` is ``cpu``, and on x86-64 XLA's CPU
+code capped at AVX2, as the stage commands cap oneDNN's (``ONEDNN_MAX_CPU_ISA``), so an AVX-512
+machine runs the same instructions as an AVX2 one. ``params.yaml`` decides, not a ``KERAS_BACKEND``
+already in the environment: DVC tracks the param, so a run is always reproduced on the backend it
+recorded.
 
 :func:`quiet_tensorflow_start` keeps TensorFlow's start-up notices off a stage's stderr, so that a
 failing stage prints its one error line alone.

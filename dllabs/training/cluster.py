@@ -13,12 +13,13 @@ how many processes there are, which one it is and where process 0 (the coordinat
   coordinator (pod 0's stable name under the job's headless service) come from the Keras variables
   the manifest sets.
 
-:func:`join` (run by :func:`dllabs.training.startup.start_keras_stage` before anything starts JAX: a JAX that has probed its
-devices stays single-process, jax-ml/jax#12258) calls ``jax.distributed.initialize``, the call
-``keras.distribution.initialize`` makes on JAX, with time limits; ``dllabs.training`` then sets
-``keras.distribution.DataParallel`` over every process's devices. Each process feeds its share
-of every global batch, the gradients are averaged across processes every step, and every process
-ends with the same weights. Only process 0 writes outputs (``dllabs.outputs``).
+:func:`join` (run by :func:`dllabs.training.startup.start_keras_stage` before anything starts JAX: a
+JAX that has probed its devices stays single-process, jax-ml/jax#12258) calls
+``jax.distributed.initialize``, the call ``keras.distribution.initialize`` makes on JAX, with time
+limits; ``dllabs.training`` then sets ``keras.distribution.DataParallel`` over every process's
+devices. Each process feeds its share of every global batch, the gradients are averaged across
+processes every step, and every process ends with the same weights. Only process 0 writes outputs
+(``dllabs.outputs``).
 
 JAX ends a process with a C++ stack trace when a peer vanishes or never connects. A watchdog
 thread says it in one line first and exits 1, its staged outputs discarded: each process bumps a
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from dllabs.errors import ParamsError
+from dllabs.labs.registry import multi_process_stages
 from dllabs.processes import distributed
 
 TIMEOUT_ENV = "DL_LABS_CLUSTER_TIMEOUT"
@@ -266,7 +268,7 @@ def _watch_peers(cluster: Cluster, client: object, timeout: float) -> None:
     threading.Thread(target=beat, name="dl-labs-cluster-peers", daemon=True).start()
 
 
-MULTI_PROCESS_STAGES = ("train_mlp", "train_cnn")  # the stages that train on several processes
+MULTI_PROCESS_STAGES = multi_process_stages()  # the stages that train on several processes
 
 
 def one_process_only(cluster: Cluster) -> ParamsError:

@@ -11,13 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dllabs.errors import ParamsError
+from dllabs.labs.registry import LABS as REGISTRY
+from dllabs.labs.registry import Lab, Search
 
 
 @dataclass(frozen=True)
 class TunableLab:
     """``stage`` writes ``metrics`` (``metrics/validation/<lab>.json``); ``objective`` is the key
     maximised by default, ``objectives`` every key a space may name; ``test_stage`` evaluates the
-    best trial on the test split and writes ``test_key`` in ``test_metrics``."""
+    best trial on the test split and writes ``test_key`` in ``test_metrics``. ``history`` is the
+    DVCLive folder whose per-epoch validation loss the pruner reads; None where it cannot prune.
+    Built from the lab's :class:`~dllabs.labs.registry.Search` record."""
 
     stage: str
     metrics: str
@@ -26,10 +30,6 @@ class TunableLab:
     test_stage: str
     test_metrics: str
     test_key: str
-    # The DVCLive folder of the training that reports each epoch for pruning (its
-    # plots/metrics/eval/loss.tsv is the same validation loss, read back when DVC restores a
-    # trial's training from its run cache); None for transfer, whose trial trains three models per
-    # draw, whose epochs no pruner can line up across trials.
     history: str | None = None
 
     @property
@@ -37,29 +37,24 @@ class TunableLab:
         return self.history is not None
 
 
-LABS: dict[str, TunableLab] = {
-    "mlp": TunableLab("train_mlp", "metrics/validation/mlp.json", "accuracy", ("accuracy",),
-                      "evaluate_classifier@mlp", "metrics/mlp.json", "test.accuracy", "plots/mlp"),
-    "cnn": TunableLab("train_cnn", "metrics/validation/cnn.json", "accuracy", ("accuracy",),
-                      "evaluate_classifier@cnn", "metrics/cnn.json", "test.accuracy", "plots/cnn"),
-    # F1 at the chosen threshold by default: ROC AUC ignores the threshold the lab picks.
-    "anomaly": TunableLab("threshold_anomaly", "metrics/validation/anomaly.json", "f1",
-                          ("f1", "roc_auc", "pr_auc", "accuracy"),
-                          "evaluate_anomaly", "metrics/anomaly.json", "test.f1",
-                          "plots/autoencoder"),
-    # Fine-tuning's accuracy, mean over the draws: the lab's final model.
-    "transfer": TunableLab("train_transfer", "metrics/validation/transfer.json",
-                           "fine_tune.accuracy",
-                           ("fine_tune.accuracy", "feature_extraction.accuracy"),
-                           "evaluate_transfer", "metrics/transfer.json", "fine_tune.accuracy"),
-}  # fmt: skip
+def _tunable(lab: Lab, search: Search) -> TunableLab:
+    return TunableLab(
+        stage=search.stage,
+        metrics=search.validation,
+        objective=search.objective,
+        objectives=search.objectives,
+        test_stage=search.test_stage,
+        test_metrics=lab.metrics,
+        test_key=search.test_key,
+        history=search.history,
+    )
 
-# Why the CBOW lab has no search: its scores are its test sets.
-NO_VALIDATION = {
-    "cbow": "cbow has no validation score to tune on: WordSim-353, SimLex-999 and the analogies "
-    "are its test sets, so a search over them would report a tuned test score (and the training "
-    "loss says nothing of the vectors' quality); tune mlp, cnn, anomaly or transfer",
+
+LABS: dict[str, TunableLab] = {
+    name: _tunable(lab, lab.search) for name, lab in REGISTRY.items() if lab.search is not None
 }
+# Why a lab has no search (the CBOW lab: its scores are its test sets).
+NO_VALIDATION = {name: lab.no_search for name, lab in REGISTRY.items() if lab.search is None}
 
 
 def tunable(lab: str) -> TunableLab:

@@ -11,8 +11,8 @@ and compared with ``dvc.yaml`` both ways:
   with :mod:`dllabs.tooling.param_reads` recording each key it reads. Keys read only under
   settings that the quick baseline does not run (a dataset source, a GPU) are in
   :data:`READ_ELSEWHERE`, each with the setting that reads it; such a key must still appear in
-  the code the stage runs. ``base.backend`` is read before anything else by the Keras stages' start-up
-  (it picks Keras's backend), so it counts for every stage that can import Keras.
+  the code the stage runs. ``base.backend`` is read before anything else by the Keras stages'
+  start-up (it picks Keras's backend), so it counts for every stage that can import Keras.
 - **source files**: :mod:`dllabs.tooling.code_deps` derives them from the imports and writes them;
   here they are compared too, so that a hand edit of ``dvc.yaml`` that the writer would undo fails.
 """

@@ -35,7 +35,7 @@ def main() -> None:
     from dllabs.params import load_params
     from dllabs.training.callbacks import EpochTimer
     from dllabs.training.devices import setup_run
-    from dllabs.training.fit import fit
+    from dllabs.training.fit import Curves, fit
 
     params = load_params()
     cnn = params.cnn.model_copy(update={"epochs": args.epochs})
@@ -54,7 +54,8 @@ def main() -> None:
         model = build_cnn(x.shape[1:], n_classes, cnn)
         with tempfile.TemporaryDirectory() as live:
             timer = EpochTimer()
-            fit(model, (x, y), val, cnn, device, live, extra_callbacks=[timer], verbose=0)
+            curves = Curves.to(live)
+            fit(model, (x, y), val, cnn, device, curves, extra_callbacks=[timer], verbose=0)
         return timer.seconds
 
     def bare_run() -> list[float]:

@@ -44,7 +44,7 @@ def worker(backend: str) -> dict:
     from dllabs.params import load_params
     from dllabs.training.callbacks import EpochTimer
     from dllabs.training.devices import setup_run
-    from dllabs.training.fit import fit
+    from dllabs.training.fit import Curves, fit
 
     params = load_params(ROOT / "params.yaml")
     base = params.base.model_copy(update={"backend": backend, "device": "cpu"})
@@ -61,8 +61,9 @@ def worker(backend: str) -> dict:
             normal_val = series["x_val"][y_val == 0]
             model = build_autoencoder(x.shape[1], ae)
             with tempfile.TemporaryDirectory() as live:
-                fit(model, (x, x), (normal_val, normal_val), ae, device, live, loss=ae.loss,
-                    metrics=[], extra_callbacks=[timer], verbose=0)  # fmt: skip
+                curves, options = Curves.to(live), {"loss": ae.loss, "metrics": []}
+                fit(model, (x, x), (normal_val, normal_val), ae, device, curves,
+                    extra_callbacks=[timer], verbose=0, **options)  # fmt: skip
             x_test = series["x_test"]
             errors = reconstruction_errors(x_test, model.predict(x_test, verbose=0), ae.loss)
             score = {"roc_auc": round(float(roc_auc_score(series["y_test"], errors)), 4),
@@ -76,7 +77,8 @@ def worker(backend: str) -> dict:
             train = ImageBatches(x, y, training.batch_size, shuffle=True, seed=base.seed)
             val = ImageBatches(*data["val"], training.batch_size)
             with tempfile.TemporaryDirectory() as live:
-                fit(model, train, val, training, device, live, extra_callbacks=[timer], verbose=0)
+                curves = Curves.to(live)
+                fit(model, train, val, training, device, curves, extra_callbacks=[timer], verbose=0)
             x_test, y_test = data["test"]
             predicted = np.argmax(model.predict(x_test, verbose=0), axis=1)
             correct = int((predicted == y_test).sum())

@@ -25,7 +25,7 @@ from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import setup_run
-from dllabs.training.fit import fit
+from dllabs.training.fit import Curves, fit
 from dllabs.training.resume import resumable
 
 
@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         model.summary(print_fn=print, expand_nested=True)
         with resumable(args.model, "pretrain_base") as checkpoint, staged_outputs() as out:
             folder = out.dir(args.model)
-            result = fit(model, source["train"], source["val"], transfer.pretrain, device,
-                         out.dir(args.plots), params_key="transfer.pretrain",
-                         checkpoint=checkpoint)  # fmt: skip
+            curves = Curves.to(out.dir(args.plots))
+            result = fit(model, source["train"], source["val"], transfer.pretrain, device, curves,
+                         params_key="transfer.pretrain", checkpoint=checkpoint)  # fmt: skip
             model.save(folder / "base.keras")
             save_json(folder / "summary.json", {**result.to_json(), "classes": source.class_names})
         print(

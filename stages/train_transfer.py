@@ -36,7 +36,6 @@ if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster co
 
 import time
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -63,7 +62,7 @@ from dllabs.prediction.batches import predict
 from dllabs.provenance import platform_record
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import RunDevice, setup_run
-from dllabs.training.fit import fit
+from dllabs.training.fit import Curves, fit
 from dllabs.training.resume import Checkpoint, resumable
 
 
@@ -88,7 +87,8 @@ def validation_over_draws(draws: list[dict], val_images: int) -> dict:
 
 def train_phase(
     model: keras.Model, base: keras.Model, params: Transfer, training: Training,
-    data: tuple[tuple, tuple], device: RunDevice, **fit_options: Any,
+    data: tuple[tuple, tuple], device: RunDevice, curves: Curves, *, params_key: str,
+    checkpoint: Checkpoint,
 ) -> dict:  # fmt: skip
     """One phase: fit ``model`` (its trainable layers as set), and what the phase did.
 
@@ -109,7 +109,8 @@ def train_phase(
         trained = split.rest
     else:
         trained = model
-    result = fit(trained, train, val, training, device, **fit_options)
+    result = fit(trained, train, val, training, device, curves, params_key=params_key,
+                 checkpoint=checkpoint)  # fmt: skip
     return {**result.to_json(), **validation_accuracy(trained, val, device),
             "computed_once_up_to": "" if split is None else split.cut,
             "phase_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
@@ -135,8 +136,8 @@ def train_draw(
     set_trainable_top(base, t.trainable_base_layers, "transfer.trainable_base_layers")
     counts = parameter_counts(model)
     live = open_live(plots / "transfer") if plots else None
-    phase1 = train_phase(model, base, t, t.feature_extraction, splits, device, live_dir=live,
-                         live_prefix="feature_extraction",
+    phase1 = train_phase(model, base, t, t.feature_extraction, splits, device,
+                         Curves.phase(live, "feature_extraction"),
                          params_key="transfer.feature_extraction",
                          checkpoint=checkpoint.part("feature_extraction"))  # fmt: skip
     model.save(folder / "feature_extraction.keras")
@@ -145,8 +146,8 @@ def train_draw(
 
     unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
     counts = parameter_counts(model)
-    phase2 = train_phase(model, base, t, t.fine_tune, splits, device, live_dir=live,
-                         live_prefix="fine_tune", initial_epoch=phase1["epochs_trained"],
+    phase2 = train_phase(model, base, t, t.fine_tune, splits, device,
+                         Curves.phase(live, "fine_tune", after=phase1["epochs_trained"]),
                          params_key="transfer.fine_tune",
                          checkpoint=checkpoint.part("fine_tune"))  # fmt: skip
     if live:
@@ -163,9 +164,9 @@ def train_draw(
         update={"epochs": t.feature_extraction.epochs + t.fine_tune.epochs}
     )
     start = time.perf_counter()
-    baseline = fit(scratch, *splits, budget, device, plots / "scratch" if plots else None,
-                   params_key="transfer.feature_extraction",
-                   checkpoint=checkpoint.part("scratch"))  # fmt: skip
+    curves = Curves.to(plots / "scratch" if plots else None)
+    baseline = fit(scratch, *splits, budget, device, curves, checkpoint=checkpoint.part("scratch"),
+                   params_key="transfer.feature_extraction")  # fmt: skip
     scratch.save(folder / "scratch.keras")
     summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
                           **validation_accuracy(scratch, splits[1], device),

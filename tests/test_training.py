@@ -13,7 +13,7 @@ from dllabs.errors import ParamsError
 from dllabs.models.builders import build_mlp
 from dllabs.params import MLP, Base
 from dllabs.training.devices import Accelerator, choose_device, setup_run
-from dllabs.training.fit import fit
+from dllabs.training.fit import Curves, fit
 
 H200 = Accelerator("NVIDIA H200", (9, 0))
 P100 = Accelerator("Tesla P100", (6, 0))
@@ -42,7 +42,8 @@ def train_once(base: Base, mlp: MLP, live_dir: Path | None = None):
     device = setup_run(base)
     model = build_mlp((4, 4, 1), 3, mlp)
     x, y = tiny_data()
-    result = fit(model, (x[:45], y[:45]), (x[45:], y[45:]), mlp, device, live_dir, verbose=0)
+    curves = Curves.to(live_dir)
+    result = fit(model, (x[:45], y[:45]), (x[45:], y[45:]), mlp, device, curves, verbose=0)
     return model, result
 
 

@@ -28,7 +28,7 @@ from dllabs.labs.transfer import (
 from dllabs.params import CNN, Transfer, validate_params
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import RunDevice
-from dllabs.training.fit import fit
+from dllabs.training.fit import Curves, fit
 from tests.loopback import LoopbackServer
 
 CPU = RunDevice("cpu", "CPU", False, keras.backend.backend())
@@ -191,11 +191,13 @@ def test_both_phases_log_to_one_run_with_continuous_steps(tiny, tmp_path: Path) 
     target = target_task(images(), params, seed=0)
     live = open_live(tmp_path / "live")
     set_trainable_top(base, 0, "k")
-    first = fit(model, target["train"], target["val"], params.feature_extraction, CPU, live,
-                live_prefix="feature_extraction", verbose=0)  # fmt: skip
+    phase = Curves.phase(live, "feature_extraction")
+    first = fit(
+        model, target["train"], target["val"], params.feature_extraction, CPU, phase, verbose=0
+    )
     set_trainable_top(base, 4, "k")
-    fit(model, target["train"], target["val"], params.fine_tune, CPU, live,
-        live_prefix="fine_tune", initial_epoch=first.epochs_trained, verbose=0)  # fmt: skip
+    phase = Curves.phase(live, "fine_tune", after=first.epochs_trained)
+    fit(model, target["train"], target["val"], params.fine_tune, CPU, phase, verbose=0)
     live.end()
     metrics = tmp_path / "live" / "plots" / "metrics"
 

@@ -1,3 +1,4 @@
-"""Scores with their uncertainty: 95% intervals (``stats``), and the classification metrics,
-tables and figures the ``evaluate_*`` stages write (``reports``).
+"""Scores with their uncertainty: 95% intervals (``stats``), the classification metrics, tables
+and figures the ``evaluate_*`` stages write (``reports``), and each lab's rows of the results
+table (``rows``).
 """

@@ -42,6 +42,7 @@ from keras import layers, ops
 
 from dllabs.errors import DataError
 from dllabs.params import CBOW
+from dllabs.training.callbacks import DivergenceGuard
 
 PAD = 0  # context id of "no word here"
 NOISE_EXPONENT = 0.75  # word2vec's unigram^0.75 noise distribution
@@ -199,7 +200,11 @@ def fit_keras_cbow(
     noise = counts**NOISE_EXPONENT / np.sum(counts**NOISE_EXPONENT)
     labels = np.zeros((len(centres), 1 + negative), np.float32)
     labels[:, 0] = 1.0  # column 0 is the true centre word, the rest are noise words
-    callbacks = [EpochLoss(on_epoch_loss)]
+    # The guard of every other Keras training: a NaN or infinite loss stops the run in one line.
+    # Not resumable, unlike fit's trainings: each epoch draws its windows and noise words from
+    # one generator, and the run takes minutes.
+    advice = f"lower cbow.keras.learning_rate (now {rate:g})"
+    callbacks = [EpochLoss(on_epoch_loss), DivergenceGuard(None, advice)]
     for epoch in range(params.epochs):
         # One fit() call per epoch: fresh (seeded) shuffle, window reaches and noise words.
         order = rng.permutation(len(centres))

@@ -1,4 +1,4 @@
 """Training: the Keras backend (``backend``), the device and seeds (``devices``), several processes
-(``cluster``), the one fit helper (``fit``) with its callbacks (``callbacks``), and resuming a
-killed run (``resume``).
+(``cluster``), the one fit helper (``fit``) with its callbacks (``callbacks``), resuming a killed
+run (``resume``), and what a Keras stage does first (``startup``).
 """

@@ -67,8 +67,16 @@ def main() -> None:
             metrics=["accuracy"],
         )
         timer = EpochTimer()
-        model.fit(x, y, validation_data=val, epochs=cnn.epochs, batch_size=cnn.batch_size,
-                  shuffle=True, callbacks=[timer], verbose=0)  # fmt: skip
+        model.fit(
+            x,
+            y,
+            validation_data=val,
+            epochs=cnn.epochs,
+            batch_size=cnn.batch_size,
+            shuffle=True,
+            callbacks=[timer],
+            verbose=0,
+        )
         return timer.seconds
 
     helper, bare = [], []

@@ -62,12 +62,23 @@ def worker(backend: str) -> dict:
             model = build_autoencoder(x.shape[1], ae)
             with tempfile.TemporaryDirectory() as live:
                 curves, options = Curves.to(live), {"loss": ae.loss, "metrics": []}
-                fit(model, (x, x), (normal_val, normal_val), ae, device, curves,
-                    extra_callbacks=[timer], verbose=0, **options)  # fmt: skip
+                fit(
+                    model,
+                    (x, x),
+                    (normal_val, normal_val),
+                    ae,
+                    device,
+                    curves,
+                    extra_callbacks=[timer],
+                    verbose=0,
+                    **options,
+                )
             x_test = series["x_test"]
             errors = reconstruction_errors(x_test, model.predict(x_test, verbose=0), ae.loss)
-            score = {"roc_auc": round(float(roc_auc_score(series["y_test"], errors)), 4),
-                     "n": len(x_test)}  # fmt: skip
+            score = {
+                "roc_auc": round(float(roc_auc_score(series["y_test"], errors)), 4),
+                "n": len(x_test),
+            }
             rows = len(x)
         else:
             training = getattr(params, name)
@@ -83,8 +94,11 @@ def worker(backend: str) -> dict:
             predicted = np.argmax(model.predict(x_test, verbose=0), axis=1)
             correct = int((predicted == y_test).sum())
             ci = wilson(correct, len(y_test))
-            score = {"accuracy": round(correct / len(y_test), 4), "n": len(y_test),
-                     "ci95": [round(ci["low"], 4), round(ci["high"], 4)]}  # fmt: skip
+            score = {
+                "accuracy": round(correct / len(y_test), 4),
+                "n": len(y_test),
+                "ci95": [round(ci["low"], 4), round(ci["high"], 4)],
+            }
             rows = len(x)
         later = timer.seconds[1:] or timer.seconds
         results[name] = {
@@ -136,9 +150,12 @@ def main() -> None:
             runs.append({"backend": backend, "skipped": "not installed"})
             continue
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", backend], capture_output=True, text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False,
-        )  # fmt: skip
+            [sys.executable, __file__, "--worker", backend],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "3"},
+            check=False,
+        )
         if done.returncode:
             runs.append({"backend": backend, "skipped": f"failed: {done.stderr[-300:]}"})
             continue

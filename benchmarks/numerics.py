@@ -134,31 +134,44 @@ class Lab:
 
 LABS: dict[str, Lab] = {
     "mlp": Lab(
-        ("train_mlp", "evaluate_classifier@mlp"), "metrics/mlp.json", ("models/mlp/model.keras",),
+        ("train_mlp", "evaluate_classifier@mlp"),
+        "metrics/mlp.json",
+        ("models/mlp/model.keras",),
         (("metrics/mlp.json", "run.train_seconds"),),
     ),
     "cnn": Lab(
-        ("train_cnn", "evaluate_classifier@cnn"), "metrics/cnn.json", ("models/cnn/model.keras",),
+        ("train_cnn", "evaluate_classifier@cnn"),
+        "metrics/cnn.json",
+        ("models/cnn/model.keras",),
         (("metrics/cnn.json", "run.train_seconds"),),
     ),
     "autoencoder": Lab(
-        ("train_autoencoder", "threshold_anomaly", "evaluate_anomaly"), "metrics/anomaly.json",
+        ("train_autoencoder", "threshold_anomaly", "evaluate_anomaly"),
+        "metrics/anomaly.json",
         ("models/autoencoder/model.keras", "models/autoencoder_errors.npz"),
         (("metrics/anomaly.json", "run.train_seconds"),),
     ),
     "cbow": Lab(
-        ("train_cbow", "evaluate_cbow"), "metrics/cbow.json",
+        ("train_cbow", "evaluate_cbow"),
+        "metrics/cbow.json",
         ("models/cbow/word2vec/vectors.npy", "models/cbow/word2vec/output_vectors.npy"),
         (("metrics/cbow.json", "run.train_seconds"),),
     ),
     "transfer": Lab(
-        ("pretrain_base", "train_transfer", "evaluate_transfer"), "metrics/transfer.json",
-        ("models/pretrain/base.keras", "models/transfer/repeat_0/feature_extraction.keras",
-         "models/transfer/repeat_0/fine_tune.keras", "models/transfer/repeat_0/scratch.keras"),
-        (("models/pretrain/summary.json", "train_seconds"),
-         ("metrics/transfer.json", "run.train_seconds")),
+        ("pretrain_base", "train_transfer", "evaluate_transfer"),
+        "metrics/transfer.json",
+        (
+            "models/pretrain/base.keras",
+            "models/transfer/repeat_0/feature_extraction.keras",
+            "models/transfer/repeat_0/fine_tune.keras",
+            "models/transfer/repeat_0/scratch.keras",
+        ),
+        (
+            ("models/pretrain/summary.json", "train_seconds"),
+            ("metrics/transfer.json", "run.train_seconds"),
+        ),
     ),
-}  # fmt: skip
+}
 
 PROBE = """
 import json

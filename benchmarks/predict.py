@@ -119,8 +119,9 @@ def main() -> None:
         cli = [sys.executable, "-m", "dllabs", "predict", "cnn", *one, "--model", str(folder)]
         startup = [wall(cli, root) for _ in range(3)]
         keras_import = [wall([sys.executable, "-c", "import keras"], root) for _ in range(3)]
-        whole = [wall([*cli[:-3], str(images), "--model", str(folder), "--csv"], root)
-                 for _ in range(3)]  # fmt: skip
+        whole = [
+            wall([*cli[:-3], str(images), "--model", str(folder), "--csv"], root) for _ in range(3)
+        ]
         bare_script = (
             "import keras, numpy; m = keras.saving.load_model('model/model.keras'); "
             "m.predict(numpy.load('x.npy'), verbose=0)"

@@ -30,8 +30,21 @@ RESULTS = ROOT / "benchmarks" / "results" / "queue.json"
 def round_seconds(repo: Path, jobs: int, rates: list[float], epochs: int) -> float:
     dvc = str(BIN / "dvc")
     for rate in rates:
-        sh([dvc, "exp", "run", "--queue", "-S", f"mlp.learning_rate={rate}",
-            "-S", "mlp.patience=0", "-S", f"mlp.epochs={epochs}"], repo)  # fmt: skip
+        sh(
+            [
+                dvc,
+                "exp",
+                "run",
+                "--queue",
+                "-S",
+                f"mlp.learning_rate={rate}",
+                "-S",
+                "mlp.patience=0",
+                "-S",
+                f"mlp.epochs={epochs}",
+            ],
+            repo,
+        )
     start = time.perf_counter()
     sh([dvc, "queue", "start", "-j", str(jobs)], repo)
     while "Queued" in (status := sh([dvc, "queue", "status"], repo)) or "Running" in status:
@@ -66,9 +79,12 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     one = [r["seconds"] for r in rows if r["jobs"] == 1]
     two = [r["seconds"] for r in rows if r["jobs"] == 2]
-    results = {"epochs": args.epochs, "rounds": rows,
-               "speed_up_two_jobs": [round(a / b, 3) for a, b in zip(one, two, strict=True)],
-               "platform": platform_record()}  # fmt: skip
+    results = {
+        "epochs": args.epochs,
+        "rounds": rows,
+        "speed_up_two_jobs": [round(a / b, 3) for a, b in zip(one, two, strict=True)],
+        "platform": platform_record(),
+    }
     print(json.dumps(results["speed_up_two_jobs"]))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")

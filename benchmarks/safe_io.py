@@ -43,9 +43,12 @@ def paired(first: Callable[[], object], second: Callable[[], object], repeats: i
             call()
             runs.append(time.perf_counter() - start)
     ratios = [x / y for x, y in zip(a, b, strict=True)]
-    return {"checked_s": round(statistics.median(a), 4), "plain_s": round(statistics.median(b), 4),
-            "ratio_median": round(statistics.median(ratios), 3),
-            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}  # fmt: skip
+    return {
+        "checked_s": round(statistics.median(a), 4),
+        "plain_s": round(statistics.median(b), 4),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+    }
 
 
 def csv_case(root: Path, rows: int, columns: int, repeats: int) -> dict:
@@ -68,8 +71,13 @@ def csv_case(root: Path, rows: int, columns: int, repeats: int) -> dict:
     start = time.perf_counter()
     scan(path)
     scan_seconds = round(time.perf_counter() - start, 4)
-    return {"file_mb": round(path.stat().st_size / 1e6, 1), "rows": rows, "columns": columns + 1,
-            "scan_alone_s": scan_seconds, **result}  # fmt: skip
+    return {
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "rows": rows,
+        "columns": columns + 1,
+        "scan_alone_s": scan_seconds,
+        **result,
+    }
 
 
 def copy_case(root: Path, count: int, size: int, repeats: int) -> dict:
@@ -89,8 +97,11 @@ def copy_case(root: Path, count: int, size: int, repeats: int) -> dict:
 
         return run
 
-    return {"files": count, "file_kb": size // 1024,
-            **paired(copy_all(copy_file), copy_all(shutil.copyfile), repeats)}  # fmt: skip
+    return {
+        "files": count,
+        "file_kb": size // 1024,
+        **paired(copy_all(copy_file), copy_all(shutil.copyfile), repeats),
+    }
 
 
 def sparse_case(root: Path) -> dict:
@@ -102,11 +113,16 @@ def sparse_case(root: Path) -> dict:
     for name, copy in (("checked", copy_file), ("plain", shutil.copyfile)):
         start = time.perf_counter()
         copy(source, root / name)
-        disk[name] = {"seconds": round(time.perf_counter() - start, 4),
-                      "disk_kb": (root / name).stat().st_blocks // 2}  # fmt: skip
+        disk[name] = {
+            "seconds": round(time.perf_counter() - start, 4),
+            "disk_kb": (root / name).stat().st_blocks // 2,
+        }
         (root / name).unlink()
-    return {"apparent_mb": round(source.stat().st_size / 1e6), "source_disk_kb":
-            source.stat().st_blocks // 2, **disk}  # fmt: skip
+    return {
+        "apparent_mb": round(source.stat().st_size / 1e6),
+        "source_disk_kb": source.stat().st_blocks // 2,
+        **disk,
+    }
 
 
 def main() -> None:

@@ -50,21 +50,42 @@ def worker(images: int, batch: int, epochs: int) -> dict:
     from dllabs.training.fit import fit
 
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["cnn"]
-    params = CNN(**{**defaults, "batch_size": batch, "epochs": epochs, "patience": epochs,
-                    "reduce_lr_patience": 0})  # fmt: skip
-    device = setup_run(Base(seed=0, backend="jax", device="cpu", mixed_precision="off",
-                            devices=1), multi_process=True)  # fmt: skip
+    params = CNN(
+        **{
+            **defaults,
+            "batch_size": batch,
+            "epochs": epochs,
+            "patience": epochs,
+            "reduce_lr_patience": 0,
+        }
+    )
+    device = setup_run(
+        Base(seed=0, backend="jax", device="cpu", mixed_precision="off", devices=1),
+        multi_process=True,
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (images + batch, *SHAPE), dtype=np.uint8)
     y = rng.integers(0, CLASSES, images + batch)
     model = build_cnn(SHAPE, CLASSES, params, None)
     timer = EpochTimer()
-    fit(model, (x[:images], y[:images]), (x[images:], y[images:]), params, device, None,
-        verbose=0, extra_callbacks=[timer])  # fmt: skip
+    fit(
+        model,
+        (x[:images], y[:images]),
+        (x[images:], y[images:]),
+        params,
+        device,
+        None,
+        verbose=0,
+        extra_callbacks=[timer],
+    )
     steps = images // batch
     step = float(np.median(timer.seconds[1:])) / (steps + 1)  # + the validation batch
-    record = {"processes": device.processes, "parameters": int(model.count_params()),
-              "seconds_per_step": step, "images_per_s": batch / step}  # fmt: skip
+    record = {
+        "processes": device.processes,
+        "parameters": int(model.count_params()),
+        "seconds_per_step": step,
+        "images_per_s": batch / step,
+    }
     if joined is not None:
         record["allreduce_s"] = allreduce_seconds(record["parameters"], jax, np)
     return record
@@ -76,8 +97,9 @@ def allreduce_seconds(values: int, jax, np) -> float:  # the modules, imported b
     from jax.sharding import PartitionSpec as P
 
     mesh = Mesh(np.array(jax.devices()), ("d",))
-    total = jax.jit(jax.shard_map(lambda a: jax.lax.psum(a, "d"), mesh=mesh,
-                                  in_specs=P("d"), out_specs=P()))  # fmt: skip
+    total = jax.jit(
+        jax.shard_map(lambda a: jax.lax.psum(a, "d"), mesh=mesh, in_specs=P("d"), out_specs=P())
+    )
     local = np.ones((1, values), np.float32)
     array = jax.make_array_from_process_local_data(NamedSharding(mesh, P("d")), local)
     jax.block_until_ready(total(array))  # compile
@@ -96,16 +118,27 @@ def free_port() -> int:
 
 
 def run(processes: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--worker", "--images", str(args.images),
-               "--batch", str(args.batch), "--epochs", str(args.epochs)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--images",
+        str(args.images),
+        "--batch",
+        str(args.batch),
+        "--epochs",
+        str(args.epochs),
+    ]
     address = f"127.0.0.1:{free_port()}"
     started = []
     for index in range(processes):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
         if processes > 1:
-            env |= {"KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
-                    "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
-                    "KERAS_DISTRIBUTION_JOB_ADDRESSES": address}  # fmt: skip
+            env |= {
+                "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+                "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+                "KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
+            }
         started.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=1800)[0] for p in started]
     if any(p.returncode for p in started):
@@ -124,10 +157,17 @@ def project(measured: dict, bandwidth_gbit: float, latency_s: float) -> list[dic
         sent = 2 * (n - 1) / n * nbytes
         exchange = sent / (bandwidth_gbit * 1e9 / 8) + 2 * (n - 1) * latency_s
         step = compute + exchange
-        rows.append({"machines": n, "bytes_sent_per_process": round(sent),
-                     "exchange_s": exchange, "step_s": step, "steps_per_s": 1 / step,
-                     "images_per_s": n * measured["batch"] / step,
-                     "efficiency": compute / step})  # fmt: skip
+        rows.append(
+            {
+                "machines": n,
+                "bytes_sent_per_process": round(sent),
+                "exchange_s": exchange,
+                "step_s": step,
+                "steps_per_s": 1 / step,
+                "images_per_s": n * measured["batch"] / step,
+                "efficiency": compute / step,
+            }
+        )
     return rows
 
 
@@ -149,15 +189,22 @@ def main() -> None:
     one, two = run(1, args), run(2, args)
     nbytes = one["parameters"] * 4
     results = {
-        "images": args.images, "batch": args.batch, "image_shape": list(SHAPE),
-        "one_process": one, "two_processes": two,
+        "images": args.images,
+        "batch": args.batch,
+        "image_shape": list(SHAPE),
+        "one_process": one,
+        "two_processes": two,
         "two_processes_vs_one": one["seconds_per_step"] / two["seconds_per_step"],
-        "gradient_bytes": nbytes, "ring_bytes_sent_per_process_2": nbytes,
+        "gradient_bytes": nbytes,
+        "ring_bytes_sent_per_process_2": nbytes,
         "two_processes_computation_s": two["seconds_per_step"] - two["allreduce_s"],
-        "projection": {"bandwidth_gbit": args.bandwidth_gbit, "latency_ms": args.latency_ms,
-                       "rows": []},
+        "projection": {
+            "bandwidth_gbit": args.bandwidth_gbit,
+            "latency_ms": args.latency_ms,
+            "rows": [],
+        },
         "platform": platform_record(),
-    }  # fmt: skip
+    }
     results["projection"]["rows"] = project(results, args.bandwidth_gbit, args.latency_ms / 1e3)
     print(json.dumps({k: v for k, v in results.items() if k != "platform"}, indent=1))
     RESULTS.parent.mkdir(exist_ok=True)

@@ -51,8 +51,12 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "streaming.json"
 BOUND_MB = 1024
 # As in dvc.yaml's stage commands.
-STAGE_ENV = {"PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "3", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "OPENBLAS_CORETYPE": "Haswell"}  # fmt: skip
+STAGE_ENV = {
+    "PYTHONHASHSEED": "0",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
 BENCH_CNN = {"cnn.filters": [8, 16, 32], "cnn.kernel_sizes": [3], "cnn.batch_size": 32}
 MODES = ("array", "memory", "disk")
 
@@ -104,9 +108,12 @@ def measure(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = N
     start = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(
-            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **STAGE_ENV, "PYTHONPATH": str(REPO), **(env or {})},
-        )  # fmt: skip
+        )
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
@@ -126,16 +133,26 @@ def run_pipeline(root: Path, overrides: dict[str, Any]) -> dict:
     """download, preprocess and train_cnn in ``root``; per-stage wall time and peak RSS."""
     cwd = workdir(root, overrides)
     steps = {
-        "download": stage("download", images="data/raw/images", anomaly="data/raw/anomaly",
-                          text="data/raw/text", text_eval="data/raw/text_eval"),
-        "preprocess": stage("preprocess", raw_images="data/raw/images",
-                            raw_anomaly="data/raw/anomaly", images="data/processed/images",
-                            images_summary="data/processed/images.json",
-                            series="data/processed/series.npz",
-                            series_summary="data/processed/series.json"),
-        "train_cnn": stage("train_cnn", images="data/processed/images",
-                           model="models/cnn", plots="plots/cnn"),
-    }  # fmt: skip
+        "download": stage(
+            "download",
+            images="data/raw/images",
+            anomaly="data/raw/anomaly",
+            text="data/raw/text",
+            text_eval="data/raw/text_eval",
+        ),
+        "preprocess": stage(
+            "preprocess",
+            raw_images="data/raw/images",
+            raw_anomaly="data/raw/anomaly",
+            images="data/processed/images",
+            images_summary="data/processed/images.json",
+            series="data/processed/series.npz",
+            series_summary="data/processed/series.json",
+        ),
+        "train_cnn": stage(
+            "train_cnn", images="data/processed/images", model="models/cnn", plots="plots/cnn"
+        ),
+    }
     stages = {}
     for name, cmd in steps.items():
         stages[name] = measure(cmd, cwd, root / f"{name}.log")
@@ -211,8 +228,10 @@ def alternate(images: Path, rounds: int, epochs: int) -> dict:
         if mode == "array":
             return memory["train"], memory["val"]
         split = memory if mode == "memory" else disk
-        return (ImageBatches(*split["train"], batch, shuffle=True, seed=seed),
-                ImageBatches(*split["val"], batch))  # fmt: skip
+        return (
+            ImageBatches(*split["train"], batch, shuffle=True, seed=seed),
+            ImageBatches(*split["val"], batch),
+        )
 
     # The data path alone: an epoch of batches as Keras asks for them, fastest of 3 passes.
     batch_ms = {}
@@ -234,8 +253,12 @@ def alternate(images: Path, rounds: int, epochs: int) -> dict:
             fit(model, *data(mode), cnn, device, None, extra_callbacks=[timer], verbose=0)
             seconds[mode].append([round(t, 3) for t in timer.seconds[1:]])
             print(mode, seconds[mode][-1], flush=True)
-    return {"train_images": len(memory["train"][1]), "epoch_seconds": seconds,
-            "batches_per_epoch": len(data("memory")[0]), "batch_ms": batch_ms}  # fmt: skip
+    return {
+        "train_images": len(memory["train"][1]),
+        "epoch_seconds": seconds,
+        "batches_per_epoch": len(data("memory")[0]),
+        "batch_ms": batch_ms,
+    }
 
 
 def compare(root: Path, overrides: dict[str, Any], rounds: int, epochs: int) -> dict:
@@ -243,17 +266,36 @@ def compare(root: Path, overrides: dict[str, Any], rounds: int, epochs: int) -> 
     of each way from alternated runs (one process)."""
     cwd = workdir(root, overrides)
     for name, cmd in (
-        ("download", stage("download", images="data/raw/images", anomaly="data/raw/anomaly",
-                           text="data/raw/text", text_eval="data/raw/text_eval")),
-        ("preprocess", stage("preprocess", raw_images="data/raw/images",
-                             raw_anomaly="data/raw/anomaly", images="data/processed/images",
-                             images_summary="data/processed/images.json",
-                             series="data/processed/series.npz",
-                             series_summary="data/processed/series.json")),
-    ):  # fmt: skip
+        (
+            "download",
+            stage(
+                "download",
+                images="data/raw/images",
+                anomaly="data/raw/anomaly",
+                text="data/raw/text",
+                text_eval="data/raw/text_eval",
+            ),
+        ),
+        (
+            "preprocess",
+            stage(
+                "preprocess",
+                raw_images="data/raw/images",
+                raw_anomaly="data/raw/anomaly",
+                images="data/processed/images",
+                images_summary="data/processed/images.json",
+                series="data/processed/series.npz",
+                series_summary="data/processed/series.json",
+            ),
+        ),
+    ):
         measure(cmd, cwd, root / f"{name}.log")
-    script = [sys.executable, str(Path(__file__).resolve()), "--train-images",
-              "data/processed/images"]  # fmt: skip
+    script = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--train-images",
+        "data/processed/images",
+    ]
     rss, separate = {}, {}
     for mode in MODES:
         out = root / f"train_{mode}.json"
@@ -262,8 +304,17 @@ def compare(root: Path, overrides: dict[str, Any], rounds: int, epochs: int) -> 
         run = json.loads(out.read_text())
         separate[mode] = round(run["train_images"] / run["epoch_seconds"][-1], 1)
     out = root / "alternated.json"
-    cmd = [*script, "--train-mode", "alternate", "--rounds", str(rounds), "--epochs",
-           str(epochs), "--train-out", str(out)]  # fmt: skip
+    cmd = [
+        *script,
+        "--train-mode",
+        "alternate",
+        "--rounds",
+        str(rounds),
+        "--epochs",
+        str(epochs),
+        "--train-out",
+        str(out),
+    ]
     measure(cmd, cwd, root / "alternated.log")
     done = json.loads(out.read_text())
     n, runs = done["train_images"], done["epoch_seconds"]
@@ -273,8 +324,10 @@ def compare(root: Path, overrides: dict[str, Any], rounds: int, epochs: int) -> 
     # What reading from disk adds to an epoch, measured without the model: batches x extra ms.
     extra = (done["batch_ms"]["disk"] - done["batch_ms"]["memory"]) * done["batches_per_epoch"]
     epoch = statistics.median(t for run in runs["memory"] for t in run)
-    result["data_path"] = {"batch_ms": done["batch_ms"],
-                           "disk_extra_share_of_epoch": round(extra / 1e3 / epoch, 5)}  # fmt: skip
+    result["data_path"] = {
+        "batch_ms": done["batch_ms"],
+        "disk_extra_share_of_epoch": round(extra / 1e3 / epoch, 5),
+    }
     for mode in MODES:
         result["modes"][mode] = {
             "images_per_s": round(n / statistics.median(per_run[mode]), 1),
@@ -312,8 +365,13 @@ def main() -> None:
     parser.add_argument("--fits", type=int, default=2_000, help="images in the folder that fits")
     parser.add_argument("--rounds", type=int, default=2, help="comparison rounds (a run each way)")
     parser.add_argument("--compare-epochs", type=int, default=4, help="epochs per comparison run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override for the image runs (YAML value)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override for the image runs (YAML value)",
+    )
     parser.add_argument("--skip", action="append", default=[], choices=["large", "fits", "digits"])
     parser.add_argument("--scratch", type=Path, help="work folder, kept (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -333,34 +391,49 @@ def main() -> None:
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="dl-labs-streaming-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    folder_params = {"data.images": "folder", "data.image_size": [args.size, args.size],
-                     "data.color_mode": "rgb", **BENCH_CNN, **parse_set(args.set)}  # fmt: skip
+    folder_params = {
+        "data.images": "folder",
+        "data.image_size": [args.size, args.size],
+        "data.color_mode": "rgb",
+        **BENCH_CNN,
+        **parse_set(args.set),
+    }
     # Parts skipped keep what an earlier run wrote.
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     cnn = {k: v for k, v in folder_params.items() if k.startswith("cnn.")}
     results.update(machine=platform_record()["cpu"], bound_mb=BOUND_MB, cnn=cnn)
     if "large" not in args.skip:
-        folder = make_folder(scratch / f"folder_{args.images}", args.images, args.size,
-                             args.classes)  # fmt: skip
+        folder = make_folder(
+            scratch / f"folder_{args.images}", args.images, args.size, args.classes
+        )
         print(f"large folder: {args.images} images at {args.size} px", flush=True)
         overrides = {**folder_params, "data.images_dir": str(folder), "cnn.epochs": args.epochs}
         load = os.getloadavg()[0]
-        results["large"] = {"images": args.images, "size": args.size, "epochs": args.epochs,
-                            **run_pipeline(scratch / "large", overrides),
-                            "load_average": [load, os.getloadavg()[0]]}  # fmt: skip
+        results["large"] = {
+            "images": args.images,
+            "size": args.size,
+            "epochs": args.epochs,
+            **run_pipeline(scratch / "large", overrides),
+            "load_average": [load, os.getloadavg()[0]],
+        }
     if "fits" not in args.skip:
         folder = make_folder(scratch / f"folder_{args.fits}", args.fits, args.size, args.classes)
         print(f"folder that fits: {args.fits} images at {args.size} px", flush=True)
         overrides = {**folder_params, "data.images_dir": str(folder)}
         load = os.getloadavg()[0]
-        results["fits"] = {"images": args.fits, "size": args.size,
-                           **compare(scratch / "fits", overrides, args.rounds, args.compare_epochs),
-                           "load_average": [load, os.getloadavg()[0]]}  # fmt: skip
+        results["fits"] = {
+            "images": args.fits,
+            "size": args.size,
+            **compare(scratch / "fits", overrides, args.rounds, args.compare_epochs),
+            "load_average": [load, os.getloadavg()[0]],
+        }
     if "digits" not in args.skip:
         print("digits (default params)", flush=True)
         load = os.getloadavg()[0]
-        results["digits"] = {**compare(scratch / "digits", {}, args.rounds, 12),
-                             "load_average": [load, os.getloadavg()[0]]}  # fmt: skip
+        results["digits"] = {
+            **compare(scratch / "digits", {}, args.rounds, 12),
+            "load_average": [load, os.getloadavg()[0]],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print_table(results)
@@ -373,14 +446,18 @@ def print_table(results: dict) -> None:
     print(f"CNN: {results['cnn']}")
     if "large" in results:
         large = results["large"]
-        print(f"\n{large['images']} images at {large['size']} px ({large['splits']}), "
-              f"{large['processed_images_mb']} MB of arrays, {large['epochs']} epochs, "
-              f"load {large.get('load_average', 'not recorded')}")  # fmt: skip
+        print(
+            f"\n{large['images']} images at {large['size']} px ({large['splits']}), "
+            f"{large['processed_images_mb']} MB of arrays, {large['epochs']} epochs, "
+            f"load {large.get('load_average', 'not recorded')}"
+        )
         print(f"{'stage':<12}{'peak RSS MB':>12}{'seconds':>10}")
         for name, s in large["stages"].items():
             print(f"{name:<12}{s['peak_rss_mb']:>12.0f}{s['seconds']:>10.0f}")
-        print(f"train_cnn: {large['train_cnn_images_per_s']} images/s; every stage within "
-              f"{results['bound_mb']} MB: {large['within_bound']}")  # fmt: skip
+        print(
+            f"train_cnn: {large['train_cnn_images_per_s']} images/s; every stage within "
+            f"{results['bound_mb']} MB: {large['within_bound']}"
+        )
     for key, title in (("fits", "folder that fits"), ("digits", "digits, default CNN")):
         if key not in results:
             continue
@@ -393,11 +470,15 @@ def print_table(results: dict) -> None:
             print(f"  {mode:<8}{m['images_per_s']:>10.1f}   peak RSS {m['peak_rss_mb']:.0f} MB")
         if "data_path" in part:
             path = part["data_path"]
-            print(f"  data path alone, ms per batch: {path['batch_ms']}; disk adds "
-                  f"{path['disk_extra_share_of_epoch']:.2%} of an epoch")  # fmt: skip
-        print(f"  disk vs memory {part['disk_vs_memory']:+.1%}, disk vs array "
-              f"{part['disk_vs_array']:+.1%}, "
-              f"memory vs array {part['memory_vs_array']:+.1%}")  # fmt: skip
+            print(
+                f"  data path alone, ms per batch: {path['batch_ms']}; disk adds "
+                f"{path['disk_extra_share_of_epoch']:.2%} of an epoch"
+            )
+        print(
+            f"  disk vs memory {part['disk_vs_memory']:+.1%}, disk vs array "
+            f"{part['disk_vs_array']:+.1%}, "
+            f"memory vs array {part['memory_vs_array']:+.1%}"
+        )
 
 
 if __name__ == "__main__":

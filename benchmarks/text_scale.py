@@ -76,8 +76,13 @@ def workdir(root: Path, text: Path, overrides: dict[str, Any]) -> Path:
 def run(code: Path, root: Path, module: str, *args: str) -> dict:
     """``python -m stages.<module> <args>`` with ``code`` first on the path: peak MB and seconds."""
     start = time.perf_counter()
-    done = measure(python("-m", f"stages.{module}", *args), cwd=root,
-                   env={"PYTHONPATH": str(code)}, kill_at_mb=KILL_AT_MB, timeout=3600)  # fmt: skip
+    done = measure(
+        python("-m", f"stages.{module}", *args),
+        cwd=root,
+        env={"PYTHONPATH": str(code)},
+        kill_at_mb=KILL_AT_MB,
+        timeout=3600,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{module} failed in {root}: {done.stderr[-2000:]}")
@@ -85,12 +90,24 @@ def run(code: Path, root: Path, module: str, *args: str) -> dict:
 
 
 def tokenize(code: Path, root: Path) -> dict:
-    result = run(code, root, "tokenize", "--raw-text", "data/raw/text",
-                 "--corpus", "corpus.txt", "--summary", "corpus.json")  # fmt: skip
+    result = run(
+        code,
+        root,
+        "tokenize",
+        "--raw-text",
+        "data/raw/text",
+        "--corpus",
+        "corpus.txt",
+        "--summary",
+        "corpus.json",
+    )
     summary = json.loads((root / "corpus.json").read_text())
     corpus = (root / "corpus.txt").read_bytes()
-    return {**result, "corpus_md5": hashlib.md5(corpus).hexdigest(),
-            **{k: summary[k] for k in ("sentences_kept", "tokens", "vocabulary")}}  # fmt: skip
+    return {
+        **result,
+        "corpus_md5": hashlib.md5(corpus).hexdigest(),
+        **{k: summary[k] for k in ("sentences_kept", "tokens", "vocabulary")},
+    }
 
 
 def hostile_texts(folder: Path, megabytes: float) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -128,11 +145,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 10, 40], help="books, MB")
     parser.add_argument("--hostile", type=float, default=10, help="hostile texts' size, MB")
     parser.add_argument("--before", default=BEFORE, help="revision from before streaming")
-    parser.add_argument("--skip", action="append", default=[],
-                        choices=["before", "hostile", "train"])  # fmt: skip
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["before", "hostile", "train"]
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {"platform": platform_record(), "books": {}, "hostile": {},
-                               "train_cbow": {}, "before": args.before}  # fmt: skip
+    results: dict[str, Any] = {
+        "platform": platform_record(),
+        "books": {},
+        "hostile": {},
+        "train_cbow": {},
+        "before": args.before,
+    }
     with tempfile.TemporaryDirectory(prefix="text-scale-") as scratch:
         tmp = Path(scratch)
         before = None if "before" in args.skip else export(args.before, tmp / "before")
@@ -149,9 +172,17 @@ def main() -> None:
             if "train" not in args.skip:
                 trained = results["train_cbow"][f"{megabytes:g} MB book"] = {}
                 for name, root in roots.items():
-                    trained[name] = run(REPO if name == "after" else before, root, "train_cbow",
-                                        "--corpus", "corpus.txt", "--model", "models/cbow",
-                                        "--plots", "plots/cbow")  # fmt: skip
+                    trained[name] = run(
+                        REPO if name == "after" else before,
+                        root,
+                        "train_cbow",
+                        "--corpus",
+                        "corpus.txt",
+                        "--model",
+                        "models/cbow",
+                        "--plots",
+                        "plots/cbow",
+                    )
                     trained[name]["corpus_bytes"] = (root / "corpus.txt").stat().st_size
             results["books"][f"{megabytes:g} MB"] = entry
             print(f"book {megabytes:g} MB: {json.dumps(entry)}", flush=True)

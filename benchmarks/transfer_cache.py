@@ -63,8 +63,9 @@ def build(transfer: Transfer, cnn: object, unfreeze: int) -> tuple[keras.Model, 
     return model, base
 
 
-def phase(transfer: Transfer, cnn: object, training: Training, unfreeze: int,
-          data: tuple, cached: bool) -> tuple[float, list[np.ndarray]]:  # fmt: skip
+def phase(
+    transfer: Transfer, cnn: object, training: Training, unfreeze: int, data: tuple, cached: bool
+) -> tuple[float, list[np.ndarray]]:
     device = choose_device("cpu", [], "off")
     model, base = build(transfer, cnn, unfreeze)
     (train, val), start = data, time.perf_counter()
@@ -90,23 +91,33 @@ def main() -> None:
     y = np.arange(n + n_val) % 2
     data = ((x[:n], y[:n]), (x[n:], y[n:]))
     fixed = {"epochs": args.epochs, "patience": args.epochs, "reduce_lr_patience": 0}
-    results: dict = {"images": n, "val_images": n_val, "epochs": args.epochs,
-                     "image_size": [224, 224], "platform": platform_record()}  # fmt: skip
-    phases = (("feature_extraction", transfer.feature_extraction, 0),
-              ("fine_tune", transfer.fine_tune, transfer.fine_tune.unfreeze))  # fmt: skip
+    results: dict = {
+        "images": n,
+        "val_images": n_val,
+        "epochs": args.epochs,
+        "image_size": [224, 224],
+        "platform": platform_record(),
+    }
+    phases = (
+        ("feature_extraction", transfer.feature_extraction, 0),
+        ("fine_tune", transfer.fine_tune, transfer.fine_tune.unfreeze),
+    )
     for name, training, unfreeze in phases:
         training = training.model_copy(update=fixed)
         whole, whole_weights = phase(transfer, cnn, training, unfreeze, data, cached=False)
         once, once_weights = phase(transfer, cnn, training, unfreeze, data, cached=True)
-        difference = max(float(np.max(np.abs(a - b)))
-                         for a, b in zip(whole_weights, once_weights, strict=True))  # fmt: skip
+        difference = max(
+            float(np.max(np.abs(a - b))) for a, b in zip(whole_weights, once_weights, strict=True)
+        )
         trained = n * args.epochs
         results[name] = {
-            "whole_model_s": round(whole, 2), "computed_once_s": round(once, 2),
+            "whole_model_s": round(whole, 2),
+            "computed_once_s": round(once, 2),
             "whole_model_images_per_s": round(trained / whole, 1),
             "computed_once_images_per_s": round(trained / once, 1),
-            "speed_up": round(whole / once, 2), "max_weight_difference": difference,
-        }  # fmt: skip
+            "speed_up": round(whole / once, 2),
+            "max_weight_difference": difference,
+        }
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -60,8 +60,13 @@ def study_epochs(repo: Path, name: str) -> dict:
             ref = experiments.experiment_ref(trial.user_attrs["experiment"], base)
             record = experiments.read_metrics(ref, "metrics/validation/cnn.json")
             epochs.append(int(record["epochs_trained"]))
-    return {"trials": len(study.trials), "states": states, "epochs": epochs,
-            "total_epochs": sum(epochs), "best_validation_accuracy": study.best_value}  # fmt: skip
+    return {
+        "trials": len(study.trials),
+        "states": states,
+        "epochs": epochs,
+        "total_epochs": sum(epochs),
+        "best_validation_accuracy": study.best_value,
+    }
 
 
 def pruning(folder: Path, trials: int) -> dict:
@@ -81,16 +86,34 @@ def workers(folder: Path, trials: int) -> dict:
     found = {}
     for count in (1, 2):
         repo = workspace(folder / f"workers-{count}")
-        seconds = tune(repo, "mlp", "--study", f"bench-workers-{count}", "--trials", str(trials),
-                       "--workers", str(count), "--pruner", "none")  # fmt: skip
+        seconds = tune(
+            repo,
+            "mlp",
+            "--study",
+            f"bench-workers-{count}",
+            "--trials",
+            str(trials),
+            "--workers",
+            str(count),
+            "--pruner",
+            "none",
+        )
         per_hour = round(trials * 3600 / seconds, 1)
         found[f"workers_{count}"] = {"seconds": round(seconds, 1), "trials_per_hour": per_hour}
     found["speedup"] = round(found["workers_1"]["seconds"] / found["workers_2"]["seconds"], 2)
     return found
 
 
-STAGE_ARGS = ["--images", "data/processed/images", "--model", ".bench/model", "--plots",
-              ".bench/plots", "--validation", ".bench/validation.json"]  # fmt: skip
+STAGE_ARGS = [
+    "--images",
+    "data/processed/images",
+    "--model",
+    ".bench/model",
+    "--plots",
+    ".bench/plots",
+    "--validation",
+    ".bench/validation.json",
+]
 # Keras imported and the process warm before the clock starts: training as the tuning process
 # itself would run it, with no process, DVC or import of its own.
 IN_PROCESS = """
@@ -117,13 +140,17 @@ def overhead(repo: Path, repeats: int) -> dict:
         start = time.perf_counter()
         sh([sys.executable, "-m", "stages.train_cnn", *STAGE_ARGS], repo)
         runs["stage"].append(time.perf_counter() - start)
-        runs["in_process"].append(float(sh([sys.executable, "-c", IN_PROCESS, *STAGE_ARGS],
-                                           repo).split()[-1]))  # fmt: skip
+        runs["in_process"].append(
+            float(sh([sys.executable, "-c", IN_PROCESS, *STAGE_ARGS], repo).split()[-1])
+        )
     median = {key: round(statistics.median(values), 1) for key, values in runs.items()}
-    return {"repeats": repeats, "seconds": {k: [round(v, 1) for v in vs] for k, vs in runs.items()},
-            "median_seconds": median,
-            "trial_over_stage": round(median["trial"] / median["stage"], 2),
-            "trial_over_in_process": round(median["trial"] / median["in_process"], 2)}  # fmt: skip
+    return {
+        "repeats": repeats,
+        "seconds": {k: [round(v, 1) for v in vs] for k, vs in runs.items()},
+        "median_seconds": median,
+        "trial_over_stage": round(median["trial"] / median["stage"], 2),
+        "trial_over_in_process": round(median["trial"] / median["in_process"], 2),
+    }
 
 
 def main() -> None:
@@ -131,8 +158,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12, help="trials of each pruning search")
     parser.add_argument("--worker-trials", type=int, default=6, help="trials of each worker run")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each overhead case")
-    parser.add_argument("--only", choices=PARTS, action="append",
-                        help="measure this part alone (the others' results are kept)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="measure this part alone (the others' results are kept)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from dllabs.provenance import platform_record
@@ -150,8 +181,12 @@ def main() -> None:
             command = ["python", "benchmarks/tuning.py", *sys.argv[1:]]
             results[part] = {**found, "command": " ".join(command), "platform": platform_record()}
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(json.dumps({part: {k: v for k, v in results[part].items() if k != "platform"}
-                      for part in parts}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {part: {k: v for k, v in results[part].items() if k != "platform"} for part in parts},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -486,8 +486,10 @@ def _too_large(source: str | Path, size: int, limit: int) -> str:
 
 def _decode(data: bytes, path: Path) -> str:
     """``data`` as UTF-8, as DVC decodes params files; otherwise where the first bad byte is."""
-    for name, boms in (("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
-                       ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))):  # fmt: skip
+    for name, boms in (
+        ("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+        ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+    ):
         if data.startswith(boms):
             raise ParamsError(f"{path}: {name} text; {_AS_UTF8}")
     try:

@@ -55,10 +55,14 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("download"):
         params = load_params()
         args = parse_paths(
-            argv, "download", __doc__,
-            images="output folder, image labs", anomaly="output folder, anomaly lab",
-            text="output folder, text corpus", text_eval="output folder, text evaluation sets",
-        )  # fmt: skip
+            argv,
+            "download",
+            __doc__,
+            images="output folder, image labs",
+            anomaly="output folder, anomaly lab",
+            text="output folder, text corpus",
+            text_eval="output folder, text evaluation sets",
+        )
         with staged_outputs() as out:
             results = {
                 args.images: fetch_images(params.data, out.dir(args.images)),

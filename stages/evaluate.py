@@ -37,11 +37,14 @@ def lab_metrics(lab: str, path: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate"):
         args = parse_paths(
-            argv, "evaluate", __doc__,
+            argv,
+            "evaluate",
+            __doc__,
             **{f"{lab}_metrics": f"lab {lab}'s metrics (.json)" for lab in LABS},
-            mlp_report="MLP architecture (.md)", cnn_report="CNN architecture (.md)",
+            mlp_report="MLP architecture (.md)",
+            cnn_report="CNN architecture (.md)",
             summary="output summary of every lab (.md)",
-        )  # fmt: skip
+        )
         labs = {lab: lab_metrics(lab, getattr(args, f"{lab}_metrics")) for lab in LABS}
         architectures = {
             f"{name.upper()} architecture": getattr(args, f"{name}_report").read_text("utf-8")

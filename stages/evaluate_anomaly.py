@@ -51,8 +51,10 @@ def evaluate_anomaly(
     chosen = load_json(threshold_path)
     x_test, y_test = data["x_test"], data["y_test"].astype(bool)
     reconstructed = predict(model, x_test)
-    errors = require_finite(reconstruction_errors(x_test, reconstructed, loss),
-                            f"{model_folder} on the test rows of {series_path}")  # fmt: skip
+    errors = require_finite(
+        reconstruction_errors(x_test, reconstructed, loss),
+        f"{model_folder} on the test rows of {series_path}",
+    )
     threshold = saved_threshold(chosen, threshold_path)
 
     live = open_live(plots)
@@ -63,14 +65,17 @@ def evaluate_anomaly(
     live.end()
     error_histogram(errors, y_test, threshold, plots / "error_histogram.png")
     rng = np.random.default_rng(0)  # a fixed choice of examples: 4 normal, 4 anomalous
-    picks = np.concatenate([
-        rng.choice(np.flatnonzero(~y_test), min(4, int((~y_test).sum())), replace=False),
-        rng.choice(np.flatnonzero(y_test), min(4, int(y_test.sum())), replace=False),
-    ])  # fmt: skip
+    picks = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(~y_test), min(4, int((~y_test).sum())), replace=False),
+            rng.choice(np.flatnonzero(y_test), min(4, int(y_test.sum())), replace=False),
+        ]
+    )
     labels = [f"{'anomaly' if y_test[i] else 'normal'} {data['label_test'][i]}" for i in picks]
     row_shape = tuple(int(d) for d in data["row_shape"])
-    reconstructions_figure(x_test[picks], reconstructed[picks], row_shape, labels,
-                           plots / "reconstructions.png")  # fmt: skip
+    reconstructions_figure(
+        x_test[picks], reconstructed[picks], row_shape, labels, plots / "reconstructions.png"
+    )
     return {
         "threshold": threshold,
         "method": chosen["method"],
@@ -84,20 +89,29 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate_anomaly"):
         params = load_params()
         args = parse_paths(
-            argv, "evaluate_anomaly", __doc__,
+            argv,
+            "evaluate_anomaly",
+            __doc__,
             series="processed anomaly rows (.npz), test split",
             model="autoencoder folder (model.keras, summary.json)",
             threshold="chosen threshold (.json)",
-            metrics="output metrics (.json)", plots="output plots folder",
-        )  # fmt: skip
+            metrics="output metrics (.json)",
+            plots="output plots folder",
+        )
         setup_run(params.base, parallel=False)
         with staged_outputs() as out:
-            metrics = evaluate_anomaly(args.model, args.series, args.threshold,
-                                       params.autoencoder.loss, out.dir(args.plots))  # fmt: skip
+            metrics = evaluate_anomaly(
+                args.model,
+                args.series,
+                args.threshold,
+                params.autoencoder.loss,
+                out.dir(args.plots),
+            )
             save_json(out.file(args.metrics), metrics)
         test = metrics["test"]
-        print(f"evaluate_anomaly: test ROC AUC {test['roc_auc']}, F1 {test['f1']:.4f} "
-              f"(n {test['n']})")  # fmt: skip
+        print(
+            f"evaluate_anomaly: test ROC AUC {test['roc_auc']}, F1 {test['f1']:.4f} (n {test['n']})"
+        )
 
 
 if __name__ == "__main__":

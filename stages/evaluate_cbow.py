@@ -31,8 +31,12 @@ def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, re
     baseline = load_vectors(model_dir / "baseline")
     training = load_json(model_dir / "training.json")
     report.write_text(probe_report(model, params.probe_words, params.probe_contexts), "utf-8")
-    pca_plot(model.wv, params.pca_words, plots / "pca.png",
-             f"CBOW vectors of the {params.pca_words} most frequent words (PCA)")  # fmt: skip
+    pca_plot(
+        model.wv,
+        params.pca_words,
+        plots / "pca.png",
+        f"CBOW vectors of the {params.pca_words} most frequent words (PCA)",
+    )
     return {
         "engine": training["engine"],
         "run": run_info(training),
@@ -48,18 +52,25 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate_cbow"):
         params = load_params()
         args = parse_paths(
-            argv, "evaluate_cbow", __doc__,
-            model="CBOW model folder", text_eval="word-similarity and analogy sets folder",
-            metrics="output metrics (.json)", report="output probe report (.md)",
+            argv,
+            "evaluate_cbow",
+            __doc__,
+            model="CBOW model folder",
+            text_eval="word-similarity and analogy sets folder",
+            metrics="output metrics (.json)",
+            report="output probe report (.md)",
             plots="output plots folder",
-        )  # fmt: skip
+        )
         with staged_outputs() as out:
-            metrics = evaluate_cbow(args.model, args.text_eval, params.cbow, out.dir(args.plots),
-                                    out.file(args.report))  # fmt: skip
+            metrics = evaluate_cbow(
+                args.model, args.text_eval, params.cbow, out.dir(args.plots), out.file(args.report)
+            )
             save_json(out.file(args.metrics), metrics)
         ws, base = metrics["wordsim353"], metrics["baseline"]["wordsim353"]
-        print(f"evaluate_cbow: WordSim-353 Spearman {ws['spearman']} (OOV {ws['oov']:.0%}), "
-              f"baseline {base['spearman']}")  # fmt: skip
+        print(
+            f"evaluate_cbow: WordSim-353 Spearman {ws['spearman']} (OOV {ws['oov']:.0%}), "
+            f"baseline {base['spearman']}"
+        )
 
 
 if __name__ == "__main__":

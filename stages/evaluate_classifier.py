@@ -58,8 +58,9 @@ def evaluate_classifier(
     predicted = [data.class_names[i] for i in y_pred]
     live.log_sklearn_plot("confusion_matrix", labels, predicted, name="confusion_matrix.json")
     live.end()
-    misclassified_grid(x_test, y_test, y_pred, data.class_names, plots / "misclassified.png",
-                       title=lab.upper())  # fmt: skip
+    misclassified_grid(
+        x_test, y_test, y_pred, data.class_names, plots / "misclassified.png", title=lab.upper()
+    )
     report.write_text(architecture_markdown(model), encoding="utf-8")
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -88,24 +89,34 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate_classifier"):
         params = load_params()
         args = parse_paths(
-            argv, "evaluate_classifier", __doc__, choices={"lab": LABS},
+            argv,
+            "evaluate_classifier",
+            __doc__,
+            choices={"lab": LABS},
             images="processed images (folder of .npy arrays), test split",
             model="the lab's model folder (model.keras, summary.json)",
             metrics="output metrics (.json)",
-            report="output architecture table (.md)", plots="output plots folder",
-        )  # fmt: skip
+            report="output architecture table (.md)",
+            plots="output plots folder",
+        )
         setup_run(params.base, parallel=False)
         data = ImageSplits.load(args.images, ("test",))
         batch_size = getattr(params, args.lab).batch_size
         with staged_outputs() as out:
             metrics = evaluate_classifier(
-                args.lab, args.model, data, out.dir(args.plots),
-                out.file(args.report), batch_size,
-            )  # fmt: skip
+                args.lab,
+                args.model,
+                data,
+                out.dir(args.plots),
+                out.file(args.report),
+                batch_size,
+            )
             save_json(out.file(args.metrics), metrics)
         test = metrics["test"]
-        print(f"evaluate_classifier: {args.lab}: test accuracy {test['accuracy']:.4f} "
-              f"(n {test['n']}), macro F1 {test['macro_f1']:.4f}")  # fmt: skip
+        print(
+            f"evaluate_classifier: {args.lab}: test accuracy {test['accuracy']:.4f} "
+            f"(n {test['n']}), macro F1 {test['macro_f1']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -71,10 +71,14 @@ def evaluate_transfer(model_dir: Path, data: ImageSplits) -> dict:
             entry[name], entry[f"{name}_std"], ci = over_repeats(values, bounds=(0.0, 1.0))
             entry["ci95"][name] = ci or scores[phase][0]["ci95"][name]
         entry["per_repeat"] = {
-            str(r): {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
-                     "epochs": d[phase]["epochs_trained"], "best_epoch": d[phase]["best_epoch"]}
+            str(r): {
+                "accuracy": s["accuracy"],
+                "macro_f1": s["macro_f1"],
+                "epochs": d[phase]["epochs_trained"],
+                "best_epoch": d[phase]["best_epoch"],
+            }
             for r, (s, d) in enumerate(zip(scores[phase], draws, strict=True))
-        }  # fmt: skip
+        }
         validation = [d[phase]["val_accuracy"] for d in draws]
         entry["validation_accuracy"] = round(float(np.mean(validation)), 6)
         entry["trainable_parameters"] = first["trainable_parameters"]
@@ -83,15 +87,19 @@ def evaluate_transfer(model_dir: Path, data: ImageSplits) -> dict:
     metrics["fine_tune"]["unfrozen_layers"] = len(draws[0]["fine_tune"]["unfrozen_layers"])
     metrics["paired_differences"] = {
         f"{a}_minus_{b}": paired_difference(hits[a], hits[b])
-        for a, b in (("fine_tune", "scratch"), ("feature_extraction", "scratch"),
-                     ("fine_tune", "feature_extraction"))
-    }  # fmt: skip
+        for a, b in (
+            ("fine_tune", "scratch"),
+            ("feature_extraction", "scratch"),
+            ("fine_tune", "feature_extraction"),
+        )
+    }
     metrics["run"] = {
         "device": draws[0]["scratch"]["device"],
-        "train_seconds": round(sum(d[p]["train_seconds"] for d in draws for p in TRANSFER_PHASES),
-                               2),
+        "train_seconds": round(
+            sum(d[p]["train_seconds"] for d in draws for p in TRANSFER_PHASES), 2
+        ),
         "platform": training.get("platform"),
-    }  # fmt: skip
+    }
     return metrics
 
 
@@ -116,11 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("evaluate_transfer"):
         params = load_params()
         args = parse_paths(
-            argv, "evaluate_transfer", __doc__,
+            argv,
+            "evaluate_transfer",
+            __doc__,
             images="processed images (folder of .npy arrays), test split",
             model="train_transfer's output folder",
             metrics="output metrics (.json)",
-        )  # fmt: skip
+        )
         setup_run(params.base, parallel=False)
         data = ImageSplits.load(args.images, ("test",))
         metrics = evaluate_transfer(args.model, data)
@@ -130,8 +140,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"evaluate_transfer: not applicable: {metrics['not_applicable']}")
             return
         scores = ", ".join(f"{p} {metrics[p]['accuracy']:.4f}" for p in TRANSFER_PHASES)
-        print(f"evaluate_transfer: mean test accuracy over {metrics['repeats']} draws "
-              f"(n {metrics['test_images']}): {scores}")  # fmt: skip
+        print(
+            f"evaluate_transfer: mean test accuracy over {metrics['repeats']} draws "
+            f"(n {metrics['test_images']}): {scores}"
+        )
 
 
 if __name__ == "__main__":

@@ -155,11 +155,16 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("preprocess"):
         params = load_params()
         args = parse_paths(
-            argv, "preprocess", __doc__,
-            raw_images="raw image folder", raw_anomaly="raw anomaly folder",
-            images="output folder of .npy arrays", images_summary="output summary (.json)",
-            series="output arrays (.npz)", series_summary="output summary (.json)",
-        )  # fmt: skip
+            argv,
+            "preprocess",
+            __doc__,
+            raw_images="raw image folder",
+            raw_anomaly="raw anomaly folder",
+            images="output folder of .npy arrays",
+            images_summary="output summary (.json)",
+            series="output arrays (.npz)",
+            series_summary="output summary (.json)",
+        )
         size = tuple(params.data.image_size)
         with sources.shown_paths(args.raw_images):  # errors name the user's image files
             raw_images = sources.read_images(args.raw_images, size, params.data.color_mode)

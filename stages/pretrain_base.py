@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("pretrain_base"):
         params = load_params()
         args = parse_paths(
-            argv, "pretrain_base", __doc__,
+            argv,
+            "pretrain_base",
+            __doc__,
             images="processed images (folder of .npy arrays)",
             model="output folder: base.keras (the whole source-task CNN) and summary.json",
             plots="output DVCLive folder",
-        )  # fmt: skip
+        )
         transfer = params.transfer
         data = ImageSplits.load(args.images, ("train", "val"))
         skipped = f"transfer.base is {transfer.base}" if transfer.base != "pipeline" else ""
@@ -58,8 +60,16 @@ def main(argv: list[str] | None = None) -> None:
         with resumable(args.model, "pretrain_base") as checkpoint, staged_outputs() as out:
             folder = out.dir(args.model)
             curves = Curves.to(out.dir(args.plots))
-            result = fit(model, source["train"], source["val"], transfer.pretrain, device, curves,
-                         params_key="transfer.pretrain", checkpoint=checkpoint)  # fmt: skip
+            result = fit(
+                model,
+                source["train"],
+                source["val"],
+                transfer.pretrain,
+                device,
+                curves,
+                params_key="transfer.pretrain",
+                checkpoint=checkpoint,
+            )
             model.save(folder / "base.keras")
             save_json(folder / "summary.json", {**result.to_json(), "classes": source.class_names})
         print(

@@ -20,18 +20,25 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("threshold_anomaly"):
         params = load_params()
         args = parse_paths(
-            argv, "threshold_anomaly", __doc__,
-            errors="reconstruction errors (.npz)", threshold="output threshold and scores (.json)",
+            argv,
+            "threshold_anomaly",
+            __doc__,
+            errors="reconstruction errors (.npz)",
+            threshold="output threshold and scores (.json)",
             validation="output validation metrics at that threshold (.json)",
-        )  # fmt: skip
+        )
         data = load_npz(args.errors, required=("error_train", "error_val", "y_val"))
         for name in ("error_train", "error_val"):
             require_finite(data[name], f"{args.errors}: {name}")
         rule = params.anomaly
         threshold = choose_threshold(
-            rule.threshold_method, data["error_train"], data["error_val"], data["y_val"],
-            k=rule.k, percentile=rule.percentile,
-        )  # fmt: skip
+            rule.threshold_method,
+            data["error_train"],
+            data["error_val"],
+            data["y_val"],
+            k=rule.k,
+            percentile=rule.percentile,
+        )
         settings = {"mean_std": {"k": rule.k}, "percentile": {"percentile": rule.percentile}}
         payload = {
             "threshold": threshold,

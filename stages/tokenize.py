@@ -23,10 +23,13 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("tokenize"):
         params = load_params()
         args = parse_paths(
-            argv, "tokenize", __doc__,
-            raw_text="raw text folder", corpus="output corpus, one sentence per line",
+            argv,
+            "tokenize",
+            __doc__,
+            raw_text="raw text folder",
+            corpus="output corpus, one sentence per line",
             summary="output counts (.json)",
-        )  # fmt: skip
+        )
         source, path = sources.text_file(args.raw_text)
         # Errors name the user's own text file, not its copy under data/raw/text.
         with sources.shown_paths(args.raw_text), staged_outputs() as out:

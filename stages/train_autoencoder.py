@@ -48,13 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("train_autoencoder"):
         params = load_params()
         args = parse_paths(
-            argv, "train_autoencoder", __doc__,
+            argv,
+            "train_autoencoder",
+            __doc__,
             series="processed anomaly rows (.npz)",
             series_summary="their summary (.json): features and the training rows' scaling",
             model="output model folder (model.keras, summary.json)",
             plots="output DVCLive folder",
             errors="output reconstruction errors, train and val (.npz)",
-        )  # fmt: skip
+        )
         data = load_npz(args.series, required=("x_train", "x_val", "y_val"))
         x_train, x_val, y_val = data["x_train"], data["x_val"], data["y_val"]
         normal_val = x_val[y_val == 0]
@@ -66,20 +68,33 @@ def main(argv: list[str] | None = None) -> None:
         model.summary(print_fn=print)
         with resumable(args.model, "train_autoencoder") as checkpoint, staged_outputs() as out:
             result = fit_and_save(
-                model, (x_train, x_train), (normal_val, normal_val), ae, device, args,
+                model,
+                (x_train, x_train),
+                (normal_val, normal_val),
+                ae,
+                device,
+                args,
                 inputs=series_record(load_json(args.series_summary), ae.loss),
-                outputs=out, loss=ae.loss, metrics=[], params_key="autoencoder",
+                outputs=out,
+                loss=ae.loss,
+                metrics=[],
+                params_key="autoencoder",
                 checkpoint=checkpoint,
-            )  # fmt: skip
+            )
             errors = {
                 split: reconstruction_errors(
                     x, predict(model, x, replicas=device.predict_replicas), ae.loss
                 )
                 for split, x in (("train", x_train), ("val", x_val))
             }
-            save_npz(out.file(args.errors), {
-                "error_train": errors["train"], "error_val": errors["val"], "y_val": y_val,
-            })  # fmt: skip
+            save_npz(
+                out.file(args.errors),
+                {
+                    "error_train": errors["train"],
+                    "error_val": errors["val"],
+                    "y_val": y_val,
+                },
+            )
         print(
             f"train_autoencoder: {result.epochs_trained} epochs on {result.device}; "
             f"mean training error {errors['train'].mean():.4f}"

@@ -41,10 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("train_cbow"):
         params = load_params()
         args = parse_paths(
-            argv, "train_cbow", __doc__,
-            corpus="tokenized corpus (one sentence per line)", model="output folder (models)",
+            argv,
+            "train_cbow",
+            __doc__,
+            corpus="tokenized corpus (one sentence per line)",
+            model="output folder (models)",
             plots="output DVCLive folder",
-        )  # fmt: skip
+        )
         sentences, split = split_long_sentences(read_corpus(args.corpus))
         check_vocabulary(sentences, params.cbow.min_count, args.corpus)
         from dvclive import Live
@@ -70,21 +73,26 @@ def main(argv: list[str] | None = None) -> None:
             folder = out.dir(args.model)
             save_word2vec(model, folder / "word2vec")
             save_vectors(baseline.wv, folder / "baseline")
-            save_json(folder / "training.json", {
-                "vocab_size": len(model.wv),
-                "corpus_tokens": int(model.corpus_total_words),
-                "sentences": len(sentences),
-                "sentences_split": split,  # longer than MAX_SENTENCE_WORDS, cut into pieces
-                "final_loss": float(live.summary.get("train", {}).get("loss", 0.0)),
-                "baseline_vocab_size": len(baseline.wv),
-                "engine": params.cbow.engine,
-                "device": device,
-                "train_seconds": round(seconds, 2),
-                "platform": platform_record(),
-            })  # fmt: skip
+            save_json(
+                folder / "training.json",
+                {
+                    "vocab_size": len(model.wv),
+                    "corpus_tokens": int(model.corpus_total_words),
+                    "sentences": len(sentences),
+                    "sentences_split": split,  # longer than MAX_SENTENCE_WORDS, cut into pieces
+                    "final_loss": float(live.summary.get("train", {}).get("loss", 0.0)),
+                    "baseline_vocab_size": len(baseline.wv),
+                    "engine": params.cbow.engine,
+                    "device": device,
+                    "train_seconds": round(seconds, 2),
+                    "platform": platform_record(),
+                },
+            )
         if split:
-            print(f"train_cbow: {split} sentence(s) longer than {MAX_SENTENCE_WORDS:,} words were "
-                  "cut into pieces, which gensim trains on whole")  # fmt: skip
+            print(
+                f"train_cbow: {split} sentence(s) longer than {MAX_SENTENCE_WORDS:,} words were "
+                "cut into pieces, which gensim trains on whole"
+            )
         print(f"train_cbow: vocabulary {len(model.wv)}, baseline vocabulary {len(baseline.wv)}")
 
 

@@ -38,9 +38,17 @@ def main(argv: list[str] | None = None) -> None:
         train = ImageBatches(*data["train"], batch, shuffle=True, seed=seed)
         val = ImageBatches(*data["val"], batch)
         with resumable(args.model, "train_cnn") as checkpoint:
-            result = fit_and_save(model, train, val, params.cnn, device, args,
-                                  inputs=image_record(data.input_shape, data.class_names),
-                                  params_key="cnn", checkpoint=checkpoint)  # fmt: skip
+            result = fit_and_save(
+                model,
+                train,
+                val,
+                params.cnn,
+                device,
+                args,
+                inputs=image_record(data.input_shape, data.class_names),
+                params_key="cnn",
+                checkpoint=checkpoint,
+            )
         print(f"train_cnn: {result.epochs_trained} epochs on {result.device}")
 
 

@@ -86,10 +86,17 @@ def validation_over_draws(draws: list[dict], val_images: int) -> dict:
 
 
 def train_phase(
-    model: keras.Model, base: keras.Model, params: Transfer, training: Training,
-    data: tuple[tuple, tuple], device: RunDevice, curves: Curves, *, params_key: str,
+    model: keras.Model,
+    base: keras.Model,
+    params: Transfer,
+    training: Training,
+    data: tuple[tuple, tuple],
+    device: RunDevice,
+    curves: Curves,
+    *,
+    params_key: str,
     checkpoint: Checkpoint,
-) -> dict:  # fmt: skip
+) -> dict:
     """One phase: fit ``model`` (its trainable layers as set), and what the phase did.
 
     Without augmentation, the part of the model that does not train is run once per image
@@ -109,17 +116,27 @@ def train_phase(
         trained = split.rest
     else:
         trained = model
-    result = fit(trained, train, val, training, device, curves, params_key=params_key,
-                 checkpoint=checkpoint)  # fmt: skip
-    return {**result.to_json(), **validation_accuracy(trained, val, device),
-            "computed_once_up_to": "" if split is None else split.cut,
-            "phase_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    result = fit(
+        trained, train, val, training, device, curves, params_key=params_key, checkpoint=checkpoint
+    )
+    return {
+        **result.to_json(),
+        **validation_accuracy(trained, val, device),
+        "computed_once_up_to": "" if split is None else split.cut,
+        "phase_seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 def train_draw(
-    data: ImageSplits, params: Params, seed: int, pretrained: Path, folder: Path,
-    plots: Path | None, device: RunDevice, checkpoint: Checkpoint,
-) -> dict:  # fmt: skip
+    data: ImageSplits,
+    params: Params,
+    seed: int,
+    pretrained: Path,
+    folder: Path,
+    plots: Path | None,
+    device: RunDevice,
+    checkpoint: Checkpoint,
+) -> dict:
     """Steps 2-6 for one draw of labelled images; ``plots`` is None for draws that log nothing.
 
     Each of the three trainings keeps its own part of the draw's ``checkpoint``.
@@ -136,20 +153,37 @@ def train_draw(
     set_trainable_top(base, t.trainable_base_layers, "transfer.trainable_base_layers")
     counts = parameter_counts(model)
     live = open_live(plots / "transfer") if plots else None
-    phase1 = train_phase(model, base, t, t.feature_extraction, splits, device,
-                         Curves.phase(live, "feature_extraction"),
-                         params_key="transfer.feature_extraction",
-                         checkpoint=checkpoint.part("feature_extraction"))  # fmt: skip
+    phase1 = train_phase(
+        model,
+        base,
+        t,
+        t.feature_extraction,
+        splits,
+        device,
+        Curves.phase(live, "feature_extraction"),
+        params_key="transfer.feature_extraction",
+        checkpoint=checkpoint.part("feature_extraction"),
+    )
     model.save(folder / "feature_extraction.keras")
-    summary: dict = {"seed": seed, "train_images": len(splits[0][1]),
-                     "feature_extraction": {**counts, **phase1}}  # fmt: skip
+    summary: dict = {
+        "seed": seed,
+        "train_images": len(splits[0][1]),
+        "feature_extraction": {**counts, **phase1},
+    }
 
     unfrozen = set_trainable_top(base, t.fine_tune.unfreeze, "transfer.fine_tune.unfreeze")
     counts = parameter_counts(model)
-    phase2 = train_phase(model, base, t, t.fine_tune, splits, device,
-                         Curves.phase(live, "fine_tune", after=phase1["epochs_trained"]),
-                         params_key="transfer.fine_tune",
-                         checkpoint=checkpoint.part("fine_tune"))  # fmt: skip
+    phase2 = train_phase(
+        model,
+        base,
+        t,
+        t.fine_tune,
+        splits,
+        device,
+        Curves.phase(live, "fine_tune", after=phase1["epochs_trained"]),
+        params_key="transfer.fine_tune",
+        checkpoint=checkpoint.part("fine_tune"),
+    )
     if live:
         live.end()
     model.save(folder / "fine_tune.keras")
@@ -165,13 +199,23 @@ def train_draw(
     )
     start = time.perf_counter()
     curves = Curves.to(plots / "scratch" if plots else None)
-    baseline = fit(scratch, *splits, budget, device, curves, checkpoint=checkpoint.part("scratch"),
-                   params_key="transfer.feature_extraction")  # fmt: skip
+    baseline = fit(
+        scratch,
+        *splits,
+        budget,
+        device,
+        curves,
+        checkpoint=checkpoint.part("scratch"),
+        params_key="transfer.feature_extraction",
+    )
     scratch.save(folder / "scratch.keras")
-    summary["scratch"] = {**parameter_counts(scratch), **baseline.to_json(),
-                          **validation_accuracy(scratch, splits[1], device),
-                          "network": fresh.name,
-                          "phase_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    summary["scratch"] = {
+        **parameter_counts(scratch),
+        **baseline.to_json(),
+        **validation_accuracy(scratch, splits[1], device),
+        "network": fresh.name,
+        "phase_seconds": round(time.perf_counter() - start, 2),
+    }
     print(
         f"train_transfer: seed {seed}: epochs: feature extraction {phase1['epochs_trained']} "
         f"({phase1['phase_seconds']:.0f} s), fine-tune {phase2['epochs_trained']} "
@@ -185,13 +229,15 @@ def main(argv: list[str] | None = None) -> None:
     with stage_errors("train_transfer"):
         params = load_params()
         args = parse_paths(
-            argv, "train_transfer", __doc__,
+            argv,
+            "train_transfer",
+            __doc__,
             images="processed images (folder of .npy arrays)",
             pretrained="pretrain_base's output folder",
             model="output folder: every draw's three models and summary.json",
             plots="output DVCLive folder (transfer/ and scratch/ runs of draw 0)",
             validation="output validation accuracy of each model, over the draws (.json)",
-        )  # fmt: skip
+        )
         t = params.transfer
         data = ImageSplits.load(args.images, ("train", "val"))
         try:
@@ -210,25 +256,38 @@ def main(argv: list[str] | None = None) -> None:
         with resumable(args.model, "train_transfer") as checkpoint, staged_outputs() as out:
             folder, plots = out.dir(args.model), out.dir(args.plots)
             draws = [
-                train_draw(data, params, params.base.seed + r, pretrained, folder / f"repeat_{r}",
-                           plots if r == 0 else None, device, checkpoint.part(f"repeat_{r}"))
+                train_draw(
+                    data,
+                    params,
+                    params.base.seed + r,
+                    pretrained,
+                    folder / f"repeat_{r}",
+                    plots if r == 0 else None,
+                    device,
+                    checkpoint.part(f"repeat_{r}"),
+                )
                 for r in range(t.repeats)
-            ]  # fmt: skip
+            ]
             val_images = len(target_task(data, t, params.base.seed)["val"][1])
             save_json(out.file(args.validation), validation_over_draws(draws, val_images))
-            save_json(folder / "summary.json", {
-                "base": t.base,
-                "weights": t.weights if t.base != "pipeline" else "pipeline",
-                "source_classes": classes.source,
-                "classes": classes.target,
-                "target_train_size": t.target_train_size,
-                "val_images": val_images,
-                "repeats": draws,
-                "inputs": image_record(data.input_shape, classes.target),
-                "platform": platform_record(),
-            })  # fmt: skip
-        print(f"train_transfer: {t.base} base, {t.repeats} draws of {t.target_train_size} images "
-              f"per class, on {device.description}")  # fmt: skip
+            save_json(
+                folder / "summary.json",
+                {
+                    "base": t.base,
+                    "weights": t.weights if t.base != "pipeline" else "pipeline",
+                    "source_classes": classes.source,
+                    "classes": classes.target,
+                    "target_train_size": t.target_train_size,
+                    "val_images": val_images,
+                    "repeats": draws,
+                    "inputs": image_record(data.input_shape, classes.target),
+                    "platform": platform_record(),
+                },
+            )
+        print(
+            f"train_transfer: {t.base} base, {t.repeats} draws of {t.target_train_size} images "
+            f"per class, on {device.description}"
+        )
 
 
 if __name__ == "__main__":

@@ -71,36 +71,64 @@ def train_every_model(params: Params, device: object) -> dict:
     rows = np.random.default_rng(1).random((48, 16)).astype(np.float32)
     one_epoch = {"epochs": 1, "batch_size": 16}
     models = {
-        "mlp": (build_mlp(x.shape[1:], 3, params.mlp, PixelStats.of(x)), (x, y), params.mlp,
-                "sparse_categorical_crossentropy"),
-        "cnn": (build_cnn(x.shape[1:], 3, params.cnn, PixelStats.of(x)), (x, y), params.cnn,
-                "sparse_categorical_crossentropy"),
-        "autoencoder": (build_autoencoder(16, params.autoencoder), (rows, rows),
-                        params.autoencoder, params.autoencoder.loss),
-    }  # fmt: skip
+        "mlp": (
+            build_mlp(x.shape[1:], 3, params.mlp, PixelStats.of(x)),
+            (x, y),
+            params.mlp,
+            "sparse_categorical_crossentropy",
+        ),
+        "cnn": (
+            build_cnn(x.shape[1:], 3, params.cnn, PixelStats.of(x)),
+            (x, y),
+            params.cnn,
+            "sparse_categorical_crossentropy",
+        ),
+        "autoencoder": (
+            build_autoencoder(16, params.autoencoder),
+            (rows, rows),
+            params.autoencoder,
+            params.autoencoder.loss,
+        ),
+    }
     base = build_pipeline_base(x.shape[1:], params.cnn)
     set_trainable_top(base, 0, "transfer.trainable_base_layers")  # feature extraction
     transfer = build_transfer_model(base, x.shape[1:], 3, params.transfer)
-    models["transfer"] = (transfer, (x, y), params.transfer.feature_extraction,
-                          "sparse_categorical_crossentropy")  # fmt: skip
+    models["transfer"] = (
+        transfer,
+        (x, y),
+        params.transfer.feature_extraction,
+        "sparse_categorical_crossentropy",
+    )
     report: dict = {"policy": keras.mixed_precision.global_policy().name}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (model, (inputs, targets), training, loss) in models.items():
             training = training.model_copy(update=one_epoch)
             model.compile(loss=loss)
             before = float(model.evaluate(inputs, targets, verbose=0))
-            fit(model, (inputs, targets), (inputs, targets), training, device, None, loss=loss,
-                metrics=[], verbose=0)  # fmt: skip
+            fit(
+                model,
+                (inputs, targets),
+                (inputs, targets),
+                training,
+                device,
+                None,
+                loss=loss,
+                metrics=[],
+                verbose=0,
+            )
             after = float(model.evaluate(inputs, targets, verbose=0))
             path = Path(tmp) / f"{name}.keras"
             model.save(path)
             loaded = keras.saving.load_model(path, safe_mode=True)
             ours = keras.ops.convert_to_numpy(model.predict(inputs, verbose=0))
             theirs = keras.ops.convert_to_numpy(loaded.predict(inputs, verbose=0))
-            report[name] = {"loss_before": before, "loss_after": after,
-                            "max_difference": float(np.max(np.abs(ours - theirs))),
-                            "weights": weights_digest(model),
-                            "output_dtype": str(ours.dtype)}  # fmt: skip
+            report[name] = {
+                "loss_before": before,
+                "loss_after": after,
+                "max_difference": float(np.max(np.abs(ours - theirs))),
+                "weights": weights_digest(model),
+                "output_dtype": str(ours.dtype),
+            }
     return report
 
 

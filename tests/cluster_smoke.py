@@ -39,8 +39,14 @@ from dllabs.training.devices import setup_run  # noqa: E402
 from dllabs.training.fit import fit  # noqa: E402
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-SMALL = {"epochs": 3, "batch_size": 16, "patience": 10, "reduce_lr_patience": 0, "dropout": 0.0,
-         "augment": {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0}}  # fmt: skip
+SMALL = {
+    "epochs": 3,
+    "batch_size": 16,
+    "patience": 10,
+    "reduce_lr_patience": 0,
+    "dropout": 0.0,
+    "augment": {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0},
+}
 SMALL_CNN = {"filters": [4, 8], "kernel_sizes": [3], "dense_units": [8]}
 
 
@@ -71,8 +77,16 @@ def main() -> None:
             model = build(x.shape[1:], 3, params, None)
             model.compile(loss="sparse_categorical_crossentropy")
             initial = float(model.evaluate(x[:64], y[:64], batch_size=16, verbose=0))
-            fit(model, (x[:72], y[:72]), (x[72:], y[72:]), params, device, None, verbose=0,
-                extra_callbacks=[Die()] if dying else None)  # fmt: skip
+            fit(
+                model,
+                (x[:72], y[:72]),
+                (x[72:], y[72:]),
+                params,
+                device,
+                None,
+                verbose=0,
+                extra_callbacks=[Die()] if dying else None,
+            )
             final = model.evaluate(x[:64], y[:64], batch_size=16, verbose=0, return_dict=True)
             report[name] = {"initial_loss": initial, "loss": final["loss"]}
             weights |= {f"{name}_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}

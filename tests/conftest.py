@@ -40,8 +40,12 @@ def share_the_cores() -> None:
     if workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         threads = str(max(1, (cores or 1) // workers))
-        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-                     "OPENBLAS_NUM_THREADS"):  # fmt: skip
+        for name in (
+            "TF_NUM_INTRAOP_THREADS",
+            "TF_NUM_INTEROP_THREADS",
+            "OMP_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+        ):
             os.environ.setdefault(name, threads)
 
 
@@ -62,18 +66,37 @@ TINY_CORPUS = [
 
 
 DOWNLOAD_ARGS = [
-    "--images", "data/raw/images", "--anomaly", "data/raw/anomaly",
-    "--text", "data/raw/text", "--text-eval", "data/raw/text_eval",
-]  # fmt: skip
+    "--images",
+    "data/raw/images",
+    "--anomaly",
+    "data/raw/anomaly",
+    "--text",
+    "data/raw/text",
+    "--text-eval",
+    "data/raw/text_eval",
+]
 PREPROCESS_ARGS = [
-    "--raw-images", "data/raw/images", "--raw-anomaly", "data/raw/anomaly",
-    "--images", "data/processed/images", "--images-summary", "data/processed/images.json",
-    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
-]  # fmt: skip
+    "--raw-images",
+    "data/raw/images",
+    "--raw-anomaly",
+    "data/raw/anomaly",
+    "--images",
+    "data/processed/images",
+    "--images-summary",
+    "data/processed/images.json",
+    "--series",
+    "data/processed/series.npz",
+    "--series-summary",
+    "data/processed/series.json",
+]
 TOKENIZE_ARGS = [
-    "--raw-text", "data/raw/text",
-    "--corpus", "data/processed/corpus.txt", "--summary", "data/processed/corpus.json",
-]  # fmt: skip
+    "--raw-text",
+    "data/raw/text",
+    "--corpus",
+    "data/processed/corpus.txt",
+    "--summary",
+    "data/processed/corpus.json",
+]
 
 
 def fails(main, args: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -117,8 +140,12 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -197,8 +224,11 @@ def copy_repository(dest: Path) -> Path:
     """The repository's files that git would track (what a fresh clone or a DVC queue sees)."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in listed:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -244,8 +274,10 @@ def build_baseline(shared: Path) -> Path:
             commit_all(building, "copy")
             # Each stage records the params it reads, for tests/test_dvc_yaml.py.
             param_reads_log(root).unlink(missing_ok=True)  # a failed build's
-            reads = {"DL_LABS_PARAM_READS": str(param_reads_log(root)),
-                     "PYTHONPATH": str(REPO / "tests" / "param_reads")}  # fmt: skip
+            reads = {
+                "DL_LABS_PARAM_READS": str(param_reads_log(root)),
+                "PYTHONPATH": str(REPO / "tests" / "param_reads"),
+            }
             sh([*DVC, "repro"], building, env=reads)
             commit_all(building, "baseline")
             building.rename(root)  # whole or not at all, should the build fail
@@ -271,8 +303,12 @@ def baseline_in_background(request: pytest.FixtureRequest, tmp_path_factory):
     code = "import sys; from pathlib import Path; from tests.conftest import build_baseline; "
     code += "build_baseline(Path(sys.argv[1]))"
     with (shared / "reproduced-baseline.log").open("w") as log:
-        builder = subprocess.Popen([sys.executable, "-c", code, str(shared)], cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        builder = subprocess.Popen(
+            [sys.executable, "-c", code, str(shared)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     yield
     builder.wait()
 
@@ -317,10 +353,16 @@ def sh(
     env = {**os.environ, "PATH": path, **(env or {})}
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True,
-            shell=isinstance(cmd, str), executable="/bin/bash" if isinstance(cmd, str) else None,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            shell=isinstance(cmd, str),
+            executable="/bin/bash" if isinstance(cmd, str) else None,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

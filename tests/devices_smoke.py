@@ -52,8 +52,12 @@ def main() -> None:
         fit(model, (x[:72], y[:72]), (x[72:], y[72:]), mlp, device, None, verbose=0)
         history = model.evaluate(x[:74], y[:74], verbose=0, return_dict=True)
         weights[devices] = [np.asarray(w) for w in model.get_weights()]
-        report[str(devices)] = {"device": device.description, "replicas": device.replicas,
-                                "initial_loss": initial, "loss": history["loss"]}  # fmt: skip
+        report[str(devices)] = {
+            "device": device.description,
+            "replicas": device.replicas,
+            "initial_loss": initial,
+            "loss": history["loss"],
+        }
     # 75 training and 21 validation rows: each epoch's last batches are odd (11 and 5 rows)
     model = build_mlp(x.shape[1:], 3, mlp)
     odd = fit(model, (x[:75], y[:75]), (x[75:], y[75:]), mlp, device, None, verbose=0)

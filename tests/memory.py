@@ -75,9 +75,14 @@ def measure(
         tempfile.NamedTemporaryFile("r") as peak,
     ):
         process = subprocess.Popen(
-            [sys.executable, "-c", _WAITER, peak.name, *cmd], cwd=cwd, env=full_env,
-            stdout=out, stderr=err, text=True, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-c", _WAITER, peak.name, *cmd],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
         finished = threading.Event()
 
         def watch() -> None:

@@ -159,11 +159,28 @@ def _initdb(
     secret.write_text(password + "\n", encoding="utf-8")
     secret.chmod(0o600)
     _own(secret, account)
-    command = [str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={secret}",
-               "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"]  # fmt: skip
+    command = [
+        str(binaries / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        SUPERUSER,
+        f"--pwfile={secret}",
+        "--auth=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_SECONDS,
-                              check=False, cwd=scratch, **_as(account))  # fmt: skip
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_SECONDS,
+            check=False,
+            cwd=scratch,
+            **_as(account),
+        )
     except subprocess.TimeoutExpired:
         raise ServerError(f"initdb did not finish within {COMMAND_SECONDS} s") from None
     finally:
@@ -185,14 +202,29 @@ def _start(
     for _ in range(PORT_ATTEMPTS):
         port = _free_port()
         # Durability is not under test: without fsync the studies' writes cost no disk flushes.
-        command = [str(binaries / "postgres"), "-D", str(data), "-p", str(port),
-                   "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
-                   "-c", "fsync=off"]  # fmt: skip
+        command = [
+            str(binaries / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=off",
+        ]
         with log.open("ab") as output:
             # In this process's group, so that Ctrl-C reaches the server too.
-            server = subprocess.Popen(_tied_to_this_process(command), stdout=output,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      cwd=data.parent, **_as(account))  # fmt: skip
+            server = subprocess.Popen(
+                _tied_to_this_process(command),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=data.parent,
+                **_as(account),
+            )
         deadline = time.monotonic() + START_SECONDS
         while server.poll() is None and time.monotonic() < deadline:
             if _accepts(port, SUPERUSER, password, "postgres"):
@@ -200,8 +232,9 @@ def _start(
             time.sleep(0.1)
         if server.poll() is None:
             _stop(server)
-            raise ServerError(f"PostgreSQL did not accept a login within {START_SECONDS} s:\n"
-                              f"{_tail(log)}")  # fmt: skip
+            raise ServerError(
+                f"PostgreSQL did not accept a login within {START_SECONDS} s:\n{_tail(log)}"
+            )
         if "could not bind" not in _tail(log) and "could not create" not in _tail(log):
             break
     raise ServerError(f"PostgreSQL exited at its start ({server.returncode}):\n{_tail(log)}")
@@ -216,8 +249,9 @@ def _tied_to_this_process(command: list[str]) -> list[str]:
         return command
     tied = [setpriv, "--pdeathsig", "INT", "--"]
     try:
-        probe = subprocess.run([*tied, "true"], capture_output=True, timeout=COMMAND_SECONDS,
-                               check=False)  # fmt: skip
+        probe = subprocess.run(
+            [*tied, "true"], capture_output=True, timeout=COMMAND_SECONDS, check=False
+        )
     except subprocess.TimeoutExpired:
         return command
     return [*tied, *command] if probe.returncode == 0 else command
@@ -227,8 +261,9 @@ def _accepts(port: int, user: str, password: str, database: str) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(host=HOST, port=port, user=user, password=password, dbname=database,
-                             connect_timeout=2):  # fmt: skip
+        with psycopg.connect(
+            host=HOST, port=port, user=user, password=password, dbname=database, connect_timeout=2
+        ):
             return True
     except psycopg.OperationalError:
         return False
@@ -243,17 +278,30 @@ def _create_study_database(
     from psycopg import sql
 
     try:
-        with psycopg.connect(host=HOST, port=port, user=SUPERUSER, password=admin_password,
-                             dbname="postgres", autocommit=True,
-                             connect_timeout=COMMAND_SECONDS) as admin:  # fmt: skip
+        with psycopg.connect(
+            host=HOST,
+            port=port,
+            user=SUPERUSER,
+            password=admin_password,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=COMMAND_SECONDS,
+        ) as admin:
             admin.execute(f"SET statement_timeout = '{COMMAND_SECONDS}s'")
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(user), sql.Literal(password)))  # fmt: skip
-            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(user)))  # fmt: skip
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(user)
+                )
+            )
     except psycopg.Error as exc:
-        raise ServerError(f"creating the role {user} and database {database} failed: {exc}\n"
-                          f"{_tail(log)}") from None  # fmt: skip
+        raise ServerError(
+            f"creating the role {user} and database {database} failed: {exc}\n{_tail(log)}"
+        ) from None
 
 
 def _stop(server: subprocess.Popen) -> None:

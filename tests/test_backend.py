@@ -61,8 +61,10 @@ def test_a_backend_whose_package_is_missing_says_how_to_install_it(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
-    expected = (f'the torch package is not installed for {sys.executable} (make install '
-                f'EXTRAS="dev torch", or put the project\'s .venv/bin first on PATH')  # fmt: skip
+    expected = (
+        f"the torch package is not installed for {sys.executable} (make install "
+        f'EXTRAS="dev torch", or put the project\'s .venv/bin first on PATH'
+    )
     with pytest.raises(ParamsError, match=re.escape(expected)):
         backend.select_backend(path)
 
@@ -80,8 +82,18 @@ def test_keras_already_running_on_another_backend_is_refused(tmp_path, default_p
 
 def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
     root = workdir(**{"base.backend": "theano"})
-    done = run_stage("train_mlp", "--images", "x", "--model", "m", "--plots", "p",
-                     "--validation", "v.json", cwd=root)  # fmt: skip
+    done = run_stage(
+        "train_mlp",
+        "--images",
+        "x",
+        "--model",
+        "m",
+        "--plots",
+        "p",
+        "--validation",
+        "v.json",
+        cwd=root,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "train_mlp: error: base.backend is 'theano'; expected one of tensorflow, jax, torch"
@@ -92,11 +104,13 @@ def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
     ("given", "expected"),
     [
         ("", "--xla_gpu_deterministic_ops=true --xla_cpu_max_isa=AVX2"),
-        ("--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX",
-         "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX "
-         "--xla_gpu_deterministic_ops=true"),
+        (
+            "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX",
+            "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX "
+            "--xla_gpu_deterministic_ops=true",
+        ),
     ],
-)  # fmt: skip
+)
 def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_avx2(
     given: str, expected: str, tmp_path: Path, default_params: dict
 ) -> None:
@@ -104,12 +118,15 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
     if not installed("jax"):
         pytest.skip("the jax package is not installed")
     path = write_params(tmp_path, default_params, **{"base.backend": "jax", "base.device": "cpu"})
-    code = ("import os, sys; from dllabs.training.backend import select_backend; "
-            "select_backend(sys.argv[1]); print(os.environ['XLA_FLAGS']); "
-            "print(os.environ['JAX_PLATFORMS'], 'keras' in sys.modules)")  # fmt: skip
+    code = (
+        "import os, sys; from dllabs.training.backend import select_backend; "
+        "select_backend(sys.argv[1]); print(os.environ['XLA_FLAGS']); "
+        "print(os.environ['JAX_PLATFORMS'], 'keras' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": given}
-    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, check=True
+    )
     flags, platforms = done.stdout.splitlines()
     if os.uname().machine == "x86_64":
         assert flags == expected
@@ -122,9 +139,12 @@ def test_jax_starts_with_deterministic_gpu_kernels_and_its_cpu_code_capped_at_av
 # tests/test_cluster.py).
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=pytest.mark.long if name != "tensorflow" else ())
-             for name in BACKENDS],
-)  # fmt: skip
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.long if name != "tensorflow" else ())
+        for name in BACKENDS
+    ],
+)
 def test_every_model_type_trains_round_trips_and_repeats_exactly_in_float32_and_mixed_precision(
     name: str, tmp_path: Path, default_params: dict
 ) -> None:
@@ -150,10 +170,16 @@ def smoke_params(name: str, folder: Path, default_params: dict) -> Path:
     """Small models on the CPU with backend ``name``; skips where its package is missing."""
     if not installed(name):
         pytest.skip(f'the {name} package is not installed (make install EXTRAS="dev {name}")')
-    small = {"cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [8],
-             "mlp.hidden_units": [8], "transfer.head.dense_units": [4]}  # fmt: skip
-    return write_params(folder, default_params,
-                        **{"base.backend": name, "base.device": "cpu", **small})  # fmt: skip
+    small = {
+        "cnn.filters": [4, 8],
+        "cnn.kernel_sizes": [3],
+        "cnn.dense_units": [8],
+        "mlp.hidden_units": [8],
+        "transfer.head.dense_units": [4],
+    }
+    return write_params(
+        folder, default_params, **{"base.backend": name, "base.device": "cpu", **small}
+    )
 
 
 def smoke_report(params: Path, cwd: Path, *policies: str) -> dict:
@@ -166,9 +192,12 @@ def run_smoke(params: Path, cwd: Path, *policies: str) -> subprocess.CompletedPr
     """tests/backend_smoke.py in a new process: Keras's backend is fixed once imported."""
     return subprocess.run(
         [sys.executable, str(REPO / "tests" / "backend_smoke.py"), str(params), *policies],
-        cwd=cwd, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.slow
@@ -179,15 +208,26 @@ def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
 
     from dllabs.data.arrays import save_arrays
 
-    root = workdir(**{"base.backend": "jax", "base.device": "cpu", "mlp.epochs": 2,
-                      "mlp.hidden_units": [8]})  # fmt: skip
+    root = workdir(
+        **{"base.backend": "jax", "base.device": "cpu", "mlp.epochs": 2, "mlp.hidden_units": [8]}
+    )
     rng = np.random.default_rng(0)
     y = np.arange(60) % 3
     x = (rng.integers(0, 60, (60, 4, 4, 1)) + y[:, None, None, None] * 90).astype(np.uint8)
     arrays = {"x_train": x[:45], "y_train": y[:45], "x_val": x[45:], "y_val": y[45:]}
     save_arrays(root / "images", {**arrays, "class_names": np.array(["a", "b", "c"])})
-    done = run_stage("train_mlp", "--images", "images", "--model", "m", "--plots", "p",
-                     "--validation", "v.json", cwd=root)  # fmt: skip
+    done = run_stage(
+        "train_mlp",
+        "--images",
+        "images",
+        "--model",
+        "m",
+        "--plots",
+        "p",
+        "--validation",
+        "v.json",
+        cwd=root,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((root / "m" / "summary.json").read_text())
     assert summary["backend"] == "jax" and summary["platform"]["backend"] == "jax"

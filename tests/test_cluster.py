@@ -51,8 +51,12 @@ def test_keras_variables_name_the_processes_and_the_coordinator() -> None:
 
 
 def test_slurm_gives_the_coordinator_by_jaxs_own_rule() -> None:
-    env = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_JOB_ID": "123456",
-           "SLURM_STEP_NODELIST": "gpu[007-010,012],login1"}  # fmt: skip
+    env = {
+        "SLURM_NTASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_JOB_ID": "123456",
+        "SLURM_STEP_NODELIST": "gpu[007-010,012],login1",
+    }
     # JAX's SlurmCluster: the first node, port 61440 + job id % 4096 (123456 % 4096 = 576).
     assert from_environment(env) == Cluster(8, 5, "gpu007:62016", "SLURM")
     assert from_environment({**env, "SLURM_STEP_NODELIST": "node3,node4"}).coordinator == (
@@ -74,14 +78,18 @@ def test_a_kubernetes_indexed_job_gives_the_index() -> None:
         (keras_env(0, 0), "KERAS_DISTRIBUTION_NUM_PROCESSES='0': expected a whole number >= 1"),
         (keras_env(2, 2), "KERAS_DISTRIBUTION_PROCESS_ID=2: expected 0 to 1"),
         (keras_env(2, -1), "KERAS_DISTRIBUTION_PROCESS_ID='-1': expected a whole number >= 0"),
-        ({**keras_env(2, 0), "KERAS_DISTRIBUTION_JOB_ADDRESSES": ""},
-         "KERAS_DISTRIBUTION_JOB_ADDRESSES is not set: expected process 0's host:port"),
+        (
+            {**keras_env(2, 0), "KERAS_DISTRIBUTION_JOB_ADDRESSES": ""},
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES is not set: expected process 0's host:port",
+        ),
         (keras_env(2, 0, "head"), "'head' is not host:port"),
         (keras_env(3, 0, "a:1,b:2"), "lists 2 addresses for 3 processes"),
-        ({"SLURM_NTASKS": "2", "SLURM_PROCID": "x"},
-         "SLURM_PROCID='x': expected a whole number >= 0"),
+        (
+            {"SLURM_NTASKS": "2", "SLURM_PROCID": "x"},
+            "SLURM_PROCID='x': expected a whole number >= 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_variables_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         from_environment(env)
@@ -96,17 +104,24 @@ def test_the_timeout_is_seconds() -> None:
 
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_other_backends_are_refused_naming_jax(backend: str) -> None:
-    with pytest.raises(ParamsError, match=f"2 processes \\(Keras\\) need base.backend jax, "
-                                          f"Keras's multi-process engine; base.backend is "
-                                          f"'{backend}'"):  # fmt: skip
+    with pytest.raises(
+        ParamsError,
+        match=f"2 processes \\(Keras\\) need base.backend jax, "
+        f"Keras's multi-process engine; base.backend is "
+        f"'{backend}'",
+    ):
         join(backend, keras_env(2, 0))
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", **env},
-    )  # fmt: skip
+        [sys.executable, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", **env},
+    )
 
 
 def cluster(args: list[str], cwd: Path, tmp: Path, **extra: str) -> list[tuple[int, str, str]]:
@@ -117,8 +132,12 @@ def cluster(args: list[str], cwd: Path, tmp: Path, **extra: str) -> list[tuple[i
     processes = []
     for index in (0, 1):
         (tmp / f"tmp{index}").mkdir()
-        env = {**keras_env(2, index, address), "TMPDIR": str(tmp / f"tmp{index}"),
-               "DL_LABS_CLUSTER_TIMEOUT": "20", **extra}  # fmt: skip
+        env = {
+            **keras_env(2, index, address),
+            "TMPDIR": str(tmp / f"tmp{index}"),
+            "DL_LABS_CLUSTER_TIMEOUT": "20",
+            **extra,
+        }
         processes.append(start(args, cwd, env))
     results = []
     for process in processes:
@@ -142,12 +161,18 @@ def one_error_line(err: str) -> str:
 def test_two_processes_train_the_mlp_and_the_cnn_as_two_devices_do(tmp_path: Path) -> None:
     out = tmp_path / "out"
     smoke = [str(REPO / "tests" / "cluster_smoke.py")]
-    (code0, out0, err0), (code1, out1, err1) = cluster([*smoke, "cluster", str(out)], REPO,
-                                                       tmp_path)  # fmt: skip
+    (code0, out0, err0), (code1, out1, err1) = cluster(
+        [*smoke, "cluster", str(out)], REPO, tmp_path
+    )
     assert (code0, code1) == (0, 0), err0[-3000:] + err1[-3000:]
-    alone = subprocess.run([sys.executable, *smoke, "devices", str(out)], capture_output=True,
-                           text=True, timeout=LIMIT, cwd=REPO,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    alone = subprocess.run(
+        [sys.executable, *smoke, "devices", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=LIMIT,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert alone.returncode == 0, alone.stderr[-3000:]
     first, second = (yaml.safe_load(o.strip().splitlines()[-1]) for o in (out0, out1))
     two_devices = yaml.safe_load(alone.stdout.strip().splitlines()[-1])
@@ -176,29 +201,43 @@ def test_a_process_that_dies_stops_the_other_in_one_line(tmp_path: Path) -> None
     assert not out.exists() or not list(out.iterdir())  # nothing written, not even temporaries
 
 
-def stage_workspace(tmp_path: Path, default_params: dict, backend: str = "jax",
-                    devices: int = 1) -> Path:  # fmt: skip
+def stage_workspace(
+    tmp_path: Path, default_params: dict, backend: str = "jax", devices: int = 1
+) -> Path:
     """A folder with params.yaml on ``backend`` and tiny processed images for train_mlp."""
     tmp_path.mkdir(exist_ok=True)
-    params = {**default_params, "base": {**default_params["base"], "backend": backend,
-                                         "device": "cpu", "devices": devices},
-              "mlp": {**default_params["mlp"], "epochs": 2, "hidden_units": [8]}}  # fmt: skip
+    params = {
+        **default_params,
+        "base": {**default_params["base"], "backend": backend, "device": "cpu", "devices": devices},
+        "mlp": {**default_params["mlp"], "epochs": 2, "hidden_units": [8]},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     folder = tmp_path / "data" / "processed" / "images"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("val", 32)):
         y = np.arange(n) % 2
-        np.save(folder / f"x_{split}.npy", (rng.integers(0, 100, (n, 6, 6, 1)) + 120 * y[:, None,
-                None, None]).astype(np.uint8))  # fmt: skip
+        np.save(
+            folder / f"x_{split}.npy",
+            (rng.integers(0, 100, (n, 6, 6, 1)) + 120 * y[:, None, None, None]).astype(np.uint8),
+        )
         np.save(folder / f"y_{split}.npy", y)
     np.save(folder / "class_names.npy", np.array(["a", "b"]))
     return tmp_path
 
 
-MLP_STAGE = ["-m", "stages.train_mlp", "--images", "data/processed/images",
-             "--model", "models/mlp", "--plots", "plots/mlp",
-             "--validation", "metrics/validation/mlp.json"]  # fmt: skip
+MLP_STAGE = [
+    "-m",
+    "stages.train_mlp",
+    "--images",
+    "data/processed/images",
+    "--model",
+    "models/mlp",
+    "--plots",
+    "plots/mlp",
+    "--validation",
+    "metrics/validation/mlp.json",
+]
 
 
 def listing(root: Path) -> list[str]:
@@ -228,8 +267,9 @@ def test_a_stage_on_two_processes_writes_its_outputs_once(tmp_path: Path, defaul
     assert done.returncode == 0, err[-3000:]
     import keras
 
-    two_processes, two_devices = (keras.saving.load_model(r / "models/mlp/model.keras")
-                                  for r in (root, alone))  # fmt: skip
+    two_processes, two_devices = (
+        keras.saving.load_model(r / "models/mlp/model.keras") for r in (root, alone)
+    )
     stats = [m.get_layer("standardize").get_weights() for m in (two_processes, two_devices)]
     for a, b in zip(*stats, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)  # float64 sums in another order

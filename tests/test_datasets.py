@@ -56,14 +56,24 @@ def test_rows_read_from_disk_equal_np_load(tmp_path: Path) -> None:
     rows = NpyRows(tmp_path / "x.npy")
     assert (len(rows), rows.shape, rows.dtype, rows.nbytes) == (37, x.shape, x.dtype, x.nbytes)
     keys = [
-        3, -1, np.int64(5),
-        slice(None), slice(4, 20), slice(30, 100), slice(20, 4), slice(2, 30, 3),
+        3,
+        -1,
+        np.int64(5),
+        slice(None),
+        slice(4, 20),
+        slice(30, 100),
+        slice(20, 4),
+        slice(2, 30, 3),
         slice(None, None, -2),
-        [7, 2, 2, 36, 0, 1, 3, 4, 5], np.array([], dtype=np.int64), np.array([-1, -37]),
-        np.arange(37)[::-1], np.random.default_rng(1).permutation(37)[:16],
+        [7, 2, 2, 36, 0, 1, 3, 4, 5],
+        np.array([], dtype=np.int64),
+        np.array([-1, -37]),
+        np.arange(37)[::-1],
+        np.random.default_rng(1).permutation(37)[:16],
         x[:, 0, 0, 0] > 128,
-        (slice(1, 5), 2), (4, slice(1, 3)),
-    ]  # fmt: skip
+        (slice(1, 5), 2),
+        (4, slice(1, 3)),
+    ]
     for key in keys:
         expected = x[key]
         got = rows[key]
@@ -172,8 +182,15 @@ def test_pixel_stats_read_disk_rows_a_chunk_at_a_time(tmp_path: Path, monkeypatc
 @pytest.fixture
 def tiny_cnn(default_params: dict) -> CNN:
     params = copy.deepcopy(default_params["cnn"])
-    params.update(filters=[4], kernel_sizes=[3], dense_units=[8], epochs=2, batch_size=8,
-                  patience=0, reduce_lr_patience=0)  # fmt: skip
+    params.update(
+        filters=[4],
+        kernel_sizes=[3],
+        dense_units=[8],
+        epochs=2,
+        batch_size=8,
+        patience=0,
+        reduce_lr_patience=0,
+    )
     return CNN(**params)
 
 

@@ -28,13 +28,22 @@ TOLERANCE = 1e-5
 def test_two_devices_train_the_model_as_one_does(backend: str, default_params: dict) -> None:
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"the {backend} package is not installed")
-    mlp = {**default_params["mlp"], "hidden_units": [8], "epochs": 3, "batch_size": 16,
-           "patience": 10, "reduce_lr_patience": 0, "dropout": 0.0}  # fmt: skip
+    mlp = {
+        **default_params["mlp"],
+        "hidden_units": [8],
+        "epochs": 3,
+        "batch_size": 16,
+        "patience": 10,
+        "reduce_lr_patience": 0,
+        "dropout": 0.0,
+    }
     done = subprocess.run(
         [sys.executable, str(REPO / "tests" / "devices_smoke.py"), backend, json.dumps(mlp)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     one, two = report["1"], report["2"]

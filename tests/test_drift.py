@@ -15,9 +15,15 @@ import yaml
 from dllabs.tooling import reproducibility
 from dllabs.tooling.reproducibility import compare, headline_tolerances, stale_entries
 
-PLATFORM = {"cpu": {"model": "AMD EPYC", "isa": "x86-64-v3"}, "machine": "x86_64",
-            "system": "Linux", "python": "3.11.7", "backend": "tensorflow",
-            "versions": {"tensorflow": "2.21.0"}, "kernel_env": {}}  # fmt: skip
+PLATFORM = {
+    "cpu": {"model": "AMD EPYC", "isa": "x86-64-v3"},
+    "machine": "x86_64",
+    "system": "Linux",
+    "python": "3.11.7",
+    "backend": "tensorflow",
+    "versions": {"tensorflow": "2.21.0"},
+    "kernel_env": {},
+}
 AVX512 = {**PLATFORM, "cpu": {"model": "AMD EPYC", "isa": "x86-64-v4"}}
 
 COMMITTED = {
@@ -95,14 +101,18 @@ def committed_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_declared_metrics_expand_foreach_stages(tmp_path: Path) -> None:
     """A ``foreach`` stage declares one metrics file per item; each is checked (and tabulated)."""
     stages = {
-        "per_lab": {"foreach": ["mlp", "cnn"],
-                    "do": {"cmd": "true", "metrics": [{"metrics/${item}.json": {"cache": False}}]}},
+        "per_lab": {
+            "foreach": ["mlp", "cnn"],
+            "do": {"cmd": "true", "metrics": [{"metrics/${item}.json": {"cache": False}}]},
+        },
         "single": {"cmd": "true", "metrics": ["metrics/cbow.json"]},
-    }  # fmt: skip
+    }
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     assert reproducibility.declared_metrics(tmp_path / "dvc.yaml") == [
-        "metrics/mlp.json", "metrics/cnn.json", "metrics/cbow.json"
-    ]  # fmt: skip
+        "metrics/mlp.json",
+        "metrics/cnn.json",
+        "metrics/cbow.json",
+    ]
 
 
 def test_a_run_on_another_cpu_passes_within_tolerance(committed_metrics: Path, capsys) -> None:

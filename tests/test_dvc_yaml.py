@@ -202,7 +202,10 @@ def test_keys_read_elsewhere_are_in_the_code_the_stage_runs() -> None:
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
     stages = stages_of(dvc_yaml)
     for name, keys in READ_ELSEWHERE.items():
-        code = "".join((REPO / f).read_text() for f in source_closure(stage_module(stages[name])[0])
-                       if f.endswith(".py"))  # fmt: skip
+        code = "".join(
+            (REPO / f).read_text()
+            for f in source_closure(stage_module(stages[name])[0])
+            if f.endswith(".py")
+        )
         for key in keys:
             assert f".{key.rsplit('.', 1)[-1]}" in code, f"{name}: {key} is read nowhere"

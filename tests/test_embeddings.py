@@ -71,8 +71,9 @@ def test_read_corpus_keeps_each_word_once(tmp_path: Path) -> None:
 
 def test_probes_report_unknown_words_instead_of_failing(cbow: CBOW) -> None:
     model = train_cbow(CORPUS, cbow, seed=0)
-    report = probe_report(model, ["king", "unicorn"], [["the", "rules"], ["flying", "saucer"],
-                                                       ["walks", "spaceship"]])  # fmt: skip
+    report = probe_report(
+        model, ["king", "unicorn"], [["the", "rules"], ["flying", "saucer"], ["walks", "spaceship"]]
+    )
     assert "**unicorn**: not in the vocabulary" in report
     assert "**king**: " in report and "(0." in report.split("**king**: ")[1].splitlines()[0]
     assert "**flying saucer**: no context word is in the vocabulary" in report

@@ -30,40 +30,105 @@ from tests.conftest import REPO
 
 TRAIN = ["--images", "data/processed/images"]
 CLASSIFIER = {  # evaluate_classifier@mlp and @cnn
-    lab: ["--lab", lab, "--images", "data/processed/images", "--model", f"models/{lab}",
-          "--metrics", f"metrics/{lab}.json",
-          "--report", f"reports/{lab}_architecture.md", "--plots", f"plots/evaluate/{lab}"]
+    lab: [
+        "--lab",
+        lab,
+        "--images",
+        "data/processed/images",
+        "--model",
+        f"models/{lab}",
+        "--metrics",
+        f"metrics/{lab}.json",
+        "--report",
+        f"reports/{lab}_architecture.md",
+        "--plots",
+        f"plots/evaluate/{lab}",
+    ]
     for lab in ("mlp", "cnn")
-}  # fmt: skip
+}
 EVALUATE_ANOMALY = [
-    "--series", "data/processed/series.npz", "--model", "models/autoencoder",
-    "--threshold", "models/anomaly_threshold.json",
-    "--metrics", "metrics/anomaly.json", "--plots", "plots/evaluate/anomaly",
-]  # fmt: skip
+    "--series",
+    "data/processed/series.npz",
+    "--model",
+    "models/autoencoder",
+    "--threshold",
+    "models/anomaly_threshold.json",
+    "--metrics",
+    "metrics/anomaly.json",
+    "--plots",
+    "plots/evaluate/anomaly",
+]
 EVALUATE_CBOW = [
-    "--model", "models/cbow", "--text-eval", "data/raw/text_eval", "--metrics", "metrics/cbow.json",
-    "--report", "reports/cbow_probes.md", "--plots", "plots/evaluate/cbow",
-]  # fmt: skip
-EVALUATE_TRANSFER = ["--images", "data/processed/images", "--model", "models/transfer",
-                     "--metrics", "metrics/transfer.json"]  # fmt: skip
+    "--model",
+    "models/cbow",
+    "--text-eval",
+    "data/raw/text_eval",
+    "--metrics",
+    "metrics/cbow.json",
+    "--report",
+    "reports/cbow_probes.md",
+    "--plots",
+    "plots/evaluate/cbow",
+]
+EVALUATE_TRANSFER = [
+    "--images",
+    "data/processed/images",
+    "--model",
+    "models/transfer",
+    "--metrics",
+    "metrics/transfer.json",
+]
 EVALUATE = [
-    "--mlp-metrics", "metrics/mlp.json", "--cnn-metrics", "metrics/cnn.json",
-    "--anomaly-metrics", "metrics/anomaly.json", "--cbow-metrics", "metrics/cbow.json",
-    "--transfer-metrics", "metrics/transfer.json",
-    "--mlp-report", "reports/mlp_architecture.md", "--cnn-report", "reports/cnn_architecture.md",
-    "--summary", "reports/summary.md",
-]  # fmt: skip
-PRETRAIN = ["--images", "data/processed/images", "--model", "models/pretrain",
-            "--plots", "plots/pretrain"]  # fmt: skip
-TRANSFER = ["--images", "data/processed/images", "--pretrained", "models/pretrain",
-            "--model", "models/transfer", "--plots", "plots/transfer",
-            "--validation", "metrics/validation/transfer.json"]  # fmt: skip
+    "--mlp-metrics",
+    "metrics/mlp.json",
+    "--cnn-metrics",
+    "metrics/cnn.json",
+    "--anomaly-metrics",
+    "metrics/anomaly.json",
+    "--cbow-metrics",
+    "metrics/cbow.json",
+    "--transfer-metrics",
+    "metrics/transfer.json",
+    "--mlp-report",
+    "reports/mlp_architecture.md",
+    "--cnn-report",
+    "reports/cnn_architecture.md",
+    "--summary",
+    "reports/summary.md",
+]
+PRETRAIN = [
+    "--images",
+    "data/processed/images",
+    "--model",
+    "models/pretrain",
+    "--plots",
+    "plots/pretrain",
+]
+TRANSFER = [
+    "--images",
+    "data/processed/images",
+    "--pretrained",
+    "models/pretrain",
+    "--model",
+    "models/transfer",
+    "--plots",
+    "plots/transfer",
+    "--validation",
+    "metrics/validation/transfer.json",
+]
 CBOW = ["--corpus", "data/processed/corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 AUTOENCODER = [
-    "--series", "data/processed/series.npz", "--series-summary", "data/processed/series.json",
-    "--model", "models/autoencoder", "--plots", "plots/autoencoder",
-    "--errors", "models/autoencoder_errors.npz",
-]  # fmt: skip
+    "--series",
+    "data/processed/series.npz",
+    "--series-summary",
+    "data/processed/series.json",
+    "--model",
+    "models/autoencoder",
+    "--plots",
+    "plots/autoencoder",
+    "--errors",
+    "models/autoencoder_errors.npz",
+]
 THRESHOLD = [
     "--errors",
     "models/autoencoder_errors.npz",
@@ -91,32 +156,55 @@ def tiny_series(path: Path, features: int = 16) -> None:
     pattern = np.linspace(0.2, 0.8, features)
     arrays = {"row_shape": np.array([4, 4])}
     for split, normal, anomalous in (("train", 40, 0), ("val", 8, 8), ("test", 8, 8)):
-        rows = np.concatenate([
-            pattern + rng.normal(0, 0.03, (normal, features)),
-            1 - pattern + rng.normal(0, 0.03, (anomalous, features)),
-        ]).clip(0, 1)  # fmt: skip
+        rows = np.concatenate(
+            [
+                pattern + rng.normal(0, 0.03, (normal, features)),
+                1 - pattern + rng.normal(0, 0.03, (anomalous, features)),
+            ]
+        ).clip(0, 1)
         arrays[f"x_{split}"] = rows.astype(np.float32)
         arrays[f"y_{split}"] = np.array([0] * normal + [1] * anomalous, dtype=np.int8)
         arrays[f"label_{split}"] = np.array(["n"] * normal + ["a"] * anomalous)
     save_npz(path, arrays)
-    save_json(path.with_suffix(".json"), {  # what preprocess records beside the rows
-        "features": features, "row_shape": [4, 4], "normal_labels": ["n"],
-        "scaling": {"method": "none", "shift": 0.0, "scale": 1.0},
-    })  # fmt: skip
+    save_json(
+        path.with_suffix(".json"),
+        {  # what preprocess records beside the rows
+            "features": features,
+            "row_shape": [4, 4],
+            "normal_labels": ["n"],
+            "scaling": {"method": "none", "shift": 0.0, "scale": 1.0},
+        },
+    )
 
 
 @pytest.mark.slow
 def test_labs_end_to_end_on_tiny_data(workdir) -> None:
-    workdir(**{"mlp.epochs": 2, "cnn.epochs": 2, "cnn.filters": [4, 8], "cnn.kernel_sizes": [3],
-               "cnn.dense_units": [8], "mlp.hidden_units": [8], "autoencoder.epochs": 3,
-               "autoencoder.hidden_units": [8], "autoencoder.code_size": 2, "cbow.epochs": 2,
-               "cbow.probe_words": ["king", "zebra"], "cbow.pca_words": 5,
-               "transfer.source_classes": ["circle", "square"],
-               "transfer.target_classes": ["star", "moon"], "transfer.target_train_size": 3,
-               "transfer.pretrain.epochs": 2, "transfer.feature_extraction.epochs": 2,
-               "transfer.fine_tune.epochs": 2, "transfer.trainable_base_layers": 0,
-                   "transfer.fine_tune.unfreeze": 4,
-               "transfer.head.dense_units": [4], "transfer.repeats": 2})  # fmt: skip
+    workdir(
+        **{
+            "mlp.epochs": 2,
+            "cnn.epochs": 2,
+            "cnn.filters": [4, 8],
+            "cnn.kernel_sizes": [3],
+            "cnn.dense_units": [8],
+            "mlp.hidden_units": [8],
+            "autoencoder.epochs": 3,
+            "autoencoder.hidden_units": [8],
+            "autoencoder.code_size": 2,
+            "cbow.epochs": 2,
+            "cbow.probe_words": ["king", "zebra"],
+            "cbow.pca_words": 5,
+            "transfer.source_classes": ["circle", "square"],
+            "transfer.target_classes": ["star", "moon"],
+            "transfer.target_train_size": 3,
+            "transfer.pretrain.epochs": 2,
+            "transfer.feature_extraction.epochs": 2,
+            "transfer.fine_tune.epochs": 2,
+            "transfer.trainable_base_layers": 0,
+            "transfer.fine_tune.unfreeze": 4,
+            "transfer.head.dense_units": [4],
+            "transfer.repeats": 2,
+        }
+    )
     tiny_images(Path("data/processed/images"))
     tiny_series(Path("data/processed/series.npz"))
     Path("data/processed/corpus.txt").write_text("king queen man woman\nman woman king\n" * 20)
@@ -124,8 +212,17 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     write_text_eval(Path("data/raw/text_eval"))
     train_cbow.main(CBOW)
     for stage, name in ((train_mlp, "mlp"), (train_cnn, "cnn")):
-        stage.main([*TRAIN, "--model", f"models/{name}", "--plots", f"plots/{name}",
-                    "--validation", f"metrics/validation/{name}.json"])  # fmt: skip
+        stage.main(
+            [
+                *TRAIN,
+                "--model",
+                f"models/{name}",
+                "--plots",
+                f"plots/{name}",
+                "--validation",
+                f"metrics/validation/{name}.json",
+            ]
+        )
     train_autoencoder.main(AUTOENCODER)
     threshold_anomaly.main(THRESHOLD)
     pretrain_base.main(PRETRAIN)
@@ -140,8 +237,16 @@ def test_labs_end_to_end_on_tiny_data(workdir) -> None:
     anomaly = json.loads(Path("metrics/anomaly.json").read_text())
     assert anomaly["method"] == "mean_std" and anomaly["threshold"] > 0
     assert sum(anomaly["test"]["confusion"].values()) == 16
-    assert set(anomaly["test"]) >= {"precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc",
-                                    "normal_precision", "normal_recall"}  # fmt: skip
+    assert set(anomaly["test"]) >= {
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "roc_auc",
+        "pr_auc",
+        "normal_precision",
+        "normal_recall",
+    }
     roc = json.loads(Path("plots/evaluate/anomaly/plots/sklearn/roc.json").read_text())
     assert {"fpr", "tpr"} <= set(roc["roc"][0])
     for png in ("error_histogram.png", "reconstructions.png"):
@@ -234,14 +339,27 @@ def test_command_lines_match_dvc_yaml() -> None:
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for lab in ("mlp", "cnn"):
-        args = [*TRAIN, "--model", f"models/{lab}", "--plots", f"plots/{lab}",
-                "--validation", f"metrics/validation/{lab}.json"]  # fmt: skip
+        args = [
+            *TRAIN,
+            "--model",
+            f"models/{lab}",
+            "--plots",
+            f"plots/{lab}",
+            "--validation",
+            f"metrics/validation/{lab}.json",
+        ]
         assert stages[f"train_{lab}"]["cmd"].split()[-len(args) :] == args
-    for name, args in (("evaluate", EVALUATE), ("evaluate_anomaly", EVALUATE_ANOMALY),
-                       ("evaluate_cbow", EVALUATE_CBOW), ("evaluate_transfer", EVALUATE_TRANSFER),
-                       ("train_autoencoder", AUTOENCODER), ("threshold_anomaly", THRESHOLD),
-                       ("train_cbow", CBOW), ("pretrain_base", PRETRAIN),
-                       ("train_transfer", TRANSFER)):  # fmt: skip
+    for name, args in (
+        ("evaluate", EVALUATE),
+        ("evaluate_anomaly", EVALUATE_ANOMALY),
+        ("evaluate_cbow", EVALUATE_CBOW),
+        ("evaluate_transfer", EVALUATE_TRANSFER),
+        ("train_autoencoder", AUTOENCODER),
+        ("threshold_anomaly", THRESHOLD),
+        ("train_cbow", CBOW),
+        ("pretrain_base", PRETRAIN),
+        ("train_transfer", TRANSFER),
+    ):
         assert stages[name]["cmd"].split()[-len(args) :] == args
     classifier = stages["evaluate_classifier"]
     assert classifier["foreach"] == list(CLASSIFIER)

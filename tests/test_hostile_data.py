@@ -111,62 +111,76 @@ def read(source: str, files: dict[str, bytes]):
 RNG = np.random.default_rng(5)
 BAD_RAW = {
     "cifar float pixels": (
-        "cifar10", cifar(data=RNG.random((20, 3072))),
+        "cifar10",
+        cifar(data=RNG.random((20, 3072))),
         r"data_batch_1: b'data' holds float64 values; expected uint8 pixels",
     ),
     "cifar labels fewer than rows": (
-        "cifar10", cifar(data=np.zeros((40, 3072), np.uint8), labels=[0] * 30),
+        "cifar10",
+        cifar(data=np.zeros((40, 3072), np.uint8), labels=[0] * 30),
         r"data_batch_1: b'labels': 30 labels for 40 images",
     ),
     "cifar wrong row width": (
-        "cifar10", cifar(data=np.zeros((20, 2000), np.uint8)),
+        "cifar10",
+        cifar(data=np.zeros((20, 2000), np.uint8)),
         r"data_batch_1: b'data' has shape \(20, 2000\); expected \(rows, 3072\)",
     ),
     "cifar label 42": (
-        "cifar10", cifar(labels=[42] + [0] * 19),
+        "cifar10",
+        cifar(labels=[42] + [0] * 19),
         r"data_batch_1: b'labels': label 42 at row 1; expected 0 to 9",
     ),
     "cifar label 200": (
-        "cifar10", cifar(labels=[0] * 19 + [200]),
+        "cifar10",
+        cifar(labels=[0] * 19 + [200]),
         r"data_batch_1: b'labels': label 200 at row 20; expected 0 to 9",
     ),
     "cifar negative label": (
-        "cifar10", cifar(labels=[-1] + [0] * 19),
+        "cifar10",
+        cifar(labels=[-1] + [0] * 19),
         r"data_batch_1: b'labels': label -1 at row 1; expected 0 to 9",
     ),
     "cifar string labels": (
-        "cifar10", cifar(labels=["cat"] * 20),
+        "cifar10",
+        cifar(labels=["cat"] * 20),
         r"data_batch_1: b'labels' holds <U3 values; expected integer labels",
     ),
     "mnist labels fewer than images": (
-        "mnist", mnist(y_train=np.arange(150) % 10),
+        "mnist",
+        mnist(y_train=np.arange(150) % 10),
         r"mnist.npz: y_train: 150 labels for 300 images",
     ),
     "mnist float64 pixels": (
-        "mnist", mnist(x_train=RNG.random((300, 28, 28))),
+        "mnist",
+        mnist(x_train=RNG.random((300, 28, 28))),
         r"mnist.npz: x_train holds float64 values; expected uint8 pixels",
     ),
     "mnist 4-D images": (
-        "mnist", mnist(x_train=np.zeros((300, 28, 28, 1), np.uint8)),
+        "mnist",
+        mnist(x_train=np.zeros((300, 28, 28, 1), np.uint8)),
         r"mnist.npz: x_train has shape \(300, 28, 28, 1\); expected \(images, height, width\)",
     ),
     "mnist 2-D labels": (
-        "mnist", mnist(y_train=np.zeros((300, 1), np.int64)),
+        "mnist",
+        mnist(y_train=np.zeros((300, 1), np.int64)),
         r"mnist.npz: y_train has shape \(300, 1\); expected one label per image",
     ),
     "idx float64 pixels": (
-        "fashion_mnist", fashion(images=RNG.random((60, 28, 28))),
+        "fashion_mnist",
+        fashion(images=RNG.random((60, 28, 28))),
         r"train-images-idx3-ubyte.gz: IDX payload holds float64 values; expected uint8 pixels",
     ),
     "idx 2-D labels": (
-        "fashion_mnist", fashion(labels=np.zeros((60, 2), np.uint8)),
+        "fashion_mnist",
+        fashion(labels=np.zeros((60, 2), np.uint8)),
         r"train-labels-idx1-ubyte.gz: IDX payload has shape \(60, 2\); expected one label",
     ),
     "idx label 10": (
-        "fashion_mnist", fashion(labels=np.full(60, 10, np.uint8)),
+        "fashion_mnist",
+        fashion(labels=np.full(60, 10, np.uint8)),
         r"train-labels-idx1-ubyte.gz: IDX payload: label 10 at row 1; expected 0 to 9",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", BAD_RAW, ids=list(BAD_RAW))
@@ -176,11 +190,14 @@ def test_crafted_raw_images_are_refused_naming_the_file(case: str, workdir) -> N
         read(source, files)
 
 
-@pytest.mark.parametrize("source, files", [
-    ("cifar10", cifar(labels=[-3] + [0] * 19)),
-    ("fashion_mnist", fashion(labels=np.zeros((60, 2), np.uint8))),
-    ("mnist", mnist(y_train=np.arange(150) % 10)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source, files",
+    [
+        ("cifar10", cifar(labels=[-3] + [0] * 19)),
+        ("fashion_mnist", fashion(labels=np.zeros((60, 2), np.uint8))),
+        ("mnist", mnist(y_train=np.arange(150) % 10)),
+    ],
+)
 def test_preprocess_refuses_bad_labels_before_replacing_its_outputs(
     source: str, files: dict[str, bytes], workdir, capsys
 ) -> None:
@@ -235,8 +252,11 @@ def test_an_idx_header_claiming_more_than_the_limit_is_refused_unread(tmp_path: 
     header = bytes([0, 0, 0x08, 3]) + struct.pack(">III", 10**9, 64, 64)
     path = tmp_path / "claims-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(header + bytes(100)))
-    with pytest.raises(DataError, match=r"claims-idx3-ubyte.gz: header shape \(1000000000, 64, "
-                       r"64\) needs 4096000000000 bytes, more than the .* limit"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"claims-idx3-ubyte.gz: header shape \(1000000000, 64, "
+        r"64\) needs 4096000000000 bytes, more than the .* limit",
+    ):
         read_idx(path)
 
 
@@ -247,8 +267,11 @@ def test_an_idx_header_claiming_more_than_the_limit_is_refused_unread(tmp_path: 
 def test_a_csv_value_beyond_float32_is_named(cell: str, tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text(f"a,b,label\n1,2,0\n3,{cell},1\n")
-    with pytest.raises(DataError, match=rf"rows.csv: row 3, column 'b': {cell} is outside the "
-                       r"range of 32-bit floats \(±3.4e\+38\)"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=rf"rows.csv: row 3, column 'b': {cell} is outside the "
+        r"range of 32-bit floats \(±3.4e\+38\)",
+    ):
         read_labelled_csv(path, "label")
 
 
@@ -268,8 +291,14 @@ def test_preprocess_refuses_a_value_beyond_float32_naming_the_users_file(
     rows = ["t,v,label"] + [f"{i},{i % 5}.5,{int(i % 6 == 0)}" for i in range(60)]
     rows[7] = "6,1e39,0"
     table.write_text("\n".join(rows) + "\n")
-    workdir(**{"data.anomaly": "csv", "data.csv_path": str(table), "data.label_column": "label",
-               "data.normal_label": 0})  # fmt: skip
+    workdir(
+        **{
+            "data.anomaly": "csv",
+            "data.csv_path": str(table),
+            "data.label_column": "label",
+            "data.normal_label": 0,
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
     # The user's file by its path inside the project (tmp_path is the project here).
@@ -285,8 +314,11 @@ def test_a_table_wider_than_the_limit_is_refused_from_its_first_line(tmp_path: P
     path = tmp_path / "wide.csv"
     line = ",".join(["1"] * (MAX_CSV_COLUMNS + 1))
     path.write_text(line + "\n" + line + "\n")
-    with pytest.raises(DataError, match=rf"wide.csv: {MAX_CSV_COLUMNS + 1:,} columns; expected at "
-                       rf"most {MAX_CSV_COLUMNS:,}"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=rf"wide.csv: {MAX_CSV_COLUMNS + 1:,} columns; expected at "
+        rf"most {MAX_CSV_COLUMNS:,}",
+    ):
         read_labelled_csv(path, -1)
 
 
@@ -295,8 +327,11 @@ def test_a_table_of_the_wrong_width_is_refused_from_its_first_line(tmp_path: Pat
     the column count was wrong; the expected count is checked against the first line."""
     path = tmp_path / "rows.csv"
     path.write_text("\n".join(",".join(["1"] * 50) for _ in range(4)) + "\n")
-    with pytest.raises(DataError, match=r"rows.csv: 49 feature columns besides the label column, "
-                       r"the model takes 140 features"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"rows.csv: 49 feature columns besides the label column, "
+        r"the model takes 140 features",
+    ):
         read_labelled_csv(path, -1, features=140)
     with pytest.raises(DataError, match=r"rows.csv: 50 columns, the model takes 140 features"):
         read_labelled_csv(path, None, features=140)
@@ -427,8 +462,11 @@ def test_an_npz_whose_header_claims_more_than_it_holds_is_refused(workdir) -> No
     path.parent.mkdir(parents=True)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("x_train.npy", npy_claiming((10**12, 28, 28)))
-    with pytest.raises(DataError, match=r"mnist.npz: x_train.npy has a header for \(1000000000000, "
-                       r"28, 28\) uint8 \(784,000,000,000,000 bytes\) but holds 0"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"mnist.npz: x_train.npy has a header for \(1000000000000, "
+        r"28, 28\) uint8 \(784,000,000,000,000 bytes\) but holds 0",
+    ):
         sources.load_npz(path)
 
 
@@ -441,8 +479,11 @@ def test_an_npz_of_arrays_larger_than_memory_is_refused_unread(workdir, monkeypa
     path.parent.mkdir(parents=True)
     np.savez_compressed(path, x_train=np.zeros((1000, 28, 28), np.uint8))
     monkeypatch.setattr(outputs, "_memory_bytes", lambda: 1_000_000)
-    with pytest.raises(DataError, match=r"mnist.npz: its arrays need 784,000 bytes, more than "
-                       r"half this machine's memory"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"mnist.npz: its arrays need 784,000 bytes, more than "
+        r"half this machine's memory",
+    ):
         sources.load_npz(path)
 
 
@@ -451,8 +492,11 @@ def test_an_npy_whose_header_claims_more_than_the_file_is_refused(tmp_path: Path
 
     path = tmp_path / "y_train.npy"
     path.write_bytes(npy_claiming((10**12,), b"\0" * 16))
-    with pytest.raises(DataError, match=r"y_train.npy: \d+ bytes, but its header "
-                       r"\(\(1000000000000,\), uint8\) needs"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"y_train.npy: \d+ bytes, but its header "
+        r"\(\(1000000000000,\), uint8\) needs",
+    ):
         load_npy(path)
 
 

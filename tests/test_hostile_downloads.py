@@ -247,8 +247,12 @@ def test_a_signal_during_a_download_leaves_no_partial_file_in_the_cache_or_the_o
     env = {**os.environ, MIRROR_ENV: f"{server.base}/mirror", "PYTHONHASHSEED": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "stages.download", *DOWNLOAD_ARGS],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_partial(process, root / ".cache")
         process.send_signal(signum)
@@ -277,8 +281,10 @@ def test_a_download_killed_with_sigkill_leaves_a_partial_file_that_the_next_run_
     url = server.script("/ecg.csv", ("trickle", BODY), ("ok", BODY))
     process = subprocess.Popen(
         [sys.executable, "-c", FETCH_SCRIPT, url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_partial(process, cache)
     process.kill()  # SIGKILL: no cleanup can run
     process.wait()
@@ -342,8 +348,10 @@ def silent_remote_repo(root: Path, endpoint: str) -> Path:
     (root / "models/cnn/model.keras").write_bytes(BODY)
     dvc(root, "add", "-q", "models/cnn")
     with (root / ".dvc/config").open("a") as config:  # `dvc remote add -d`, `modify endpointurl`
-        config.write(f"[core]\n    remote = storage\n['remote \"storage\"']\n"
-                     f"    url = s3://bucket/dl-labs\n    endpointurl = {endpoint}\n")  # fmt: skip
+        config.write(
+            f"[core]\n    remote = storage\n['remote \"storage\"']\n"
+            f"    url = s3://bucket/dl-labs\n    endpointurl = {endpoint}\n"
+        )
     sh(["git", "add", "-A"], root)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "model"], root)
     sh(["rm", "-rf", ".dvc/cache", "models/cnn"], root)
@@ -419,11 +427,13 @@ def queue_repo(root: Path, marks: Path, hold: Path) -> Path:
     until it is stopped: a run still going when its worker dies."""
     root.mkdir()
     (root / "params.yaml").write_text("k: 1\n")
-    code = (f"import pathlib, time, yaml; pathlib.Path({str(marks)!r}).touch(); "
-            f"hold = pathlib.Path({str(hold)!r}); held = hold.exists(); "
-            "hold.unlink(missing_ok=True); time.sleep(600 if held else 1); "
-            "k = yaml.safe_load(open('params.yaml'))['k']; "
-            "pathlib.Path('out.txt').write_text(str(10 * k))")  # fmt: skip
+    code = (
+        f"import pathlib, time, yaml; pathlib.Path({str(marks)!r}).touch(); "
+        f"hold = pathlib.Path({str(hold)!r}); held = hold.exists(); "
+        "hold.unlink(missing_ok=True); time.sleep(600 if held else 1); "
+        "k = yaml.safe_load(open('params.yaml'))['k']; "
+        "pathlib.Path('out.txt').write_text(str(10 * k))"
+    )
     stage = {"cmd": f'python -c "{code}"', "params": ["k"], "outs": ["out.txt"]}
     (root / "dvc.yaml").write_text(json.dumps({"stages": {"work": stage}}))
     (root / ".gitignore").write_text("/out.txt\n")

@@ -37,8 +37,14 @@ from tests.conftest import (
     png_header_only,
 )
 
-THRESHOLD_ARGS = ["--errors", "errors.npz", "--threshold", "threshold.json",
-                  "--validation", "validation.json"]  # fmt: skip
+THRESHOLD_ARGS = [
+    "--errors",
+    "errors.npz",
+    "--threshold",
+    "threshold.json",
+    "--validation",
+    "validation.json",
+]
 
 
 def sixteen_bit_folder(root: Path) -> dict[str, np.ndarray]:
@@ -138,8 +144,12 @@ def test_a_keras_file_naming_a_python_function_is_refused(tmp_path: Path) -> Non
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "plain.keras")
     for module, name in (("builtins", "open"), ("os", "system"), ("builtins", "no_such_function")):
-        activation = {"module": module, "class_name": "function", "config": name,
-                      "registered_name": None}  # fmt: skip
+        activation = {
+            "module": module,
+            "class_name": "function",
+            "config": name,
+            "registered_name": None,
+        }
 
         def edit(config: dict, activation: dict = activation) -> None:
             config["config"]["layers"][1]["config"]["activation"] = activation
@@ -190,8 +200,14 @@ def test_16_bit_greyscale_is_scaled_to_8_bits_not_clipped(tmp_path: Path) -> Non
 def test_16_bit_images_go_through_preprocess_as_8_bit(workdir, tmp_path: Path) -> None:
     """The probe: a folder of 16-bit PNGs came out 99.6% white (255)."""
     sixteen_bit_folder(tmp_path / "scans")
-    workdir(**{"data.images": "folder", "data.images_dir": str(tmp_path / "scans"),
-               "data.image_size": [8, 8], "data.color_mode": "grayscale"})  # fmt: skip
+    workdir(
+        **{
+            "data.images": "folder",
+            "data.images_dir": str(tmp_path / "scans"),
+            "data.image_size": [8, 8],
+            "data.color_mode": "grayscale",
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
     x = np.concatenate([np.load(f"data/processed/images/x_{s}.npy") for s in ("train", "val")])
@@ -219,10 +235,19 @@ def test_a_sentence_longer_than_gensim_reads_is_split_and_every_word_trained(
     assert split == 1 and [len(p) for p in pieces] == [MAX_SENTENCE_WORDS, MAX_SENTENCE_WORDS]
     assert [word for piece in pieces for word in piece] == first + late
 
-    params = CBOW(**{**default_params["cbow"], "vector_size": 8, "epochs": 2, "min_count": 1,
-                     "sample": 0.0})  # fmt: skip
-    options = {"vector_size": 8, "window": params.window, "min_count": 1, "sg": 0, "seed": 3,
-               "workers": 1, "negative": params.negative, "sample": 0.0}  # fmt: skip
+    params = CBOW(
+        **{**default_params["cbow"], "vector_size": 8, "epochs": 2, "min_count": 1, "sample": 0.0}
+    )
+    options = {
+        "vector_size": 8,
+        "window": params.window,
+        "min_count": 1,
+        "sg": 0,
+        "seed": 3,
+        "workers": 1,
+        "negative": params.negative,
+        "sample": 0.0,
+    }
     untrained = Word2Vec(**options)
     untrained.build_vocab(sentences)
     trained = train_cbow(sentences, params, seed=3)
@@ -237,11 +262,23 @@ def test_the_training_stage_counts_the_sentences_it_split(workdir) -> None:
     words = " ".join(f"w{i % 50}" for i in range(MAX_SENTENCE_WORDS + 5))
     (root / "corpus.txt").write_text(f"{words}\nshort sentence here\n")
     done = subprocess.run(
-        [sys.executable, "-m", "stages.train_cbow", "--corpus", "corpus.txt", "--model", "m",
-         "--plots", "p"],
-        cwd=root, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "stages.train_cbow",
+            "--corpus",
+            "corpus.txt",
+            "--model",
+            "m",
+            "--plots",
+            "p",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     training = json.loads((root / "m" / "training.json").read_text())
     assert (training["sentences_split"], training["sentences"]) == (1, 3)
@@ -254,11 +291,19 @@ def test_nan_reconstruction_errors_stop_the_threshold_stage(workdir, capsys) -> 
     workdir()
     errors = np.linspace(0.1, 1.0, 40)
     errors[[3, 17]] = np.nan
-    save_npz("errors.npz", {"error_train": errors, "error_val": np.linspace(0.1, 2, 20),
-                            "y_val": (np.arange(20) > 14).astype(np.int8)})  # fmt: skip
+    save_npz(
+        "errors.npz",
+        {
+            "error_train": errors,
+            "error_val": np.linspace(0.1, 2, 20),
+            "y_val": (np.arange(20) > 14).astype(np.int8),
+        },
+    )
     err = fails(threshold_anomaly.main, THRESHOLD_ARGS, capsys)
-    assert ("errors.npz: error_train: 2 of 40 reconstruction errors are NaN or infinite (rows 3, "
-            "17): the autoencoder diverged") in err  # fmt: skip
+    assert (
+        "errors.npz: error_train: 2 of 40 reconstruction errors are NaN or infinite (rows 3, "
+        "17): the autoencoder diverged"
+    ) in err
     assert not Path("threshold.json").exists()
 
 
@@ -309,7 +354,7 @@ def test_a_line_longer_than_the_limit_is_refused_before_any_parser_reads_it(
         ("\ufeffwith a BOM\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
         ("caf\u00e9".encode()[:-1], "ends inside a character"),
     ],
-)  # fmt: skip
+)
 def test_text_files_are_scanned_in_blocks(tmp_path: Path, content: bytes, message) -> None:
     path = tmp_path / "text.txt"
     path.write_bytes(content)
@@ -378,9 +423,14 @@ def test_an_image_past_the_limit_is_refused_from_its_header(
 
 def test_a_full_disk_is_one_line_naming_the_output(workdir, capsys, monkeypatch) -> None:
     workdir()
-    save_npz("errors.npz", {"error_train": np.linspace(0.1, 1, 40),
-                            "error_val": np.linspace(0.1, 2, 20),
-                            "y_val": (np.arange(20) > 14).astype(np.int8)})  # fmt: skip
+    save_npz(
+        "errors.npz",
+        {
+            "error_train": np.linspace(0.1, 1, 40),
+            "error_val": np.linspace(0.1, 2, 20),
+            "y_val": (np.arange(20) > 14).astype(np.int8),
+        },
+    )
 
     def full(path, payload) -> None:
         Path(path).write_text("{half")
@@ -519,8 +569,15 @@ def test_the_manifest_never_records_a_home_path(
     make_image_folder(outside, {"a": 6, "b": 6})
     csv = outside.parent / "rows.csv"
     csv.write_text("\n".join(f"{i},{i % 2}" for i in range(40)) + "\n")
-    workdir(**{"data.images": "folder", "data.images_dir": str(outside), "data.anomaly": "csv",
-               "data.csv_path": str(csv), "data.label_column": -1})  # fmt: skip
+    workdir(
+        **{
+            "data.images": "folder",
+            "data.images_dir": str(outside),
+            "data.anomaly": "csv",
+            "data.csv_path": str(csv),
+            "data.label_column": -1,
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     for folder, name in (("images", "photos"), ("anomaly", "rows.csv")):
         manifest = Path(f"data/raw/{folder}/manifest.json").read_text()

@@ -68,8 +68,9 @@ def test_a_params_file_over_the_size_limit_is_refused_unparsed(tmp_path: Path) -
     params = tmp_path / "params.yaml"
     params.write_text(PARAMS + junk_list(1 << 20), encoding="utf-8")
     size = f"{params.stat().st_size:,}"
-    with pytest.raises(ParamsError, match=f"params.yaml: {size} bytes; a params file may hold "
-                                          "at most 262,144"):  # fmt: skip
+    with pytest.raises(
+        ParamsError, match=f"params.yaml: {size} bytes; a params file may hold at most 262,144"
+    ):
         load_params(params)
 
 
@@ -87,8 +88,11 @@ def test_refusing_a_64_mb_params_file_is_quick_and_small(tmp_path: Path) -> None
     done = measure(python(*THRESHOLD), cwd=tmp_path, env=STAGE_ENV, kill_at_mb=1024, timeout=60)
     assert not done.killed, f"killed at {done.peak_mb:.0f} MB or after 60 s"
     assert done.returncode == 1
-    assert re.fullmatch(r"threshold_anomaly: error: params.yaml: 67,\d{3},\d{3} bytes; a params "
-                        r"file may hold at most 262,144 .*", one_line(done.stderr))  # fmt: skip
+    assert re.fullmatch(
+        r"threshold_anomaly: error: params.yaml: 67,\d{3},\d{3} bytes; a params "
+        r"file may hold at most 262,144 .*",
+        one_line(done.stderr),
+    )
     assert done.peak_mb < 150, done.peak_mb
 
 
@@ -151,14 +155,18 @@ def test_a_conf_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("encoded", "message"),
     [
-        (("# caf\xe9\n" + PARAMS).encode("latin-1"),
-         "params.yaml: not UTF-8 text: byte 0xe9 at line 1, column 6; DVC reads params files as "
-         "UTF-8: save it as UTF-8"),
-        (PARAMS.encode("utf-16"),
-         "params.yaml: UTF-16 text; DVC reads params files as UTF-8: save it as UTF-8"),
+        (
+            ("# caf\xe9\n" + PARAMS).encode("latin-1"),
+            "params.yaml: not UTF-8 text: byte 0xe9 at line 1, column 6; DVC reads params files as "
+            "UTF-8: save it as UTF-8",
+        ),
+        (
+            PARAMS.encode("utf-16"),
+            "params.yaml: UTF-16 text; DVC reads params files as UTF-8: save it as UTF-8",
+        ),
     ],
     ids=["latin-1", "utf-16"],
-)  # fmt: skip
+)
 def test_params_that_are_not_utf8_are_one_line(tmp_path: Path, encoded: bytes, message) -> None:
     params = tmp_path / "params.yaml"
     params.write_bytes(encoded)
@@ -171,8 +179,14 @@ def test_params_that_are_not_utf8_are_one_line(tmp_path: Path, encoded: bytes, m
 def test_a_stage_reports_latin_1_params_in_one_line(tmp_path: Path) -> None:
     """The probe: a 17-line UnicodeDecodeError traceback from stages/__init__.py."""
     (tmp_path / "params.yaml").write_bytes(("# caf\xe9\n" + PARAMS).encode("latin-1"))
-    done = subprocess.run(python(*THRESHOLD), cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, **STAGE_ENV}, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        python(*THRESHOLD),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **STAGE_ENV},
+        timeout=120,
+    )
     assert done.returncode == 1
     assert one_line(done.stderr).startswith("threshold_anomaly: error: params.yaml: not UTF-8")
 
@@ -203,21 +217,35 @@ SLURM = {"SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "node1
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        (keras_env("2", "0", "localhost:¹²³⁴⁵"),
-         "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'localhost:¹²³⁴⁵' is not host:port"),
-        (keras_env("2", "0", "localhost:" + "1" * 5000),
-         "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'localhost:1111"),
-        (keras_env("2", "0", "hôst:1234"),
-         "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'hôst:1234' is not host:port"),
+        (
+            keras_env("2", "0", "localhost:¹²³⁴⁵"),
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'localhost:¹²³⁴⁵' is not host:port",
+        ),
+        (
+            keras_env("2", "0", "localhost:" + "1" * 5000),
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'localhost:1111",
+        ),
+        (
+            keras_env("2", "0", "hôst:1234"),
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES: 'hôst:1234' is not host:port",
+        ),
         ({**SLURM, "SLURM_JOB_ID": "⁷"}, "SLURM_JOB_ID='⁷': expected a whole number"),
         ({**SLURM, "SLURM_JOB_ID": "9" * 5000}, "SLURM_JOB_ID='9999"),
         (keras_env("٢", "0"), "KERAS_DISTRIBUTION_NUM_PROCESSES='٢': expected a whole number >= 1"),
         (keras_env("2", "١"), "KERAS_DISTRIBUTION_PROCESS_ID='١': expected a whole number >= 0"),
         (keras_env("9" * 5000, "0"), "KERAS_DISTRIBUTION_NUM_PROCESSES='9999"),
     ],
-    ids=["superscript-port", "long-port", "non-ascii-host", "superscript-job", "long-job",
-         "arabic-count", "arabic-index", "long-count"],
-)  # fmt: skip
+    ids=[
+        "superscript-port",
+        "long-port",
+        "non-ascii-host",
+        "superscript-job",
+        "long-job",
+        "arabic-count",
+        "arabic-index",
+        "long-count",
+    ],
+)
 def test_launcher_variables_that_are_not_ascii_numbers_are_named(env, message: str) -> None:
     with pytest.raises(ParamsError, match=re.escape(message)):
         from_environment(env)
@@ -242,19 +270,35 @@ def test_a_cluster_timeout_of_a_day_or_a_fraction_is_kept() -> None:
 @pytest.mark.parametrize(
     "level",
     # 10 to 20 s each here, most of it TensorFlow's import
-    [pytest.param("3", id="dvc.yaml's level"),
-     pytest.param(None, id="unset", marks=pytest.mark.slow)],
-)  # fmt: skip
+    [
+        pytest.param("3", id="dvc.yaml's level"),
+        pytest.param(None, id="unset", marks=pytest.mark.slow),
+    ],
+)
 def test_a_tensorflow_stage_that_fails_prints_one_line(tmp_path, default_params, level) -> None:
     params = copy.deepcopy(default_params)
     set_key(params, "mlp.learning_rate", -1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(STAGE_ENV, **({"TF_CPP_MIN_LOG_LEVEL": level} if level else {}))
-    args = ["--images", "data/processed/images", "--model", "models/mlp", "--plots", "plots/mlp",
-            "--validation", "metrics/validation/mlp.json"]  # fmt: skip
-    done = subprocess.run(python("-m", "stages.train_mlp", *args), cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    args = [
+        "--images",
+        "data/processed/images",
+        "--model",
+        "models/mlp",
+        "--plots",
+        "plots/mlp",
+        "--validation",
+        "metrics/validation/mlp.json",
+    ]
+    done = subprocess.run(
+        python("-m", "stages.train_mlp", *args),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "train_mlp: error: params.yaml: mlp.learning_rate = -1: input should be greater than 0"
@@ -285,13 +329,20 @@ def import_fake_tensorflow(tmp_path: Path, **env: str) -> subprocess.CompletedPr
     of its own to file descriptor 2, as a stage imports TensorFlow."""
     (tmp_path / "fake" / "tensorflow").mkdir(parents=True)
     (tmp_path / "fake" / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
-    code = ("import sys; from dllabs.training.backend import quiet_tensorflow_start; "
-            "quiet_tensorflow_start(); import tensorflow; "
-            "print('imported', file=sys.stderr)")  # fmt: skip
+    code = (
+        "import sys; from dllabs.training.backend import quiet_tensorflow_start; "
+        "quiet_tensorflow_start(); import tensorflow; "
+        "print('imported', file=sys.stderr)"
+    )
     base = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     path = f"{tmp_path / 'fake'}{os.pathsep}{REPO}"
-    return subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": path, **env},
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, "PYTHONPATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
@@ -328,8 +379,10 @@ def test_params_are_read_as_dvc_reads_them(tmp_path: Path) -> None:
     params.write_text(PARAMS.replace("learning_rate: 0.01", "learning_rate: 1e-3", 1))
     assert load_params(params).mlp.learning_rate == 0.001
     tricky = tmp_path / "tricky.yaml"
-    tricky.write_text("a: 1e-3\nb: off\nc: yes\nd: 010\ne: 0o10\nf: 1:30\ng: 1_000\nh: .inf\n"
-                      "i: ~\nj: 2024-01-02\nk: 0x1F\nl: .5\nm: '1'\nn: No\n")  # fmt: skip
+    tricky.write_text(
+        "a: 1e-3\nb: off\nc: yes\nd: 010\ne: 0o10\nf: 1:30\ng: 1_000\nh: .inf\n"
+        "i: ~\nj: 2024-01-02\nk: 0x1F\nl: .5\nm: '1'\nn: No\n"
+    )
     assert read_yaml(tricky) == load_yaml(tricky)
 
 

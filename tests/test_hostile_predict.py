@@ -44,8 +44,12 @@ def save_classifier(folder: Path, shape: tuple[int, int, int], pooled: bool = Fa
     model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x))
     model.compile("sgd", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    model.fit(rng.integers(0, 256, (16, *shape), dtype=np.uint8), rng.integers(0, 3, 16),
-              epochs=1, verbose=0)  # fmt: skip
+    model.fit(
+        rng.integers(0, 256, (16, *shape), dtype=np.uint8),
+        rng.integers(0, 3, 16),
+        epochs=1,
+        verbose=0,
+    )
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
     save_json(folder / "summary.json", {"inputs": image_record(shape, CLASSES)})
@@ -69,8 +73,11 @@ def save_autoencoder(folder: Path, kernel: float | None = None) -> Path:
         model = keras.Model(inputs, layer(inputs))
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
-    series = {"features": FEATURES, "row_shape": [FEATURES],
-              "scaling": {"method": "minmax", "shift": 0.0, "scale": 16.0}}  # fmt: skip
+    series = {
+        "features": FEATURES,
+        "row_shape": [FEATURES],
+        "scaling": {"method": "minmax", "shift": 0.0, "scale": 16.0},
+    }
     save_json(folder / "summary.json", {"inputs": series_record(series, "mse")})
     return folder
 
@@ -127,18 +134,32 @@ def test_rows_beyond_float32_are_one_line_naming_the_row_and_no_warning(
     """``1e39`` is a float64 but overflows float32, and so does ``3e38`` shifted by a recorded
     ``-3e38``: the row is refused (not scored NaN and called normal), in a new process so that
     a warning printed to stderr is seen (item 21)."""
-    shifted = edit_summary(shutil.copytree(models / "ae", tmp_path / "shifted"),
-                           set_scaling("shift", -3e38))  # fmt: skip
+    shifted = edit_summary(
+        shutil.copytree(models / "ae", tmp_path / "shifted"), set_scaling("shift", -3e38)
+    )
     edit_summary(shifted, set_scaling("scale", 1.0))
     cases = ((models / "ae", "1e39,-1e39,1,1", "--json"), (shifted, "3e38,3e38,1,1", "--csv"))
     for model, row, form in cases:
         csv_file = rows_csv(tmp_path / "rows.csv", ["1,2,3,4", row, "5,6,7,8"])
         done = subprocess.run(
-            python("-m", "dllabs", "predict", "anomaly", str(csv_file), "--model", str(model),
-                   "--threshold", str(models / "threshold.json"), form),
-            capture_output=True, text=True, cwd=tmp_path, check=False,
+            python(
+                "-m",
+                "dllabs",
+                "predict",
+                "anomaly",
+                str(csv_file),
+                "--model",
+                str(model),
+                "--threshold",
+                str(models / "threshold.json"),
+                form,
+            ),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
             env={**os.environ, "PYTHONHASHSEED": "0"},
-        )  # fmt: skip
+        )
         line = one_error_line(done.returncode, done.stdout, done.stderr)
         assert str(csv_file) in line and "row 2" in line
         assert "nan" not in (done.stdout + done.stderr).lower()
@@ -151,8 +172,15 @@ def test_a_non_finite_reconstruction_error_is_one_line_naming_the_row(
     """Finite rows whose reconstruction overflows float32 inside the model: never a normal row
     with error NaN or inf, and never the invalid JSON tokens NaN or Infinity."""
     csv_file = rows_csv(tmp_path / "rows.csv", ["1,2,3,4", "1e10,1e10,1e10,1e10"])
-    status, out, err = run("anomaly", csv_file, "--model", models / "overflow",
-                           "--threshold", models / "threshold.json", *form)  # fmt: skip
+    status, out, err = run(
+        "anomaly",
+        csv_file,
+        "--model",
+        models / "overflow",
+        "--threshold",
+        models / "threshold.json",
+        *form,
+    )
     line = one_error_line(status, out, err)
     assert str(csv_file) in line and "row 2" in line and "reconstruction error" in line
 
@@ -203,8 +231,10 @@ def set_scaling(key: str, value: object) -> Callable[[dict], None]:
 IMAGE_CASES = {
     "class names too few": (set_input("class_names", ["zero", "one"]), "inputs.class_names"),
     "class names too many": (set_input("class_names", ["a", "b", "c", "d"]), "inputs.class_names"),
-    "class names a dict": (set_input("class_names", {"0": "a", "1": "b", "2": "c"}),
-                           "inputs.class_names"),
+    "class names a dict": (
+        set_input("class_names", {"0": "a", "1": "b", "2": "c"}),
+        "inputs.class_names",
+    ),
     "class names missing": (drop_input("class_names"), "inputs.class_names"),
     "class names repeated": (set_input("class_names", ["a", "a", "b"]), "inputs.class_names"),
     "class names not strings": (set_input("class_names", [0, 1, 2]), "inputs.class_names"),
@@ -218,7 +248,7 @@ IMAGE_CASES = {
     "an unknown key": (set_input("normalise", True), "inputs.normalise"),
     "summary a list": (lambda summary: [summary], "expected a JSON object"),
     "inputs a list": (lambda summary: {"inputs": [1, 2]}, "no record of the model's images"),
-}  # fmt: skip
+}
 
 ROW_CASES = {
     "scale 0": (set_scaling("scale", 0.0), "inputs.scaling.scale"),
@@ -226,18 +256,19 @@ ROW_CASES = {
     "scale of the wrong length": (set_scaling("scale", [1.0, 2.0, 3.0]), "inputs.scaling.scale"),
     "scale with a zero": (set_scaling("scale", [1.0, 0.0, 1.0, 1.0]), "inputs.scaling.scale"),
     "shift NaN": (set_scaling("shift", float("nan")), "inputs.scaling.shift"),
-    "shift infinite": (set_scaling("shift", [0.0, float("inf"), 0.0, 0.0]),
-                       "inputs.scaling.shift"),
+    "shift infinite": (set_scaling("shift", [0.0, float("inf"), 0.0, 0.0]), "inputs.scaling.shift"),
     "shift of the wrong length": (set_scaling("shift", [0.0] * 5), "inputs.scaling.shift"),
     "scale a string": (set_scaling("scale", "16"), "inputs.scaling.scale"),
     "unknown scaling method": (set_scaling("method", "robust"), "inputs.scaling.method"),
     "scaling missing": (drop_input("scaling"), "inputs.scaling"),
     "unknown error measure": (set_input("error", "hinge"), "inputs.error"),
-    "features not the model's": (lambda s: s["inputs"].update(features=5, row_shape=[5]),
-                                 "inputs.features"),
+    "features not the model's": (
+        lambda s: s["inputs"].update(features=5, row_shape=[5]),
+        "inputs.features",
+    ),
     "features as a string": (set_input("features", "4"), "inputs.features"),
     "row shape not the features": (set_input("row_shape", [2, 3]), "inputs.row_shape"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES)
@@ -259,8 +290,9 @@ def test_a_crafted_autoencoder_record_is_one_line_naming_the_key(
     change, key = ROW_CASES[case]
     folder = edit_summary(shutil.copytree(models / "ae", tmp_path / "ae"), change)
     csv_file = rows_csv(tmp_path / "rows.csv", ["1,2,3,4", "16,16,16,16"])
-    status, out, err = run("anomaly", csv_file, "--model", folder,
-                           "--threshold", models / "threshold.json")  # fmt: skip
+    status, out, err = run(
+        "anomaly", csv_file, "--model", folder, "--threshold", models / "threshold.json"
+    )
     line = one_error_line(status, out, err)
     assert f"{folder}/summary.json: " in line and key in line
 
@@ -275,8 +307,9 @@ def test_the_records_the_training_stages_write_are_accepted(
     edit_summary(folder, set_scaling("shift", [0.0, 1.0, 2.0, 3.0]))
     edit_summary(folder, set_scaling("method", "standard"))
     csv_file = rows_csv(tmp_path / "rows.csv", ["1,2,3,4", "16,16,16,16"])
-    status, out, err = run("anomaly", csv_file, "--model", folder,
-                           "--threshold", models / "threshold.json", "--json")  # fmt: skip
+    status, out, err = run(
+        "anomaly", csv_file, "--model", folder, "--threshold", models / "threshold.json", "--json"
+    )
     assert status == 0, err
     assert [row["row"] for row in json.loads(out)] == [1, 2]
     status, out, err = run("cnn", digit_png(tmp_path / "digit.png"), "--model", models / "cnn")
@@ -286,10 +319,12 @@ def test_the_records_the_training_stages_write_are_accepted(
 TRANSFER_CASES = {
     "no draws": (lambda s: s.update(repeats=[]), "repeats"),
     "a draw without the variant": (lambda s: s.update(repeats=[{"scratch": {}}]), "repeats"),
-    "accuracy a string": (lambda s: s["repeats"][0]["fine_tune"].update(val_accuracy="high"),
-                          "val_accuracy"),
+    "accuracy a string": (
+        lambda s: s["repeats"][0]["fine_tune"].update(val_accuracy="high"),
+        "val_accuracy",
+    ),
     "repeats a dict": (lambda s: s.update(repeats={"0": {}}), "repeats"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", TRANSFER_CASES)
@@ -317,11 +352,15 @@ def test_a_huge_recorded_image_size_is_refused_before_allocating(
 ) -> None:
     """``image_size: [100000, 100000]`` once grew predict to 23.5 GB (item 10): refused from the
     record, in a new process whose memory is measured and bounded."""
-    folder = edit_summary(shutil.copytree(models / "cnn", tmp_path / "cnn"),
-                          set_input("image_size", [100000, 100000]))  # fmt: skip
+    folder = edit_summary(
+        shutil.copytree(models / "cnn", tmp_path / "cnn"), set_input("image_size", [100000, 100000])
+    )
     image = digit_png(tmp_path / "digit.png")
-    done = measure(python("-m", "dllabs", "predict", "cnn", str(image), "--model", str(folder)),
-                   cwd=tmp_path, kill_at_mb=1024)  # fmt: skip
+    done = measure(
+        python("-m", "dllabs", "predict", "cnn", str(image), "--model", str(folder)),
+        cwd=tmp_path,
+        kill_at_mb=1024,
+    )
     assert not done.killed, f"killed at {done.peak_mb:.0f} MB"
     line = one_error_line(done.returncode, done.stdout, done.stderr)
     assert f"{folder}/summary.json: inputs.image_size" in line and "1024" in line
@@ -337,8 +376,9 @@ def test_a_crafted_model_folder_from_a_revision_is_named_by_revision_and_path(
     root.mkdir()
     sh(["git", "init", "-q"], root)
     sh([*DVC, "init", "-q"], root)
-    folder = edit_summary(shutil.copytree(models / "cnn", root / "models" / "cnn"),
-                          set_input("color_mode", "cmyk"))  # fmt: skip
+    folder = edit_summary(
+        shutil.copytree(models / "cnn", root / "models" / "cnn"), set_input("color_mode", "cmyk")
+    )
     sh([*DVC, "add", "-q", "models/cnn"], root)
     commit_all(root, "a crafted model folder")
     shutil.copy(models / "cnn" / "summary.json", folder / "summary.json")  # the workspace's: fine
@@ -376,8 +416,11 @@ def test_an_npy_header_claiming_a_trillion_images_is_refused_in_bounded_memory(
     models: Path, tmp_path: Path
 ) -> None:
     npy = npy_header_only(tmp_path / "x.npy", (10**12, 8, 8, 1))
-    done = measure(python("-m", "dllabs", "predict", "cnn", str(npy), "--model",
-                          str(models / "cnn")), cwd=tmp_path, kill_at_mb=1024)  # fmt: skip
+    done = measure(
+        python("-m", "dllabs", "predict", "cnn", str(npy), "--model", str(models / "cnn")),
+        cwd=tmp_path,
+        kill_at_mb=1024,
+    )
     assert not done.killed, f"killed at {done.peak_mb:.0f} MB"
     line = one_error_line(done.returncode, done.stdout, done.stderr)
     assert f"{npy}: 128 bytes, but its header ((1000000000000, 8, 8, 1), uint8) needs" in line
@@ -391,14 +434,20 @@ def test_an_npy_header_claiming_a_trillion_images_is_refused_in_bounded_memory(
         (lambda p: np.save(p, np.zeros((3, 8, 8, 2), np.uint8)), "images of shape (8, 8, 2)"),
         (lambda p: np.save(p, np.zeros((8, 8), np.uint8)), "images of shape (8,)"),
         (lambda p: np.save(p, np.array([None, 1], dtype=object)), "dtype object"),
-        (lambda p: npy_header_only(p, (2, 8, 8, 1)),
-         "128 bytes, but its header ((2, 8, 8, 1), uint8) needs 256"),
-        (lambda p: Path(p).write_bytes(b"\x93NUMPY\x09\x00" + b"\0" * 40),
-         ".npy format version 9.0"),
-        (lambda p: Path(p).write_bytes(np.lib.format.magic(1, 0) + b"\xff\x7f" + b"{" * 64),
-         "not a readable .npy"),
+        (
+            lambda p: npy_header_only(p, (2, 8, 8, 1)),
+            "128 bytes, but its header ((2, 8, 8, 1), uint8) needs 256",
+        ),
+        (
+            lambda p: Path(p).write_bytes(b"\x93NUMPY\x09\x00" + b"\0" * 40),
+            ".npy format version 9.0",
+        ),
+        (
+            lambda p: Path(p).write_bytes(np.lib.format.magic(1, 0) + b"\xff\x7f" + b"{" * 64),
+            "not a readable .npy",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_npy_array_is_one_line_naming_it(
     content, message: str, models: Path, run, tmp_path: Path
 ) -> None:
@@ -425,8 +474,9 @@ def test_npy_images_are_read_a_batch_at_a_time_with_the_answers_of_the_whole_arr
     the model on the whole array, in order."""
     x = np.random.default_rng(2).integers(0, 256, (600, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "x.npy", x)
-    status, out, err = run("cnn", tmp_path / "x.npy", "--model", models / "cnn", "--json",
-                           "--top", "1")  # fmt: skip
+    status, out, err = run(
+        "cnn", tmp_path / "x.npy", "--model", models / "cnn", "--json", "--top", "1"
+    )
     assert status == 0, err
     records = json.loads(out)
     model = keras.saving.load_model(models / "cnn" / "model.keras")
@@ -460,8 +510,22 @@ def test_a_large_npy_is_predicted_in_bounded_memory(models: Path, tmp_path: Path
     peaks = {}
     for name, count in (("small", 600), ("large", 400 * 2**20 // (128 * 128 * 3))):
         npy = write_npy(tmp_path / f"{name}.npy", count, shape)
-        done = measure(python("-m", "dllabs", "predict", "cnn", str(npy), "--model", str(folder),
-                              "--csv", "--top", "1"), cwd=tmp_path, kill_at_mb=2048)  # fmt: skip
+        done = measure(
+            python(
+                "-m",
+                "dllabs",
+                "predict",
+                "cnn",
+                str(npy),
+                "--model",
+                str(folder),
+                "--csv",
+                "--top",
+                "1",
+            ),
+            cwd=tmp_path,
+            kill_at_mb=2048,
+        )
         assert done.returncode == 0 and not done.killed, (done.peak_mb, done.stderr)
         assert len(done.stdout.splitlines()) == 1 + count
         peaks[name] = done.peak_mb
@@ -482,10 +546,9 @@ def test_a_fifo_or_a_device_is_not_a_regular_file(models: Path, run, tmp_path: P
         (["cnn", "/dev/zero", "--model", models / "cnn"], "/dev/zero"),
         (["cnn", fifo, "--model", models / "cnn"], fifo),
         (["anomaly", fifo, "--model", models / "ae", "--threshold", threshold], fifo),
-        (["anomaly", "/dev/zero", "--model", models / "ae", "--threshold", threshold],
-         "/dev/zero"),
+        (["anomaly", "/dev/zero", "--model", models / "ae", "--threshold", threshold], "/dev/zero"),
         (["anomaly", threshold, "--model", models / "ae", "--threshold", fifo], fifo),
-    ):  # fmt: skip
+    ):
         line = one_error_line(*run(*argv))
         assert f"{named}: not a regular file" in line
 

@@ -42,16 +42,73 @@ from tests.test_text import options
 
 TRAIN_ARGS = ["--corpus", "corpus.txt", "--model", "models/cbow", "--plots", "plots/cbow"]
 EVALUATE_ARGS = [
-    "--model", "models/cbow", "--text-eval", "text_eval", "--metrics", "metrics/cbow.json",
-    "--report", "reports/cbow_probes.md", "--plots", "plots/evaluate/cbow",
-]  # fmt: skip
+    "--model",
+    "models/cbow",
+    "--text-eval",
+    "text_eval",
+    "--metrics",
+    "metrics/cbow.json",
+    "--report",
+    "reports/cbow_probes.md",
+    "--plots",
+    "plots/evaluate/cbow",
+]
 
 # --- a Gutenberg-style book, made here ------------------------------------------------------------
 
-STOP = ["the", "and", "of", "to", "a", "in", "was", "she", "he", "it", "that", "with", "had", "as",
-        "for", "her", "his", "not", "at", "but", "on", "be", "you", "all", "so"]  # fmt: skip
-SYLLABLES = ["ka", "lo", "mi", "ra", "sen", "tu", "vel", "dor", "an", "shi", "pre", "qua", "bel",
-             "fin", "gar", "hol", "ix", "jor", "nem", "op", "sta", "wil", "ye", "zu"]  # fmt: skip
+STOP = [
+    "the",
+    "and",
+    "of",
+    "to",
+    "a",
+    "in",
+    "was",
+    "she",
+    "he",
+    "it",
+    "that",
+    "with",
+    "had",
+    "as",
+    "for",
+    "her",
+    "his",
+    "not",
+    "at",
+    "but",
+    "on",
+    "be",
+    "you",
+    "all",
+    "so",
+]
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "sen",
+    "tu",
+    "vel",
+    "dor",
+    "an",
+    "shi",
+    "pre",
+    "qua",
+    "bel",
+    "fin",
+    "gar",
+    "hol",
+    "ix",
+    "jor",
+    "nem",
+    "op",
+    "sta",
+    "wil",
+    "ye",
+    "zu",
+]
 HEADER = (
     "The Project Gutenberg eBook of A Generated Tale\n\n"
     "This eBook is for the use of anyone anywhere in the United States.\n\n"
@@ -137,8 +194,11 @@ UNCLOSED = "\nThe end has an open [Illustration: and nothing after it\n"
 # --- the whole-text algorithm before streaming: the reference the corpus must match ---------------
 
 _START = re.compile(r"^\s*\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)
-_END = re.compile(r"^\s*(?:\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK"
-                  r"|End of (?:the )?Project Gutenberg).*$", re.I | re.M)  # fmt: skip
+_END = re.compile(
+    r"^\s*(?:\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK"
+    r"|End of (?:the )?Project Gutenberg).*$",
+    re.I | re.M,
+)
 _ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])")
 _WORDS = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
@@ -180,12 +240,18 @@ def whole_text_corpus(text: str, opts: Tokenize, source: str = "file") -> tuple[
             corpus.append(" ".join(kept) + "\n")
             counts.update(kept)
     report = {
-        "gutenberg_stripped": stripped, "sentence_method": method, "characters_in": characters,
-        "sentences_found": len(sentences), "sentences_kept": len(corpus),
-        "tokens_before_stopwords": before, "stopwords_removed": stopped,
-        "short_tokens_removed": short, "tokens": sum(counts.values()), "vocabulary": len(counts),
+        "gutenberg_stripped": stripped,
+        "sentence_method": method,
+        "characters_in": characters,
+        "sentences_found": len(sentences),
+        "sentences_kept": len(corpus),
+        "tokens_before_stopwords": before,
+        "stopwords_removed": stopped,
+        "short_tokens_removed": short,
+        "tokens": sum(counts.values()),
+        "vocabulary": len(counts),
         "top_words": counts.most_common(20),
-    }  # fmt: skip
+    }
     return "".join(corpus), report
 
 
@@ -285,8 +351,11 @@ def test_an_illustration_tag_never_closed_holds_no_more_than_its_bound(monkeypat
     text = f"Intro words here. [Illustration: stray.\n{body}Late bracket] here. Birds sing songs.\n"
     corpus, report = tokenize(text, options(sentences="regex"))
     assert corpus.count(["dogs", "chase", "cats", "daily"]) == 500
-    assert corpus[-3:] == [["dogs", "chase", "cats", "daily"], ["late", "bracket"],
-                           ["birds", "sing", "songs"]]  # fmt: skip
+    assert corpus[-3:] == [
+        ["dogs", "chase", "cats", "daily"],
+        ["late", "bracket"],
+        ["birds", "sing", "songs"],
+    ]
     assert not report.gutenberg_stripped
     short = "Cats here. [Illustration: short\ncaption] Dogs there."
     assert tokenize(short, options(min_sentence_tokens=1))[0] == [["cats"], ["dogs"]]
@@ -349,8 +418,9 @@ def tokenize_in_a_process(tmp_path: Path, text: str, sentences: str) -> tuple[fl
     params["tokenize"]["sentences"] = sentences
     (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     args = ["--raw-text", "data/raw/text", "--corpus", "corpus.txt", "--summary", "corpus.json"]
-    done = measure(python("-c", STAGE, *args), cwd=root, env={"PYTHONPATH": str(REPO)},
-                   kill_at_mb=700)  # fmt: skip
+    done = measure(
+        python("-c", STAGE, *args), cwd=root, env={"PYTHONPATH": str(REPO)}, kill_at_mb=700
+    )
     assert done.returncode == 0 and not done.killed, (done.peak_mb, done.stderr[-2000:])
     return done.peak_mb, (root / "corpus.txt").read_text(encoding="utf-8")
 
@@ -408,7 +478,7 @@ def crafted(model, folder: Path, **changes) -> Path:
         ({"output_vectors": False}, r"settings.negative is 10 but output_vectors is false"),
         ({"vector_size": 0}, r"vector_size = 0, expected a whole number of 1 or more"),
     ],
-)  # fmt: skip
+)
 def test_model_settings_of_the_wrong_type_or_range_are_one_line(
     model, tmp_path: Path, change: dict, message: str
 ) -> None:
@@ -424,11 +494,26 @@ def test_predict_with_a_crafted_setting_is_one_line(
     """The issue's probes, through ``dl-labs predict cbow --model``."""
     folder = crafted(model, tmp_path / "cbow" / "word2vec", **{name: value})
     done = subprocess.run(
-        [sys.executable, "-m", "dllabs", "predict", "cbow", "--model", str(folder.parent),
-         "--similar", "king", "--context", "the", "land"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dllabs",
+            "predict",
+            "cbow",
+            "--model",
+            str(folder.parent),
+            "--similar",
+            "king",
+            "--context",
+            "the",
+            "land",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-    )  # fmt: skip
+    )
     assert done.returncode == 1, done.stdout
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"predict: error: {folder}/model.json: settings.{name} = {value}")
@@ -437,8 +522,16 @@ def test_predict_with_a_crafted_setting_is_one_line(
 def test_a_model_without_negative_sampling_reports_no_prediction(default_params) -> None:
     """``cbow.hs: true, cbow.negative: 0`` is valid; gensim predicts centre words only with
     negative sampling, so the probes say so instead of raising."""
-    params = CBOW(**{**default_params["cbow"], "vector_size": 8, "epochs": 1, "min_count": 1,
-                     "negative": 0, "hs": True})  # fmt: skip
+    params = CBOW(
+        **{
+            **default_params["cbow"],
+            "vector_size": 8,
+            "epochs": 1,
+            "min_count": 1,
+            "negative": 0,
+            "hs": True,
+        }
+    )
     report = probe_report(train_cbow(TINY_CORPUS, params, seed=1), [], [["the", "land"]])
     assert "no prediction (needs negative sampling)" in report
 
@@ -490,8 +583,14 @@ def test_evaluate_refuses_a_model_too_small_to_map_in_one_line(
     one_word = train_cbow([["alpha", "rare"], ["alpha", "other"]] * 3, params, seed=1)
     save_word2vec(one_word, root / "models/cbow/word2vec")
     save_vectors(one_word.wv, root / "models/cbow/baseline")
-    training = {"engine": "gensim", "vocab_size": 1, "corpus_tokens": 12, "final_loss": 0.0,
-                "device": "CPU (gensim)", "train_seconds": 0.1}  # fmt: skip
+    training = {
+        "engine": "gensim",
+        "vocab_size": 1,
+        "corpus_tokens": 12,
+        "final_loss": 0.0,
+        "device": "CPU (gensim)",
+        "train_seconds": 0.1,
+    }
     (root / "models/cbow/training.json").write_text(json.dumps(training))
     (root / "text_eval").mkdir()
     write_text_eval(root / "text_eval")

@@ -135,9 +135,11 @@ def test_a_tensor_is_checked_against_the_model_before_any_storage_is_read(
 def test_strides_that_are_not_a_dense_layout_are_refused(
     shape: tuple, strides: tuple, storage: int, tmp_path: Path
 ) -> None:
-    path = torch_save(tmp_path / "strided.pth",
-                      {"_conv_stem.weight": (np.zeros(storage, np.float32), shape, strides)},
-                      "zip")  # fmt: skip
+    path = torch_save(
+        tmp_path / "strided.pth",
+        {"_conv_stem.weight": (np.zeros(storage, np.float32), shape, strides)},
+        "zip",
+    )
     with pytest.raises(
         DataError,
         match=rf"strided.pth: tensor _conv_stem.weight has strides {re.escape(str(strides))} "
@@ -152,19 +154,25 @@ def test_dense_layouts_in_any_dimension_order_are_read(tmp_path: Path) -> None:
     values = np.arange(864, dtype=np.float32)
     channels_last = values.reshape(3, 3, 3, 32).transpose(3, 2, 0, 1)  # (32, 3, 3, 3)
     column = values[:32].reshape(32, 1, 1, 1)
-    path = torch_save(tmp_path / "orders.pth", {
-        "stem": (values, STEM, (1, 32, 288, 96)),
-        "column": (values[:32], (32, 1, 1, 1), (1, 512, 7, 512)),
-    }, "zip")  # fmt: skip
+    path = torch_save(
+        tmp_path / "orders.pth",
+        {
+            "stem": (values, STEM, (1, 32, 288, 96)),
+            "column": (values[:32], (32, 1, 1, 1), (1, 512, 7, 512)),
+        },
+        "zip",
+    )
     state = read_state_dict(path)
     assert np.array_equal(state["stem"], channels_last)
     assert np.array_equal(state["column"], column)
 
 
 def test_a_storage_larger_than_its_tensors_is_refused_unread(tmp_path: Path) -> None:
-    path = torch_save(tmp_path / "spare.pth",
-                      {"_conv_stem.weight": (np.zeros(865, np.float32), STEM, STEM_STRIDES)},
-                      "legacy")  # fmt: skip
+    path = torch_save(
+        tmp_path / "spare.pth",
+        {"_conv_stem.weight": (np.zeros(865, np.float32), STEM, STEM_STRIDES)},
+        "legacy",
+    )
     with pytest.raises(
         DataError,
         match=r"spare.pth: storage 0 holds 865 elements but its tensor \(_conv_stem.weight\) "
@@ -187,8 +195,12 @@ def crafted_state_dict(kind: str, folder: Path) -> Path:
         storage = Storage(10**12, data=np.zeros(4, np.float32))
         return torch_save(path, {"_conv_stem.weight": (storage, (10**12,), (1,))}, "legacy")
     assert kind == "inflates"
-    return torch_save(path, {"_conv_stem.weight": (Storage(2**28), STEM, STEM_STRIDES)},
-                      "zip", zipfile.ZIP_DEFLATED)  # fmt: skip
+    return torch_save(
+        path,
+        {"_conv_stem.weight": (Storage(2**28), STEM, STEM_STRIDES)},
+        "zip",
+        zipfile.ZIP_DEFLATED,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -203,16 +215,25 @@ def reading_the_packaged_file() -> Measured:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("zero-strides", r"tensor _conv_stem.weight has strides \(0, 0\) for shape "
-                         r"\(1000000, 1000000\): not a dense layout"),
+        (
+            "zero-strides",
+            r"tensor _conv_stem.weight has strides \(0, 0\) for shape "
+            r"\(1000000, 1000000\): not a dense layout",
+        ),
         ("zero-strides-30000", r"tensor _conv_stem.weight has strides \(0, 0\)"),
-        ("claims-10-12", r"the file ends 3,999,999,999,984 bytes before the storages it "
-                         r"declares do"),
-        ("inflates", r"storage 0 holds 268,435,456 elements but its tensor "
-                     r"\(_conv_stem.weight\) uses 864"),
+        (
+            "claims-10-12",
+            r"the file ends 3,999,999,999,984 bytes before the storages it "
+            r"declares do",
+        ),
+        (
+            "inflates",
+            r"storage 0 holds 268,435,456 elements but its tensor "
+            r"\(_conv_stem.weight\) uses 864",
+        ),
     ],
     ids=["zero-strides", "zero-strides-30000", "claims-10-12", "inflates"],
-)  # fmt: skip
+)
 def test_crafted_state_dicts_are_refused_in_bounded_memory(
     kind: str, message: str, reading_the_packaged_file: Measured, tmp_path: Path
 ) -> None:
@@ -240,14 +261,21 @@ def test_a_deflated_storage_of_another_shape_is_refused_before_it_is_inflated(
     base takes 800 to 900 MB here, so the bound is the control's peak, the same process loading
     the legitimate 19 MB file, plus 32 MB of slack for the allocator; the watchdog stops a
     regression 512 MB above it."""
-    control = measure(python("-c", APPLICATION_BASE, LITE, str(efficientnet_lite.weights_file())),
-                      cwd=REPO, env=QUIET)  # fmt: skip
+    control = measure(
+        python("-c", APPLICATION_BASE, LITE, str(efficientnet_lite.weights_file())),
+        cwd=REPO,
+        env=QUIET,
+    )
     assert control.returncode == 0, control.stderr[-2000:]
     state = {**packaged_state, "_conv_head.weight": (Storage(2**28), (2**28,), (1,))}
     path = torch_save(tmp_path / "head.pth", state, "zip", zipfile.ZIP_DEFLATED)
     assert path.stat().st_size < 20 * 2**20
-    run = measure(python("-c", APPLICATION_BASE, LITE, str(path)), cwd=REPO, env=QUIET,
-                  kill_at_mb=control.peak_mb + 512)  # fmt: skip
+    run = measure(
+        python("-c", APPLICATION_BASE, LITE, str(path)),
+        cwd=REPO,
+        env=QUIET,
+        kill_at_mb=control.peak_mb + 512,
+    )
     assert refusal(run) == (
         f"train_transfer: error: transfer.weights: {path}: tensor _conv_head.weight has shape "
         "(268435456,), which does not fit the Keras layer top_conv: expected (1280, 320, 1, 1)"
@@ -289,8 +317,9 @@ def test_weights_keras_saved_load_exactly(mobilenet, suffix: str) -> None:
         MOBILENET, SIZE, str(weights_h5 if suffix == ".weights.h5" else whole_h5)
     )
     assert len(base.get_weights()) == 260
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), base.get_weights(),
-                                                      strict=True))  # fmt: skip
+    assert all(
+        np.array_equal(a, b) for a, b in zip(model.get_weights(), base.get_weights(), strict=True)
+    )
 
 
 def replace(shape, dtype="f4", **options):
@@ -317,20 +346,29 @@ def external_link(file: h5py.File, name: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (replace((3, 3, 3, 33)), r"does not fit mobilenet_v2 without its top at input 32x32x3: "
-                                 r"dataset {kernel} has shape \(3, 3, 3, 33\), expected "
-                                 r"\(3, 3, 3, 32\)"),
-        (replace((3, 3, 3, 32), data=np.zeros((3, 3, 3, 32)), compression="gzip"),
-         r"dataset {kernel} is stored with filters \(deflate\)"),
-        (replace((3, 3, 3, 32), chunks=(9, 3, 3, 32), maxshape=(None, 3, 3, 32)),
-         r"dataset {kernel} is stored in chunks of \(9, 3, 3, 32\), larger than its shape"),
-        (replace((3, 3, 3, 32), dtype=h5py.string_dtype()),
-         r"dataset {kernel} holds object values; the model's weights are float32"),
+        (
+            replace((3, 3, 3, 33)),
+            r"does not fit mobilenet_v2 without its top at input 32x32x3: "
+            r"dataset {kernel} has shape \(3, 3, 3, 33\), expected "
+            r"\(3, 3, 3, 32\)",
+        ),
+        (
+            replace((3, 3, 3, 32), data=np.zeros((3, 3, 3, 32)), compression="gzip"),
+            r"dataset {kernel} is stored with filters \(deflate\)",
+        ),
+        (
+            replace((3, 3, 3, 32), chunks=(9, 3, 3, 32), maxshape=(None, 3, 3, 32)),
+            r"dataset {kernel} is stored in chunks of \(9, 3, 3, 32\), larger than its shape",
+        ),
+        (
+            replace((3, 3, 3, 32), dtype=h5py.string_dtype()),
+            r"dataset {kernel} holds object values; the model's weights are float32",
+        ),
         (soft_link, r"{kernel} is a link \(SoftLink\)"),
         (external_link, r"{kernel} is a link \(ExternalLink\)"),
     ],
     ids=["shape", "gzip", "chunks", "strings", "soft-link", "external-link"],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("suffix", [".weights.h5", ".h5"])
 def test_crafted_weights_h5_are_refused_naming_the_dataset(
     mobilenet, suffix: str, change, message: str, tmp_path: Path
@@ -362,10 +400,14 @@ def test_more_datasets_than_the_model_has_weights_are_refused(mobilenet, tmp_pat
     ("name", "content", "message"),
     [
         ("not.weights.h5", b"not HDF5 at all", r"not.weights.h5: not an HDF5 file"),
-        ("model.keras", b"PK\x03\x04", r"transfer.weights = '.*model.keras': expected a "
-                                       r".weights.h5 or .h5 file"),
+        (
+            "model.keras",
+            b"PK\x03\x04",
+            r"transfer.weights = '.*model.keras': expected a "
+            r".weights.h5 or .h5 file",
+        ),
     ],
-)  # fmt: skip
+)
 def test_files_that_are_not_hdf5_weights_are_one_line(
     name: str, content: bytes, message: str, tmp_path: Path
 ) -> None:
@@ -377,8 +419,7 @@ def test_files_that_are_not_hdf5_weights_are_one_line(
 @pytest.fixture(scope="module")
 def loading_mobilenet(mobilenet) -> Measured:
     """The control: `application_base` loading the legitimate ``.weights.h5`` (9 MB)."""
-    run = measure(python("-c", APPLICATION_BASE, MOBILENET, str(mobilenet[1])), cwd=REPO,
-                  env=QUIET)  # fmt: skip
+    run = measure(python("-c", APPLICATION_BASE, MOBILENET, str(mobilenet[1])), cwd=REPO, env=QUIET)
     assert run.returncode == 0, run.stderr[-2000:]
     return run
 
@@ -395,10 +436,17 @@ def test_an_unallocated_dataset_is_refused_before_keras_loads_it(
     regression 512 MB above it."""
     path = crafted_h5(mobilenet, suffix, tmp_path, replace((30000, 30000)))
     assert path.stat().st_size < 12 * 2**20
-    run = measure(python("-c", APPLICATION_BASE, MOBILENET, str(path)), cwd=REPO, env=QUIET,
-                  kill_at_mb=loading_mobilenet.peak_mb + 512)  # fmt: skip
-    expected = ", expected (3, 3, 3, 32)" if suffix == ".weights.h5" else (
-        ", which no weight of the model has")  # fmt: skip
+    run = measure(
+        python("-c", APPLICATION_BASE, MOBILENET, str(path)),
+        cwd=REPO,
+        env=QUIET,
+        kill_at_mb=loading_mobilenet.peak_mb + 512,
+    )
+    expected = (
+        ", expected (3, 3, 3, 32)"
+        if suffix == ".weights.h5"
+        else (", which no weight of the model has")
+    )
     assert refusal(run) == (
         f"train_transfer: error: transfer.weights: {path} does not fit mobilenet_v2 without its "
         f"top at input 32x32x3: dataset {FIRST_KERNEL[suffix]} has shape (30000, 30000)"

@@ -129,9 +129,11 @@ def test_softmax_variant_trains_and_predicts(default_params: dict) -> None:
     assert losses[-1] < losses[0]
     context = ["a", "walks", "dog"]
     np.testing.assert_allclose(
-        gensim_probabilities(w2v, context), keras_probabilities(model, w2v, context),
-        rtol=1e-4, atol=1e-6,
-    )  # fmt: skip
+        gensim_probabilities(w2v, context),
+        keras_probabilities(model, w2v, context),
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert len(w2v.predict_output_word(context, topn=3)) == 3
 
 

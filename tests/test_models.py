@@ -35,10 +35,17 @@ def cnn_params(default_params: dict) -> dict:
 def lenet_style(cnn_params: dict) -> CNN:
     """The lecture's example: conv 3x3/8 same, pool, conv 5x5/16 valid, pool, 120, 84, 10."""
     cnn_params.update(
-        preset="custom", filters=[8, 16], kernel_sizes=[3, 5], padding=["same", "valid"],
-        batch_norm=False, pool_size=2, pooling="flatten", dense_units=[120, 84], dropout=0.0,
+        preset="custom",
+        filters=[8, 16],
+        kernel_sizes=[3, 5],
+        padding=["same", "valid"],
+        batch_norm=False,
+        pool_size=2,
+        pooling="flatten",
+        dense_units=[120, 84],
+        dropout=0.0,
         augment={"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0},
-    )  # fmt: skip
+    )
     return CNN(**cnn_params)
 
 
@@ -105,8 +112,11 @@ def test_augmentation_is_active_only_in_training(cnn_params: dict) -> None:
     cnn_params["augment"] = {"flip": "horizontal", "rotation": 0.2, "zoom": 0.2, "translation": 0.2}
     stack = augmentation(CNN(**cnn_params).augment)
     assert [type(layer).__name__ for layer in stack] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    ]  # fmt: skip
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+    ]
     x = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 1)).astype("float32")
     inference, training = x, x
     for layer in stack:
@@ -212,8 +222,12 @@ def test_models_standardise_raw_pixels_with_the_training_statistics(
 
 
 def test_initialisation_follows_the_activation(mlp_params: dict) -> None:
-    expected = {"relu": "HeNormal", "elu": "HeNormal", "tanh": "GlorotUniform",
-                "sigmoid": "GlorotUniform"}  # fmt: skip
+    expected = {
+        "relu": "HeNormal",
+        "elu": "HeNormal",
+        "tanh": "GlorotUniform",
+        "sigmoid": "GlorotUniform",
+    }
     for activation, initializer in expected.items():
         model = build_mlp((4, 4, 1), 2, MLP(**{**mlp_params, "activation": activation}))
         assert type(model.get_layer("dense_1").kernel_initializer).__name__ == initializer

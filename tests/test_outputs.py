@@ -34,9 +34,11 @@ def test_a_killed_run_leaves_temporaries_that_the_next_run_removes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_MID_STAGE], cwd=tmp_path, check=False,
+        [sys.executable, "-c", KILLED_MID_STAGE],
+        cwd=tmp_path,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )  # fmt: skip
+    )
     assert killed.returncode == -signal.SIGKILL
     assert len(temporaries(tmp_path)) == 2  # SIGKILL skips every cleanup
     unrelated = tmp_path / "plots" / ".cnn.abc.tmp"  # another output's: not this stage's to remove
@@ -50,8 +52,9 @@ def test_a_killed_run_leaves_temporaries_that_the_next_run_removes(
     assert (tmp_path / "models" / "mlp.keras").read_bytes() == b"a whole model"
 
 
-@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755),
-                                                              (0o002, 0o664, 0o775)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)]
+)
 def test_outputs_get_the_permissions_of_a_plain_write(
     tmp_path: Path, umask: int, file_mode: int, dir_mode: int
 ) -> None:

@@ -121,8 +121,12 @@ def test_param_changes_rebuild_their_labs_and_a_failing_lab_leaves_the_others_ev
     result = sh([*DVC, "repro", "--keep-going"], root, check=False)
     assert result.returncode != 0
     assert set(re.findall(r"Running stage '([\w@]+)'", result.stdout)) == {
-        "train_mlp", "evaluate_classifier@mlp", "train_cbow", "train_transfer", "evaluate_transfer",
-    }  # fmt: skip
+        "train_mlp",
+        "evaluate_classifier@mlp",
+        "train_cbow",
+        "train_transfer",
+        "evaluate_transfer",
+    }
     assert "train_cbow: error: no word occurs 100000 times in the corpus" in result.stderr
     assert (root / "metrics/mlp.json").read_text() != mlp_before
     assert {lab: (root / f"metrics/{lab}.json").read_bytes() for lab in untouched} == untouched

@@ -118,8 +118,9 @@ def test_images_of_another_size_and_mode_are_converted_as_the_model_was_trained(
     photo = Image.fromarray(rng.integers(0, 256, (30, 40), dtype=np.uint8), "L").convert("P")
     photo.save(tmp_path / "photo.png")
 
-    status, out, err = run("cnn", str(tmp_path / "photo.png"), "--model", str(folder),
-                           "--json", "--top", "3")  # fmt: skip
+    status, out, err = run(
+        "cnn", str(tmp_path / "photo.png"), "--model", str(folder), "--json", "--top", "3"
+    )
     assert status == 0, err
     expected_pixels = np.asarray(
         photo.convert("RGB").resize((12, 16), Image.Resampling.BILINEAR), dtype=np.uint8
@@ -135,8 +136,9 @@ def test_transfer_predicts_with_the_chosen_variant_and_draw(repo: Path, run, tmp
     summary = json.loads((repo / "models/transfer/summary.json").read_text())
     for variant in ("scratch", "fine_tune"):
         expected = model_probabilities(repo / f"models/transfer/repeat_0/{variant}.keras", x)
-        status, out, err = run("transfer", str(tmp_path), "--variant", variant, "--json",
-                               "--top", "1")  # fmt: skip
+        status, out, err = run(
+            "transfer", str(tmp_path), "--variant", variant, "--json", "--top", "1"
+        )
         assert status == 0, err
         assert f"transfer model: repeat 0 of 1, {variant}" in err
         classes = [r["predictions"][0]["class"] for r in json.loads(out)]
@@ -187,9 +189,20 @@ def test_anomaly_rows_are_scaled_as_in_training_and_flagged_at_the_saved_thresho
 def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None:
     model = load_word2vec(repo / "models/cbow/word2vec")
     known = model.wv.index_to_key[:3]
-    status, out, err = run("cbow", "--similar", known[0], "zzzunknown", "--context", *known,
-                           "qqq", "--analogy", f"{known[0]} - {known[1]} + {known[2]}",
-                           "--top", "4", "--json")  # fmt: skip
+    status, out, err = run(
+        "cbow",
+        "--similar",
+        known[0],
+        "zzzunknown",
+        "--context",
+        *known,
+        "qqq",
+        "--analogy",
+        f"{known[0]} - {known[1]} + {known[2]}",
+        "--top",
+        "4",
+        "--json",
+    )
     assert status == 0, err
     rows = json.loads(out)
     similar = [(r["word"], r["score"]) for r in rows if r["query"] == f"similar {known[0]}"]
@@ -217,32 +230,45 @@ def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None
         (["mlp", "{tmp}/broken.png"], "{tmp}/broken.png: unreadable image"),
         (["mlp", "{tmp}/empty"], "{tmp}/empty: folder holds no images"),
         (["cnn", "{tmp}/*.jpg"], "{tmp}/*.jpg: no file matches the pattern"),
-        (["cnn", "{tmp}/wrong.npy"], "{tmp}/wrong.npy: images of shape (28, 28, 1), the model "
-                                     "takes (8, 8, 1)"),
+        (
+            ["cnn", "{tmp}/wrong.npy"],
+            "{tmp}/wrong.npy: images of shape (28, 28, 1), the model takes (8, 8, 1)",
+        ),
         (["anomaly", "{tmp}/short.csv"], "{tmp}/short.csv: 63 columns, the model takes 64"),
-        (["anomaly", "{tmp}/labelled.csv"], "{tmp}/labelled.csv: 65 columns, the model takes 64 "
-                                            "features; pass --label-column"),
+        (
+            ["anomaly", "{tmp}/labelled.csv"],
+            "{tmp}/labelled.csv: 65 columns, the model takes 64 features; pass --label-column",
+        ),
         (["anomaly", "{tmp}/text.csv"], "{tmp}/text.csv: row 2, column '63': expected a number"),
         (["anomaly", "{tmp}/missing.csv"], "{tmp}/missing.csv: not found"),
-        (["mlp", "{tmp}/broken.png", "--model", "{tmp}/never"],
-         "{tmp}/never/summary.json: not found"),
-        (["cbow", "--similar", "a", "--model", "{tmp}/never"], "{tmp}/never: no model.json; run "
-                                                                "the CBOW lab"),
+        (
+            ["mlp", "{tmp}/broken.png", "--model", "{tmp}/never"],
+            "{tmp}/never/summary.json: not found",
+        ),
+        (
+            ["cbow", "--similar", "a", "--model", "{tmp}/never"],
+            "{tmp}/never: no model.json; run the CBOW lab",
+        ),
         (["cbow"], "predict cbow: give --similar, --context or --analogy"),
         (["mlp", "{tmp}/broken.png", "--top", "0"], "--top 0: expected 1 or more"),
         (["mlp", "{tmp}/bomb.png"], "{tmp}/bomb.png: Image size (400000000 pixels) exceeds limit"),
-        (["mlp", "{tmp}/broken.png", "--model", "{tmp}/cut"],
-         "{tmp}/cut/model.keras: truncated or not a Keras file"),
-        (["anomaly", "{tmp}/short.csv", "--threshold", "{tmp}/nan.json"],
-         "{tmp}/nan.json: threshold nan, expected a finite number"),
+        (
+            ["mlp", "{tmp}/broken.png", "--model", "{tmp}/cut"],
+            "{tmp}/cut/model.keras: truncated or not a Keras file",
+        ),
+        (
+            ["anomaly", "{tmp}/short.csv", "--threshold", "{tmp}/nan.json"],
+            "{tmp}/nan.json: threshold nan, expected a finite number",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line_naming_it(argv, message, run, tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     png_header_only(tmp_path / "bomb.png", 20000, 20000)
     (tmp_path / "cut").mkdir()
-    save_json(tmp_path / "cut" / "summary.json",
-              {"inputs": image_record((8, 8, 1), list("0123456789"))})  # fmt: skip
+    save_json(
+        tmp_path / "cut" / "summary.json", {"inputs": image_record((8, 8, 1), list("0123456789"))}
+    )
     (tmp_path / "cut" / "model.keras").write_bytes(b"PK\x03\x04" + b"\0" * 100)
     save_json(tmp_path / "nan.json", {"threshold": float("nan")})
     (tmp_path / "empty").mkdir()
@@ -296,8 +322,21 @@ def two_commits(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     sh([*DVC, "repro", "train_mlp"], root)
     commit_all(root, "a faster MLP")
-    sh([*DVC, "exp", "run", "--temp", "-n", "slow-mlp", "-S", "mlp.learning_rate=0.001",
-        "train_mlp"], root, timeout=600)  # fmt: skip
+    sh(
+        [
+            *DVC,
+            "exp",
+            "run",
+            "--temp",
+            "-n",
+            "slow-mlp",
+            "-S",
+            "mlp.learning_rate=0.001",
+            "train_mlp",
+        ],
+        root,
+        timeout=600,
+    )
     return root
 
 

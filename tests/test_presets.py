@@ -155,8 +155,10 @@ def test_the_photos_preset_transfers_from_imagenet_offline_a_step_each_phase() -
     base = load_base(t, "unused", params.cnn, x.shape[1:])
     model = build_transfer_model(base, x.shape[1:], 2, t)
     cuts = []
-    for unfreeze, phase in ((t.trainable_base_layers, t.feature_extraction),
-                            (t.fine_tune.unfreeze, t.fine_tune)):  # fmt: skip
+    for unfreeze, phase in (
+        (t.trainable_base_layers, t.feature_extraction),
+        (t.fine_tune.unfreeze, t.fine_tune),
+    ):
         set_trainable_top(base, unfreeze, "k")
         split = cached_training(model, base, t)
         cached = split.prefix.predict(x, verbose=0)

@@ -8,8 +8,21 @@ import sys
 
 from dllabs.provenance import describe, fingerprint, isa_level, platform_record
 
-V3 = {"sse4_2", "sse4_1", "ssse3", "popcnt", "cx16", "avx2", "bmi1", "bmi2", "fma", "f16c",
-      "movbe", "abm", "xsave"}  # fmt: skip
+V3 = {
+    "sse4_2",
+    "sse4_1",
+    "ssse3",
+    "popcnt",
+    "cx16",
+    "avx2",
+    "bmi1",
+    "bmi2",
+    "fma",
+    "f16c",
+    "movbe",
+    "abm",
+    "xsave",
+}
 V4 = V3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
 
 
@@ -25,8 +38,14 @@ def test_the_record_names_cpu_os_python_backend_and_versions() -> None:
     record = platform_record()
     assert {"model", "isa", "caches", "logical_cpus"} <= set(record["cpu"])
     assert record["python"].count(".") == 2 and record["system"]
-    assert set(record["versions"]) == {"tensorflow", "keras", "numpy", "scipy", "gensim",
-                                       "scikit-learn"}  # fmt: skip
+    assert set(record["versions"]) == {
+        "tensorflow",
+        "keras",
+        "numpy",
+        "scipy",
+        "gensim",
+        "scikit-learn",
+    }
     assert record["versions"]["numpy"][0].isdigit()
     assert "PYTHONHASHSEED" in record["kernel_env"]
     assert record["cpu"]["isa"] in describe(record)
@@ -44,8 +63,10 @@ def test_the_fingerprint_ignores_what_cannot_change_a_number() -> None:
 
 
 def test_reading_the_record_imports_no_tensorflow() -> None:
-    code = ("import sys; from dllabs.provenance import platform_record; platform_record(); "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; from dllabs.provenance import platform_record; platform_record(); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -53,11 +74,14 @@ def test_reading_the_record_imports_no_tensorflow() -> None:
 def test_a_run_on_another_backend_records_its_packages_and_start_up_settings() -> None:
     """jax's and jaxlib's versions and XLA_FLAGS join the record (and its fingerprint) for a run
     on JAX; a TensorFlow run's record keeps the keys above."""
-    code = ("import json; from dllabs.provenance import fingerprint, platform_record; "
-            "print(json.dumps(fingerprint(platform_record())))")  # fmt: skip
+    code = (
+        "import json; from dllabs.provenance import fingerprint, platform_record; "
+        "print(json.dumps(fingerprint(platform_record())))"
+    )
     env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     record = json.loads(out.stdout)
     assert record["backend"] == "jax"
     assert {"jax", "jaxlib", "tensorflow", "keras"} <= set(record["versions"])

@@ -408,8 +408,10 @@ def test_folder_splits_detection(tmp_path: Path) -> None:
     for name in ("test", "train"):
         save_image(split / name / "cat" / "a.png", RED)
     (split / "val.txt").write_text("a file, not a split folder", encoding="utf-8")
-    assert list(folder_splits(split).items()) == [("train", split / "train"),
-                                                  ("test", split / "test")]  # fmt: skip
+    assert list(folder_splits(split).items()) == [
+        ("train", split / "train"),
+        ("test", split / "test"),
+    ]
     (split / "val").mkdir()
     assert list(folder_splits(split)) == ["train", "val", "test"]
 
@@ -421,9 +423,12 @@ def test_folder_splits_detection(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("train", "val", "test"),
-    [("training_set", None, "test_set"), ("Training", "Valid", "TESTING"),
-     ("TRAIN", "validation", "Test")],
-)  # fmt: skip
+    [
+        ("training_set", None, "test_set"),
+        ("Training", "Valid", "TESTING"),
+        ("TRAIN", "validation", "Test"),
+    ],
+)
 def test_split_folders_are_known_by_their_usual_names_in_any_case(
     tmp_path: Path, train: str, val: str | None, test: str
 ) -> None:

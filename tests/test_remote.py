@@ -236,8 +236,10 @@ def test_an_experiment_travels_from_one_clone_to_another(team: Path) -> None:
     dvc(first, "pull")
     out = dvc(first, "exp", "run", "-n", EXPERIMENT_NAME, "-S", "anomaly.k=2", timeout=EXPERIMENT)
     assert set(re.findall(r"Running stage '([\w@]+)'", out)) == {
-        "threshold_anomaly", "evaluate_anomaly", "evaluate",
-    }  # fmt: skip
+        "threshold_anomaly",
+        "evaluate_anomaly",
+        "evaluate",
+    }
     dvc(first, "exp", "push", "origin", EXPERIMENT_NAME)  # git refs to origin, outputs to storage
     dvc(first, "push", "--run-cache")  # the stages' run records, for the last clone below
     threshold = json.loads((first / "metrics/anomaly.json").read_text())["threshold"]

@@ -38,9 +38,12 @@ def test_the_committed_tables_match_the_committed_metrics(tmp_path: Path, capsys
     order) rewrites the metrics' training times, and the pages follow at the next commit.
     """
     committed = subprocess.run(
-        ["git", "ls-tree", "--name-only", "HEAD", *SOURCES], cwd=REPO, capture_output=True,
-        text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        ["git", "ls-tree", "--name-only", "HEAD", *SOURCES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     archive = subprocess.run(
         ["git", "archive", "HEAD", *committed], cwd=REPO, capture_output=True, check=True
     ).stdout
@@ -92,9 +95,12 @@ def test_the_headline_table_keeps_one_metric_per_model_with_interval_and_n() -> 
     metrics = {tuple(c.strip() for c in row.split("|")[1:4:2]) for row in rows}
     assert metrics <= {(lab.label, metric) for lab in LABS.values() for metric in lab.headline}
     assert {lab for lab, _ in metrics} == {
-        "1. Feedforward network", "2. CNN", "3. Anomaly detection", "4. Word embeddings",
+        "1. Feedforward network",
+        "2. CNN",
+        "3. Anomaly detection",
+        "4. Word embeddings",
         "5. Transfer learning",
-    }  # fmt: skip
+    }
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert " to " in cells[4] and int(cells[5]) > 0, row  # the interval and n

@@ -51,18 +51,41 @@ def overlapping_images(path: Path) -> None:
     rng = np.random.default_rng(0)
     y = np.arange(120) % 3
     x = (rng.integers(0, 160, (120, 4, 4, 1)) + y[:, None, None, None] * 20).astype(np.uint8)
-    save_arrays(path, {"x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
-                       "class_names": np.array(["a", "b", "c"])})  # fmt: skip
+    save_arrays(
+        path,
+        {
+            "x_train": x[:60],
+            "y_train": y[:60],
+            "x_val": x[60:],
+            "y_val": y[60:],
+            "class_names": np.array(["a", "b", "c"]),
+        },
+    )
 
 
-MLP_PARAMS = {"mlp.hidden_units": [32], "mlp.dropout": 0.3, "mlp.learning_rate": 0.01,
-              "mlp.batch_size": 8, "mlp.epochs": 40, "mlp.patience": 4,
-              "mlp.reduce_lr_patience": 2, "base.device": "cpu"}  # fmt: skip
+MLP_PARAMS = {
+    "mlp.hidden_units": [32],
+    "mlp.dropout": 0.3,
+    "mlp.learning_rate": 0.01,
+    "mlp.batch_size": 8,
+    "mlp.epochs": 40,
+    "mlp.patience": 4,
+    "mlp.reduce_lr_patience": 2,
+    "base.device": "cpu",
+}
 
 
 def mlp_args(folder: str) -> list[str]:
-    return ["--images", "images", "--model", f"{folder}/mlp", "--plots", f"{folder}/plots",
-            "--validation", f"{folder}/validation.json"]  # fmt: skip
+    return [
+        "--images",
+        "images",
+        "--model",
+        f"{folder}/mlp",
+        "--plots",
+        f"{folder}/plots",
+        "--validation",
+        f"{folder}/validation.json",
+    ]
 
 
 def weights(path: Path) -> list[np.ndarray]:
@@ -125,17 +148,31 @@ def test_a_killed_stage_resumes_and_ends_as_an_uninterrupted_run(workdir) -> Non
 
 
 TRANSFER_PARAMS = {
-    "base.device": "cpu", "cnn.filters": [4, 8], "cnn.kernel_sizes": [3], "cnn.dense_units": [],
-    "cnn.augment.rotation": 0.0, "cnn.augment.zoom": 0.0, "cnn.augment.translation": 0.0,
-    "transfer.repeats": 1, "transfer.target_train_size": 4, "transfer.trainable_base_layers": 0,
-    "transfer.head.dense_units": [8], "transfer.head.dropout": 0.3,
+    "base.device": "cpu",
+    "cnn.filters": [4, 8],
+    "cnn.kernel_sizes": [3],
+    "cnn.dense_units": [],
+    "cnn.augment.rotation": 0.0,
+    "cnn.augment.zoom": 0.0,
+    "cnn.augment.translation": 0.0,
+    "transfer.repeats": 1,
+    "transfer.target_train_size": 4,
+    "transfer.trainable_base_layers": 0,
+    "transfer.head.dense_units": [8],
+    "transfer.head.dropout": 0.3,
     "transfer.augment": {"flip": "horizontal", "rotation": 0.0, "zoom": 0.0, "translation": 0.0},
     "transfer.fine_tune.unfreeze": 2,
-    **{f"transfer.{phase}.{key}": value
-       for phase in ("pretrain", "feature_extraction", "fine_tune")
-       for key, value in (("epochs", 3), ("batch_size", 8), ("patience", 0),
-                          ("reduce_lr_patience", 0))},
-}  # fmt: skip
+    **{
+        f"transfer.{phase}.{key}": value
+        for phase in ("pretrain", "feature_extraction", "fine_tune")
+        for key, value in (
+            ("epochs", 3),
+            ("batch_size", 8),
+            ("patience", 0),
+            ("reduce_lr_patience", 0),
+        )
+    },
+}
 
 
 @pytest.mark.long
@@ -151,15 +188,29 @@ def test_a_killed_transfer_run_continues_its_phase_and_retrains_no_finished_one(
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
 
     def args(folder: str) -> list[str]:
-        return ["--images", "images", "--pretrained", "pre",
-                "--model", f"{folder}/transfer", "--plots", f"{folder}/plots",
-                "--validation", f"{folder}/validation.json"]  # fmt: skip
+        return [
+            "--images",
+            "images",
+            "--pretrained",
+            "pre",
+            "--model",
+            f"{folder}/transfer",
+            "--plots",
+            f"{folder}/plots",
+            "--validation",
+            f"{folder}/validation.json",
+        ]
 
     done = run_stage("train_transfer", *args("ref"), cwd=root)
     assert done.returncode == 0, done.stderr
     kill_after = 3 + 1  # three feature-extraction epochs, then one of fine-tuning
-    killed = run_killed("run/.resume/transfer/repeat_0/fine_tune", kill_after, "train_transfer",
-                        *args("run"), cwd=root)  # fmt: skip
+    killed = run_killed(
+        "run/.resume/transfer/repeat_0/fine_tune",
+        kill_after,
+        "train_transfer",
+        *args("run"),
+        cwd=root,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     resumed = run_stage("train_transfer", *args("run"), cwd=root)
@@ -205,15 +256,29 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def train(mlp: MLP, checkpoint: Checkpoint, base: Base = BASE, rows: int = 60,
-          interrupt: int | None = None):  # fmt: skip
+def train(
+    mlp: MLP,
+    checkpoint: Checkpoint,
+    base: Base = BASE,
+    rows: int = 60,
+    interrupt: int | None = None,
+):
     keras.backend.clear_session()  # layer names as a fresh process has them
     device = setup_run(base)
     model = build_mlp((4, 4, 1), 3, mlp)
     x, y = tiny_data(rows)
     extra = [Interrupt(interrupt)] if interrupt is not None else []
-    return fit(model, (x[:45], y[:45]), (x[45:], y[45:]), mlp, device, None, verbose=0,
-               extra_callbacks=extra, checkpoint=checkpoint)  # fmt: skip
+    return fit(
+        model,
+        (x[:45], y[:45]),
+        (x[45:], y[45:]),
+        mlp,
+        device,
+        None,
+        verbose=0,
+        extra_callbacks=extra,
+        checkpoint=checkpoint,
+    )
 
 
 def saved(checkpoint: Checkpoint) -> TrainingState:

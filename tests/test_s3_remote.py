@@ -131,5 +131,6 @@ def test_a_bucket_out_of_reach_fails_in_one_line(
             errors = [line for line in fails(root, [*DVC, command]) if line.startswith("ERROR: ")]
             assert errors and cause in errors[0], errors
         (line,) = fails(puller, PREDICT)
-    assert line.startswith(f"predict: error: cannot read main's models from remote '{REMOTE}' "
-                           f"({url}): {predict_cause}"), line  # fmt: skip
+    assert line.startswith(
+        f"predict: error: cannot read main's models from remote '{REMOTE}' ({url}): {predict_cause}"
+    ), line

@@ -50,8 +50,11 @@ def test_defaults_run_offline_end_to_end(workdir) -> None:
     workdir()
     run_all()
     for folder, source in [
-        ("images", "digits"), ("anomaly", "digits"), ("text", "lee"), ("text_eval", "gensim_eval"),
-    ]:  # fmt: skip
+        ("images", "digits"),
+        ("anomaly", "digits"),
+        ("text", "lee"),
+        ("text_eval", "gensim_eval"),
+    ]:
         manifest = json.loads(Path(f"data/raw/{folder}/manifest.json").read_text())
         assert manifest["source"] == source
         for name, info in manifest["files"].items():
@@ -84,8 +87,12 @@ def test_defaults_run_offline_end_to_end(workdir) -> None:
 def test_outputs_are_byte_for_byte_reproducible(workdir) -> None:
     workdir()
     run_all()
-    paths = ["data/raw/images/digits.npz", "data/processed/series.npz",
-             "data/processed/corpus.txt", "data/processed/images.json"]  # fmt: skip
+    paths = [
+        "data/raw/images/digits.npz",
+        "data/processed/series.npz",
+        "data/processed/corpus.txt",
+        "data/processed/images.json",
+    ]
     paths += sorted(str(f) for f in Path("data/processed/images").iterdir())
     assert len(paths) == 4 + 7  # x_ and y_ of three splits, and the class names
     first = {p: file_hash(p) for p in paths}
@@ -265,8 +272,10 @@ def cifar_tarball(rng: np.random.Generator) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
-                     b"labels": [i % 10 for i in range(20)]}  # fmt: skip
+            batch = {
+                b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                b"labels": [i % 10 for i in range(20)],
+            }
             payload = pickle.dumps(batch)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)
@@ -275,8 +284,12 @@ def cifar_tarball(rng: np.random.Generator) -> bytes:
 
 
 def test_cifar10_tarball_is_extracted_and_read_as_rgb(workdir, tmp_path, monkeypatch) -> None:
-    pin(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": cifar_tarball(np.random.default_rng(3))},
-        tmp_path / "mirror")  # fmt: skip
+    pin(
+        monkeypatch,
+        "cifar10",
+        {"cifar-10-python.tar.gz": cifar_tarball(np.random.default_rng(3))},
+        tmp_path / "mirror",
+    )
     workdir(**{"data.images": "cifar10"})
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
@@ -290,8 +303,14 @@ def test_image_folder_is_resized_and_split(workdir, tmp_path) -> None:
     folder = tmp_path / "pets"
     make_image_folder(folder, {"cat": 20, "dog": 20})
     (folder / "notes.txt").write_text("not an image")
-    workdir(**{"data.images": "folder", "data.images_dir": str(folder), "data.image_size": [16, 16],
-               "data.color_mode": "grayscale"})  # fmt: skip
+    workdir(
+        **{
+            "data.images": "folder",
+            "data.images_dir": str(folder),
+            "data.image_size": [16, 16],
+            "data.color_mode": "grayscale",
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
     images = load("data/processed/images")
@@ -318,9 +337,11 @@ def test_image_folder_with_its_own_splits_keeps_them(workdir, tmp_path) -> None:
 
 
 def test_kaggle_layout_reads_classes_not_split_folders(workdir, tmp_path, capsys) -> None:
-    images = split_folder_arrays(workdir, tmp_path / "cats_and_dogs",
-                                 {"training_set": {"cats": 8, "dogs": 6},
-                                  "test_set": {"cats": 2, "dogs": 3}})  # fmt: skip
+    images = split_folder_arrays(
+        workdir,
+        tmp_path / "cats_and_dogs",
+        {"training_set": {"cats": 8, "dogs": 6}, "test_set": {"cats": 2, "dogs": 3}},
+    )
     assert images["class_names"].tolist() == ["cats", "dogs"]
     assert np.bincount(images["y_test"]).tolist() == [2, 3]
     out = capsys.readouterr().out
@@ -375,8 +396,11 @@ def test_a_folder_streams_through_preprocess_in_chunks_writing_the_in_memory_arr
     download.main(DOWNLOAD_ARGS)
     decoded: list[int] = []
     decode = ImageFiles.decode
-    monkeypatch.setattr(ImageFiles, "decode", lambda self, *a: decoded.append(len(decode(self, *a)))
-                        or decode(self, *a))  # fmt: skip
+    monkeypatch.setattr(
+        ImageFiles,
+        "decode",
+        lambda self, *a: decoded.append(len(decode(self, *a))) or decode(self, *a),
+    )
     written = {}
     for chunk in (4, 1000):
         monkeypatch.setattr(preprocess, "DECODE_CHUNK", chunk)
@@ -385,8 +409,15 @@ def test_a_folder_streams_through_preprocess_in_chunks_writing_the_in_memory_arr
         assert max(decoded) <= chunk and sum(decoded) == 30
         decoded.clear()
     assert written[4] == written[1000]
-    assert sorted(written[4]) == ["class_names.npy", "x_test.npy", "x_train.npy", "x_val.npy",
-                                  "y_test.npy", "y_train.npy", "y_val.npy"]  # fmt: skip
+    assert sorted(written[4]) == [
+        "class_names.npy",
+        "x_test.npy",
+        "x_train.npy",
+        "x_val.npy",
+        "y_test.npy",
+        "y_train.npy",
+        "y_val.npy",
+    ]
 
     params = load_params()
     whole = read_image_folder(folder, (7, 9), "rgb")
@@ -420,8 +451,15 @@ def test_csv_source_with_label_column_and_bad_cells(workdir, tmp_path, capsys) -
         f"{i},{i % 7}.5,{-i},{i * 2}.0,{int(i % 5 == 0)}" for i in range(80)
     ]
     good.write_text("\n".join(rows) + "\n")
-    workdir(**{"data.anomaly": "csv", "data.csv_path": str(good), "data.label_column": "Class",
-               "data.normal_label": 0, "data.anomaly_scaling": "standard"})  # fmt: skip
+    workdir(
+        **{
+            "data.anomaly": "csv",
+            "data.csv_path": str(good),
+            "data.label_column": "Class",
+            "data.normal_label": 0,
+            "data.anomaly_scaling": "standard",
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     preprocess.main(PREPROCESS_ARGS)
     series = load("data/processed/series.npz")
@@ -430,8 +468,14 @@ def test_csv_source_with_label_column_and_bad_cells(workdir, tmp_path, capsys) -
 
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([*rows[:10], "10,1.5,oops,3.0,0", *rows[11:]]) + "\n")
-    workdir(**{"data.anomaly": "csv", "data.csv_path": str(bad), "data.label_column": "Class",
-               "data.normal_label": 0})  # fmt: skip
+    workdir(
+        **{
+            "data.anomaly": "csv",
+            "data.csv_path": str(bad),
+            "data.label_column": "Class",
+            "data.normal_label": 0,
+        }
+    )
     download.main(DOWNLOAD_ARGS)
     err = fails(preprocess.main, PREPROCESS_ARGS, capsys)
     assert "bad.csv: row 11, column 'V2': expected a number, got 'oops'" in err
@@ -453,8 +497,10 @@ def test_text_file_source(workdir, tmp_path) -> None:
     download.main(DOWNLOAD_ARGS)
     tokenize_stage.main(TOKENIZE_ARGS)
     assert Path("data/processed/corpus.txt").read_text().splitlines() == [
-        "cats chase mice quickly", "dogs chase cats slowly", "birds sing songs loudly",
-    ]  # fmt: skip
+        "cats chase mice quickly",
+        "dogs chase cats slowly",
+        "birds sing songs loudly",
+    ]
 
 
 def test_missing_byo_file_is_named(workdir, tmp_path, capsys) -> None:
@@ -492,8 +538,9 @@ def test_gensim_cbow_stage_never_imports_tensorflow(workdir, tmp_path) -> None:
     """With the default engine, lab 4 trains on a tiny text without TensorFlow's import time."""
     text = tmp_path / "tiny.txt"
     text.write_text("The cat sat on the mat near the dog.\nA dog sat on a log by the cat.\n" * 20)
-    root = workdir(**{"data.text": "file", "data.text_path": str(text), "cbow.epochs": 2,
-                      "cbow.min_count": 1})  # fmt: skip
+    root = workdir(
+        **{"data.text": "file", "data.text_path": str(text), "cbow.epochs": 2, "cbow.min_count": 1}
+    )
     assert_runs_without_deep_learning_imports(
         root,
         "from stages import download, tokenize, train_cbow\n"
@@ -511,8 +558,11 @@ def test_dvc_yaml_stage_commands_match_the_argument_lists() -> None:
     import yaml
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, args in (("download", DOWNLOAD_ARGS), ("preprocess", PREPROCESS_ARGS),
-                       ("tokenize", TOKENIZE_ARGS)):  # fmt: skip
+    for name, args in (
+        ("download", DOWNLOAD_ARGS),
+        ("preprocess", PREPROCESS_ARGS),
+        ("tokenize", TOKENIZE_ARGS),
+    ):
         assert stages[name]["cmd"].split()[-len(args) :] == args
 
 

@@ -53,8 +53,9 @@ def test_fast_macro_f1_equals_scikit_learn() -> None:
     for n_classes in (2, 5, 10):
         y_true, y_pred = rng.integers(0, n_classes, 300), rng.integers(0, n_classes, 300)
         y_pred[:5] = 0  # and a class that is never predicted
-        expected = f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro",
-                            zero_division=0)  # fmt: skip
+        expected = f1_score(
+            y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0
+        )
         assert macro_f1(y_true, y_pred, n_classes) == pytest.approx(expected, abs=1e-12)
 
 

@@ -10,22 +10,35 @@ from dllabs.tooling.sweep import by_size, report
 M = "metrics/transfer.json:"
 
 
-def experiment(size: int, created: str, scratch: float, fine_tune: float, low: float,
-               high: float) -> dict:  # fmt: skip
-    row = {"Created": created, "params.yaml:transfer.target_train_size": size,
-           f"{M}test_images": 134, f"{M}repeats": 3}  # fmt: skip
+def experiment(
+    size: int, created: str, scratch: float, fine_tune: float, low: float, high: float
+) -> dict:
+    row = {
+        "Created": created,
+        "params.yaml:transfer.target_train_size": size,
+        f"{M}test_images": 134,
+        f"{M}repeats": 3,
+    }
     for phase, mean in (
         ("scratch", scratch),
         ("feature_extraction", 0.7),
         ("fine_tune", fine_tune),
     ):
-        row |= {f"{M}{phase}.accuracy": mean, f"{M}{phase}.accuracy_std": 0.01,
-                f"{M}{phase}.validation_accuracy": mean}  # fmt: skip
-    for key in ("fine_tune_minus_scratch", "feature_extraction_minus_scratch",
-                "fine_tune_minus_feature_extraction"):  # fmt: skip
-        row |= {f"{M}paired_differences.{key}.accuracy": (low + high) / 2,
-                f"{M}paired_differences.{key}.ci95.accuracy.low": low,
-                f"{M}paired_differences.{key}.ci95.accuracy.high": high}  # fmt: skip
+        row |= {
+            f"{M}{phase}.accuracy": mean,
+            f"{M}{phase}.accuracy_std": 0.01,
+            f"{M}{phase}.validation_accuracy": mean,
+        }
+    for key in (
+        "fine_tune_minus_scratch",
+        "feature_extraction_minus_scratch",
+        "fine_tune_minus_feature_extraction",
+    ):
+        row |= {
+            f"{M}paired_differences.{key}.accuracy": (low + high) / 2,
+            f"{M}paired_differences.{key}.ci95.accuracy.low": low,
+            f"{M}paired_differences.{key}.ci95.accuracy.high": high,
+        }
     return row
 
 
@@ -42,9 +55,14 @@ def test_one_row_per_size_the_latest_experiment_wins() -> None:
 
 
 def test_differences_are_called_only_outside_zero() -> None:
-    text = report([experiment(2, "a", 0.7, 0.75, 0.01, 0.09),
-                   experiment(10, "b", 0.95, 0.8, -0.2, -0.05),
-                   experiment(50, "c", 0.97, 0.97, -0.02, 0.03)], "digits")  # fmt: skip
+    text = report(
+        [
+            experiment(2, "a", 0.7, 0.75, 0.01, 0.09),
+            experiment(10, "b", 0.95, 0.8, -0.2, -0.05),
+            experiment(50, "c", 0.97, 0.97, -0.02, 0.03),
+        ],
+        "digits",
+    )
     lines = {line.split(" |")[0]: line for line in text.splitlines() if line.startswith("| ")}
     assert "fine-tuning ahead" in lines["| 2"]
     assert "scratch ahead" in lines["| 10"]

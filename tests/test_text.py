@@ -37,10 +37,17 @@ Section 1. General Terms of Use and Redistributing Project Gutenberg electronic 
 
 def options(**changes) -> Tokenize:
     base = dict(
-        strip_gutenberg=True, remove_special=True, remove_digits=True, remove_punctuation=True,
-        lowercase=True, sentences="punkt", stopwords="bundled", extra_stopwords=[],
-        min_token_length=2, min_sentence_tokens=2,
-    )  # fmt: skip
+        strip_gutenberg=True,
+        remove_special=True,
+        remove_digits=True,
+        remove_punctuation=True,
+        lowercase=True,
+        sentences="punkt",
+        stopwords="bundled",
+        extra_stopwords=[],
+        min_token_length=2,
+        min_sentence_tokens=2,
+    )
     return Tokenize(**{**base, **changes})
 
 
@@ -77,8 +84,11 @@ def test_sentences_span_wrapped_lines_and_keep_abbreviations() -> None:
 
 def test_regex_and_line_sentence_splitters() -> None:
     assert split_sentences("One two. Three four! Five?\n\nSix", "regex") == [
-        "One two.", "Three four!", "Five?", "Six",
-    ]  # fmt: skip
+        "One two.",
+        "Three four!",
+        "Five?",
+        "Six",
+    ]
     assert split_sentences("first line\n\nsecond line\n", "lines") == ["first line", "second line"]
 
 

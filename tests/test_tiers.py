@@ -9,8 +9,12 @@ import pytest
 
 from tests import conftest
 
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-                    "OPENBLAS_NUM_THREADS")  # fmt: skip
+THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
 
 
 class Item:
@@ -27,8 +31,13 @@ class Item:
 
 
 def test_pipeline_tests_run_last_in_their_order_and_long_ones_are_slow() -> None:
-    items = [Item("a", ("reproduced_baseline",)), Item("b"), Item("c", markers=("long",)),
-             Item("d", ("tmp_path", "reproduced_baseline")), Item("e")]  # fmt: skip
+    items = [
+        Item("a", ("reproduced_baseline",)),
+        Item("b"),
+        Item("c", markers=("long",)),
+        Item("d", ("tmp_path", "reproduced_baseline")),
+        Item("e"),
+    ]
     conftest.pytest_collection_modifyitems(items)
     assert [item.name for item in items] == ["b", "c", "e", "a", "d"]
     assert {item.name for item in items if "slow" in item.markers} == {"a", "c", "d"}

@@ -23,8 +23,10 @@ ARRAYS = {
     # A transposed view, as torch stores a tensor made by .t(): shape (2, 3), strides (1, 2).
     "fc.weight": (np.arange(6, dtype=np.float32), (2, 3), (1, 2)),
 }
-EXPECTED = {name: value if not isinstance(value, tuple) else value[0].reshape(3, 2).T
-            for name, value in ARRAYS.items()}  # fmt: skip
+EXPECTED = {
+    name: value if not isinstance(value, tuple) else value[0].reshape(3, 2).T
+    for name, value in ARRAYS.items()
+}
 
 
 @pytest.mark.parametrize("layout", ["legacy", "zip"])
@@ -69,8 +71,9 @@ def test_a_truncated_file_is_one_line(layout: str, tmp_path: Path) -> None:
 
 def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "created-by-the-pickle"
-    header = b"".join(pickle.dumps(v, protocol=2) for v in (
-        0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))  # fmt: skip
+    header = b"".join(
+        pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})
+    )
     (tmp_path / "evil.pth").write_bytes(header + pickle.dumps({"w": CreatesAFile(marker)}))
     with zipfile.ZipFile(tmp_path / "evil.zip.pth", "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps(OrderedDict(w=CreatesAFile(marker))))

@@ -74,8 +74,15 @@ def test_fit_reports_the_run_and_writes_dvclive_curves(
 
 def test_early_stopping_restores_the_best_weights(base: Base, mlp: MLP) -> None:
     # A learning rate this large diverges after the first epochs; patience stops the run.
-    wild = MLP(**{**mlp.model_dump(), "learning_rate": 3.0, "epochs": 30, "patience": 2,
-                  "reduce_lr_patience": 0})  # fmt: skip
+    wild = MLP(
+        **{
+            **mlp.model_dump(),
+            "learning_rate": 3.0,
+            "epochs": 30,
+            "patience": 2,
+            "reduce_lr_patience": 0,
+        }
+    )
     _, result = train_once(base, wild)
     assert result.epochs_trained < 30
     assert result.epochs_trained - result.best_epoch == 2
@@ -116,8 +123,16 @@ def test_a_diverging_run_stops_with_the_key_to_change(base: Base, mlp: MLP) -> N
     the key."""
     from dllabs.training.callbacks import TrainingDiverged
 
-    wild = MLP(**{**mlp.model_dump(), "learning_rate": 10.0, "momentum": 0.9, "epochs": 50,
-                  "patience": 0, "reduce_lr_patience": 0})  # fmt: skip
+    wild = MLP(
+        **{
+            **mlp.model_dump(),
+            "learning_rate": 10.0,
+            "momentum": 0.9,
+            "epochs": 50,
+            "patience": 0,
+            "reduce_lr_patience": 0,
+        }
+    )
     device = setup_run(base)
     model = build_mlp((4, 4, 1), 3, wild)
     x, y = tiny_data()
@@ -148,14 +163,37 @@ def test_a_diverged_stage_exits_one_line_and_writes_nothing(
     from tests.conftest import run_stage
 
     x, y = tiny_data(90)
-    save_arrays(tmp_path / "images", {
-        "x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:],
-        "class_names": np.array(["a", "b", "c"]),
-    })  # fmt: skip
-    workdir(**{"mlp.learning_rate": 10.0, "mlp.momentum": 0.9, "mlp.epochs": 20,
-               "mlp.hidden_units": [8], "base.device": "cpu"})  # fmt: skip
-    done = run_stage("train_mlp", "--images", "images", "--model", "m/mlp",
-                     "--plots", "plots/mlp", "--validation", "v.json", cwd=tmp_path)  # fmt: skip
+    save_arrays(
+        tmp_path / "images",
+        {
+            "x_train": x[:60],
+            "y_train": y[:60],
+            "x_val": x[60:],
+            "y_val": y[60:],
+            "class_names": np.array(["a", "b", "c"]),
+        },
+    )
+    workdir(
+        **{
+            "mlp.learning_rate": 10.0,
+            "mlp.momentum": 0.9,
+            "mlp.epochs": 20,
+            "mlp.hidden_units": [8],
+            "base.device": "cpu",
+        }
+    )
+    done = run_stage(
+        "train_mlp",
+        "--images",
+        "images",
+        "--model",
+        "m/mlp",
+        "--plots",
+        "plots/mlp",
+        "--validation",
+        "v.json",
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("train_mlp: error: training diverged in epoch")

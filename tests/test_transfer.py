@@ -123,8 +123,20 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     arrays = {f"{k}_{s}": a for s, (x, y) in data.splits.items() for k, a in (("x", x), ("y", y))}
     save_arrays("images", {**arrays, "class_names": np.array(["cat", "dog"])})
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
-    train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
-                         "--plots", "tr_plots", "--validation", "validation.json"])  # fmt: skip
+    train_transfer.main(
+        [
+            "--images",
+            "images",
+            "--pretrained",
+            "pre",
+            "--model",
+            "tr",
+            "--plots",
+            "tr_plots",
+            "--validation",
+            "validation.json",
+        ]
+    )
     assert "not applicable" in (Path("pre") / "summary.json").read_text()
     metrics = evaluate_transfer.evaluate_transfer(Path("tr"), ImageSplits.load("images", ("test",)))
     assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
@@ -371,8 +383,9 @@ def test_augmentation_runs_the_whole_model(tiny) -> None:
     from dllabs.labs.transfer import cached_training
 
     params, cnn = tiny
-    params = params.model_copy(update={"augment": params.augment.model_copy(
-        update={"flip": "horizontal"})})  # fmt: skip
+    params = params.model_copy(
+        update={"augment": params.augment.model_copy(update={"flip": "horizontal"})}
+    )
     (model, base), _ = two_copies(params, cnn, 0)
     assert cached_training(model, base, params) is None
 
@@ -382,8 +395,9 @@ def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Pa
     """efficientnet_lite0 with the installed ImageNet weights: resized, scaled inside the model,
     offline; the saved model reloads and predicts the same."""
     params, cnn = tiny
-    params = params.model_copy(update={"base": "efficientnet_lite0", "weights": "imagenet",
-                                       "input_size": [32, 32]})  # fmt: skip
+    params = params.model_copy(
+        update={"base": "efficientnet_lite0", "weights": "imagenet", "input_size": [32, 32]}
+    )
     base = load_base(params, "unused", cnn, (8, 8, 1))
     from dllabs.models import efficientnet_lite
 
@@ -391,8 +405,11 @@ def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Pa
     assert np.array_equal(base.get_layer("top_conv").get_weights()[0], expected[0])
     set_trainable_top(base, 0, "k")
     model = build_transfer_model(base, (8, 8, 1), 5, params)
-    assert [layer.name for layer in model.layers[1:4]] == ["resize", "grayscale_to_rgb",
-                                                            "preprocess"]  # fmt: skip
+    assert [layer.name for layer in model.layers[1:4]] == [
+        "resize",
+        "grayscale_to_rgb",
+        "preprocess",
+    ]
     target = target_task(images(5), params, seed=0)
     fit(model, target["train"], target["val"], params.feature_extraction, CPU, None, verbose=0)
     model.save(tmp_path / "m.keras")
@@ -405,10 +422,12 @@ def test_the_imagenet_base_takes_raw_pixels_and_trains_a_step(tiny, tmp_path: Pa
 
 def test_the_cnn_baseline_for_an_imagenet_base_is_lab_twos_cnn(tiny) -> None:
     params, cnn = tiny
-    params = params.model_copy(update={"base": "efficientnet_lite0", "scratch": "cnn",
-                                       "input_size": [32, 32]})  # fmt: skip
-    fresh = load_base(params, "unused", cnn.model_copy(update={"input_size": [6, 6]}), (8, 8, 1),
-                      random=True)  # fmt: skip
+    params = params.model_copy(
+        update={"base": "efficientnet_lite0", "scratch": "cnn", "input_size": [32, 32]}
+    )
+    fresh = load_base(
+        params, "unused", cnn.model_copy(update={"input_size": [6, 6]}), (8, 8, 1), random=True
+    )
     assert fresh.name == "pipeline_base" and fresh.inputs[0].shape[1:] == (6, 6, 1)
     model = build_transfer_model(fresh, (8, 8, 1), 5, params, base_in_inference_mode=False)
     assert "preprocess" not in [layer.name for layer in model.layers]  # it rescales itself
@@ -435,15 +454,28 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
     from dllabs.prediction import command as predict_command
     from stages import evaluate_transfer, pretrain_base, train_transfer
 
-    quick = {f"transfer.{phase}.{key}": value for phase in ("feature_extraction", "fine_tune")
-             for key, value in (("epochs", 2), ("batch_size", 8))}  # fmt: skip
-    workdir(**{"transfer.base": "efficientnet_lite0", "transfer.input_size": [32, 32],
-               "transfer.target_train_size": "all", "transfer.repeats": 1,
-               "transfer.scratch": "cnn", "transfer.trainable_base_layers": 0,
-               "transfer.augment.rotation": 0.0,
-               "transfer.augment.zoom": 0.0, "transfer.augment.translation": 0.0,
-               "cnn.filters": [4], "cnn.kernel_sizes": [3], "cnn.input_size": [8, 8],
-               **quick})  # fmt: skip
+    quick = {
+        f"transfer.{phase}.{key}": value
+        for phase in ("feature_extraction", "fine_tune")
+        for key, value in (("epochs", 2), ("batch_size", 8))
+    }
+    workdir(
+        **{
+            "transfer.base": "efficientnet_lite0",
+            "transfer.input_size": [32, 32],
+            "transfer.target_train_size": "all",
+            "transfer.repeats": 1,
+            "transfer.scratch": "cnn",
+            "transfer.trainable_base_layers": 0,
+            "transfer.augment.rotation": 0.0,
+            "transfer.augment.zoom": 0.0,
+            "transfer.augment.translation": 0.0,
+            "cnn.filters": [4],
+            "cnn.kernel_sizes": [3],
+            "cnn.input_size": [8, 8],
+            **quick,
+        }
+    )
     rng = np.random.default_rng(0)
     arrays: dict = {"class_names": np.array(["cat", "dog"])}
     for split, n in (("train", 24), ("val", 8), ("test", 8)):
@@ -452,8 +484,20 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y
     save_arrays("images", arrays)
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
-    train_transfer.main(["--images", "images", "--pretrained", "pre", "--model", "tr",
-                         "--plots", "tr_plots", "--validation", "validation.json"])  # fmt: skip
+    train_transfer.main(
+        [
+            "--images",
+            "images",
+            "--pretrained",
+            "pre",
+            "--model",
+            "tr",
+            "--plots",
+            "tr_plots",
+            "--validation",
+            "validation.json",
+        ]
+    )
     assert "efficientnet_lite0" in (Path("pre") / "summary.json").read_text()  # nothing trained
     summary = json.loads((Path("tr") / "summary.json").read_text())
     draw = summary["repeats"][0]

@@ -54,8 +54,12 @@ def test_the_photos_space_is_valid_for_the_photos_preset(tmp_path: Path) -> None
     preset = compose_yaml(["dataset=photos", f"data.images_dir={tmp_path}"])
     photos.write_text(preset, encoding="utf-8")
     space = load_space("cnn", REPO / "conf/tune/photos", photos)
-    assert {d.key for d in space.dimensions} >= {"cnn.input_size", "cnn.learning_rate",
-                                                  "cnn.filters", "cnn.dropout"}  # fmt: skip
+    assert {d.key for d in space.dimensions} >= {
+        "cnn.input_size",
+        "cnn.learning_rate",
+        "cnn.filters",
+        "cnn.dropout",
+    }
     with pytest.raises(ParamsError, match=r"kernel_sizes has 3 entries but cnn\.filters has 4"):
         load_space("cnn", REPO / "conf/tune/photos", REPO / "params.yaml")
 
@@ -86,26 +90,38 @@ def space_file(folder: Path, body: str, lab: str = "cnn") -> Path:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("params:\n  cnn.lerning_rate: {float: [0.001, 0.01]}\n",
-         "unknown key cnn.lerning_rate; did you mean cnn.learning_rate?"),
+        (
+            "params:\n  cnn.lerning_rate: {float: [0.001, 0.01]}\n",
+            "unknown key cnn.lerning_rate; did you mean cnn.learning_rate?",
+        ),
         ("params:\n  cnnn.dropout: {float: [0.0, 0.5]}\n", "unknown key cnnn; did you mean cnn?"),
-        ("params:\n  cnn.dropout: {float: [0.0, 1.5]}\n",
-         "(cnn.dropout = 1.5): cnn.dropout = 1.5: input should be less than 1"),
-        ("params:\n  cnn.optimizer: {choices: [adam, adamw]}\n",
-         "cnn.optimizer = 'adamw' is not allowed"),
+        (
+            "params:\n  cnn.dropout: {float: [0.0, 1.5]}\n",
+            "(cnn.dropout = 1.5): cnn.dropout = 1.5: input should be less than 1",
+        ),
+        (
+            "params:\n  cnn.optimizer: {choices: [adam, adamw]}\n",
+            "cnn.optimizer = 'adamw' is not allowed",
+        ),
         ("params:\n  cnn.dropout: {float: [0.5, 0.1]}\n", "cnn.dropout: low 0.5 > high 0.1"),
         ("params: {}\n", "params is empty"),
         ("params:\n  cnn.dropout: {uniform: [0, 1]}\n", "unknown setting uniform"),
-        ("params:\n  cnn.learning_rate: {float: [0.0, 0.1], log: true}\n",
-         "a log scale needs low > 0"),
+        (
+            "params:\n  cnn.learning_rate: {float: [0.0, 0.1], log: true}\n",
+            "a log scale needs low > 0",
+        ),
         ("params:\n  cnn.batch_size: {int: [16, 64.5]}\n", "int must be [low, high]"),
         ("params:\n  cnn.batch_size: {choices: [16, 16]}\n", "choices repeat a value"),
-        ("objective: loss\nparams:\n  cnn.dropout: {float: [0.0, 0.5]}\n",
-         "objective = 'loss'; this lab's validation metrics: accuracy"),
-        ("params:\n  cnn.dropout: &d {float: [0.0, 0.5]}\n  cnn.learning_rate: *d\n",
-         "anchor &d; params files may not hold anchors or aliases"),
+        (
+            "objective: loss\nparams:\n  cnn.dropout: {float: [0.0, 0.5]}\n",
+            "objective = 'loss'; this lab's validation metrics: accuracy",
+        ),
+        (
+            "params:\n  cnn.dropout: &d {float: [0.0, 0.5]}\n  cnn.learning_rate: *d\n",
+            "anchor &d; params files may not hold anchors or aliases",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_space_is_one_line_naming_the_file(body: str, message: str, tmp_path) -> None:
     folder = space_file(tmp_path / "tune", body)
     with pytest.raises(ParamsError) as caught:
@@ -115,8 +131,11 @@ def test_a_bad_space_is_one_line_naming_the_file(body: str, message: str, tmp_pa
 
 
 def test_a_grid_needs_steps_or_choices(tmp_path: Path) -> None:
-    folder = space_file(tmp_path / "tune", "params:\n  cnn.dropout: {float: [0.0, 0.5]}\n"
-                        "  cnn.batch_size: {int: [32, 128], step: 32}\n")  # fmt: skip
+    folder = space_file(
+        tmp_path / "tune",
+        "params:\n  cnn.dropout: {float: [0.0, 0.5]}\n"
+        "  cnn.batch_size: {int: [32, 128], step: 32}\n",
+    )
     space = load_space("cnn", folder, REPO / "params.yaml")
     assert space.dimensions[1].grid() == [32, 64, 96, 128]
     with pytest.raises(ParamsError, match=r"cnn\.dropout: a grid needs a step"):
@@ -125,9 +144,16 @@ def test_a_grid_needs_steps_or_choices(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.001, "0.001"), (3, "3"), (True, "true"), (None, "null"), ([32, 64], "[32,64]"),
-     ("it's", "'it\\'s'"), ([], "[]")],
-)  # fmt: skip
+    [
+        (0.001, "0.001"),
+        (3, "3"),
+        (True, "true"),
+        (None, "null"),
+        ([32, 64], "[32,64]"),
+        ("it's", "'it\\'s'"),
+        ([], "[]"),
+    ],
+)
 def test_override_values_are_written_in_hydras_grammar(value, text: str) -> None:
     assert override_value(value) == text
 
@@ -158,12 +184,16 @@ def free_port() -> int:
         (["cnn", "--trials", "1", "--storage", "redis://127.0.0.1/0"], "unknown scheme 'redis'"),
         (["cnn", "--trials", "1", "--study", "no/slash"], "--study 'no/slash'"),
         (["cnn", "--trials", "1", "-S", "dataset"], "-S dataset: expected KEY=VALUE"),
-        (["cnn", "--trials", "1", "-S", "cnn.dropout=0.1"],
-         "-S cnn.dropout: also searched by conf/tune/cnn.yaml"),
-        (["cnn", "--trials", "1", "-S", "cnn.dropuot=0.1"],
-         "unknown key cnn.dropuot; did you mean cnn.dropout?"),
+        (
+            ["cnn", "--trials", "1", "-S", "cnn.dropout=0.1"],
+            "-S cnn.dropout: also searched by conf/tune/cnn.yaml",
+        ),
+        (
+            ["cnn", "--trials", "1", "-S", "cnn.dropuot=0.1"],
+            "unknown key cnn.dropuot; did you mean cnn.dropout?",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line(argv, message: str, workdir, capsys) -> None:
     root = workdir()
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -182,9 +212,16 @@ def test_the_report_ranks_importances_once_two_trials_have_completed(workdir, re
     overrides are named; nothing warns on the command's output."""
     workdir()
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
-    settings = {"lab": "cnn", "objective": "accuracy", "metrics": "metrics/validation/cnn.json",
-                "sampler": "random", "pruner": "none", "seed": 0, "space": "conf/tune/cnn.yaml",
-                "set": ["dataset=photos"]}  # fmt: skip
+    settings = {
+        "lab": "cnn",
+        "objective": "accuracy",
+        "metrics": "metrics/validation/cnn.json",
+        "sampler": "random",
+        "pruner": "none",
+        "seed": 0,
+        "space": "conf/tune/cnn.yaml",
+        "set": ["dataset=photos"],
+    }
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("experiment", f"s-{trial.number}")
@@ -226,13 +263,21 @@ def test_an_unreachable_database_is_one_line_without_its_password(workdir, capsy
 def study_with_a_perfect_trial(url: str, name: str) -> optuna.Study:
     """A study whose one finished trial had validation loss 0 at every epoch: any real run is
     behind it, so the median pruner prunes the next trial at its first reported epoch."""
-    study = optuna.create_study(study_name=name, storage=url, direction="maximize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
-                                                                   n_warmup_steps=0))  # fmt: skip
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE, value=1.0, params={}, distributions={},
-        intermediate_values={step: 0.0 for step in range(20)},
-    ))  # fmt: skip
+    study = optuna.create_study(
+        study_name=name,
+        storage=url,
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            value=1.0,
+            params={},
+            distributions={},
+            intermediate_values={step: 0.0 for step in range(20)},
+        )
+    )
     return study
 
 
@@ -319,8 +364,13 @@ def test_a_search_keeps_every_trial_as_an_experiment_and_reads_the_test_split_on
     assert experiment_names(repo) == {"cnn-0", "cnn-1", "cnn-2", f"cnn-test-{best.number}"}
     assert {p: p.read_bytes() for p in committed} == committed  # the workspace is untouched
     shown = json.loads(sh([*DVC, "exp", "show", "--json"], repo).stdout)
-    rows = {rev["name"]: rev["data"] for b in shown for e in b.get("experiments") or []
-            for rev in e["revs"] if rev.get("name")}  # fmt: skip
+    rows = {
+        rev["name"]: rev["data"]
+        for b in shown
+        for e in b.get("experiments") or []
+        for rev in e["revs"]
+        if rev.get("name")
+    }
     for trial in study.trials:
         data = rows[f"cnn-{trial.number}"]
         scores = data["metrics"]["metrics/validation/cnn.json"]["data"]
@@ -357,8 +407,23 @@ def test_a_pruned_trial_is_recorded_and_leaves_no_experiment(repo) -> None:
     stage reports a worse loss after its first epoch and is pruned there."""
     (repo / ".tune").mkdir()
     study_with_a_perfect_trial(f"sqlite:///{repo / '.tune/studies.db'}", "p")
-    done = sh([*TUNE, "cnn", "--study", "p", "--trials", "1", "--startup-trials", "1",
-               "--warmup-epochs", "0"], repo, timeout=600, check=False)  # fmt: skip
+    done = sh(
+        [
+            *TUNE,
+            "cnn",
+            "--study",
+            "p",
+            "--trials",
+            "1",
+            "--startup-trials",
+            "1",
+            "--warmup-epochs",
+            "0",
+        ],
+        repo,
+        timeout=600,
+        check=False,
+    )
     trial = study_of(repo, "p").trials[1]
     assert trial.state == optuna.trial.TrialState.PRUNED, done.stdout + done.stderr
     assert trial.user_attrs["pruned_at_epoch"] == 1 and trial.intermediate_values
@@ -371,14 +436,34 @@ def test_a_pruned_trial_is_recorded_and_leaves_no_experiment(repo) -> None:
 def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> None:
     """-S cnn.epochs=2 reaches the trial's experiment (two epochs trained where the baseline
     trains one) and the report; continuing the study without it is refused in one line."""
-    done = sh([*TUNE, "cnn", "--study", "f", "--trials", "1", "--pruner", "none", "--no-test",
-               "-S", "cnn.epochs=2"], repo, timeout=600)  # fmt: skip
+    done = sh(
+        [
+            *TUNE,
+            "cnn",
+            "--study",
+            "f",
+            "--trials",
+            "1",
+            "--pruner",
+            "none",
+            "--no-test",
+            "-S",
+            "cnn.epochs=2",
+        ],
+        repo,
+        timeout=600,
+    )
     assert "note:" not in done.stderr  # params.yaml is the composition of conf/
     (trial,) = study_of(repo, "f").trials
     assert trial.state == optuna.trial.TrialState.COMPLETE, done.stdout + done.stderr
     shown = json.loads(sh([*DVC, "exp", "show", "--json"], repo).stdout)
-    rows = {rev["name"]: rev["data"] for b in shown for e in b.get("experiments") or []
-            for rev in e["revs"] if rev.get("name")}  # fmt: skip
+    rows = {
+        rev["name"]: rev["data"]
+        for b in shown
+        for e in b.get("experiments") or []
+        for rev in e["revs"]
+        if rev.get("name")
+    }
     assert rows["f-0"]["params"]["params.yaml"]["data"]["cnn"]["epochs"] == 2
     assert rows["f-0"]["metrics"]["metrics/validation/cnn.json"]["data"]["epochs_trained"] == 2
     assert "every trial with `-S cnn.epochs=2`" in (repo / "reports/tune_f.md").read_text()
@@ -386,7 +471,7 @@ def test_every_trial_gets_the_fixed_overrides_and_the_study_keeps_them(repo) -> 
     assert again.returncode == 1 and again.stderr.strip().splitlines() == [
         "tune: error: study f searches with -S ['cnn.epochs=2'], not []; name a new study with "
         "--study"
-    ]  # fmt: skip
+    ]
     assert len(study_of(repo, "f").trials) == 1
 
 
@@ -427,8 +512,12 @@ def test_a_failing_trial_is_recorded_with_its_line_and_the_search_goes_on(repo) 
     """A learning rate at which training diverges: each trial fails with the stage's one line,
     the study records it and runs the next; with none complete the command exits 1."""
     space_file(repo / "spaces", "params:\n  cnn.learning_rate: {choices: [10.0]}\n")
-    done = sh([*TUNE, "cnn", "--trials", "2", "--space", "spaces", "--study", "f"], repo,
-              timeout=600, check=False)  # fmt: skip
+    done = sh(
+        [*TUNE, "cnn", "--trials", "2", "--space", "spaces", "--study", "f"],
+        repo,
+        timeout=600,
+        check=False,
+    )
     trials = study_of(repo, "f").trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
     assert "train_cnn: error: training diverged" in trials[0].user_attrs["error"]
@@ -442,8 +531,12 @@ def test_a_killed_search_leaves_its_trial_failed_and_the_next_run_retries_it(rep
     failed once the grace period has passed and runs its params again; the orphaned stage sees
     its tune process gone and stops; the workspace is as it was."""
     grace = ["--grace-period", "4"]
-    started = subprocess.Popen([*TUNE, "cnn", "--trials", "1", *grace], cwd=repo,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    started = subprocess.Popen(
+        [*TUNE, "cnn", "--trials", "1", *grace],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(1)
@@ -480,9 +573,13 @@ def test_sigterm_stops_every_running_trial_with_several_workers(repo) -> None:
     """With --workers 2 the experiments are awaited in Optuna's worker threads, which no signal
     reaches: SIGTERM must still stop both experiments' process groups, record both trials as
     failed (stopped), exit 130 in bounded time and leave the workspace as it was."""
-    started = subprocess.Popen([*TUNE, "cnn", "--study", "t", "--trials", "4", "--workers", "2"],
-                               cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    started = subprocess.Popen(
+        [*TUNE, "cnn", "--study", "t", "--trials", "4", "--workers", "2"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     running: list = []
     while time.monotonic() < deadline and len(running) < 2:

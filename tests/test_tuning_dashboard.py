@@ -44,43 +44,96 @@ DISTRIBUTIONS = {
 }
 # number -> (state, value, params, intermediate values, user attrs). Each epoch reports its
 # negated validation loss; a pruned trial's value is its last report, as Optuna's tell() sets it.
-TRIALS: dict[int, tuple[TrialState, float | None, dict[str, Any], dict[int, float],
-                        dict[str, Any]]] = {
-    0: (TrialState.COMPLETE, 0.9125,
-        {"cnn.learning_rate": 0.002, "cnn.filters": "[32,64,128]", "cnn.dropout": 0.3,
-         "cnn.batch_size": 64},
-        {0: -0.61, 1: -0.42, 2: -0.35, 3: -0.31, 4: -0.29}, {"experiment": "cnn-0"}),
-    1: (TrialState.COMPLETE, 0.8750,
-        {"cnn.learning_rate": 0.0091, "cnn.filters": "[16,32,64]", "cnn.dropout": 0.55,
-         "cnn.batch_size": 128},
-        {0: -0.74, 1: -0.55, 2: -0.47, 3: -0.44, 4: -0.41}, {"experiment": "cnn-1"}),
-    2: (TrialState.COMPLETE, 0.9375,
-        {"cnn.learning_rate": 0.0011, "cnn.filters": "[64,128,256]", "cnn.dropout": 0.12,
-         "cnn.batch_size": 32},
-        {0: -0.52, 1: -0.33, 2: -0.27, 3: -0.24, 4: -0.22}, {"experiment": "cnn-2"}),
-    3: (TrialState.PRUNED, -0.66,
-        {"cnn.learning_rate": 0.0004, "cnn.filters": "[16,32,64]", "cnn.dropout": 0.48,
-         "cnn.batch_size": 128},
-        {0: -0.93, 1: -0.78, 2: -0.70, 3: -0.66}, {"experiment": "cnn-3", "pruned_at_epoch": 4}),
-    4: (TrialState.FAIL, None,
-        {"cnn.learning_rate": 0.0098, "cnn.filters": "[64,128,256]", "cnn.dropout": 0.02,
-         "cnn.batch_size": 32},
-        {0: -2.31}, {"experiment": "cnn-4", "error": "train_cnn: the loss diverged (nan)"}),
-}  # fmt: skip
-SHOWN_STATE = {TrialState.COMPLETE: "Complete", TrialState.PRUNED: "Pruned",
-               TrialState.FAIL: "Fail"}  # fmt: skip
+TRIALS: dict[
+    int, tuple[TrialState, float | None, dict[str, Any], dict[int, float], dict[str, Any]]
+] = {
+    0: (
+        TrialState.COMPLETE,
+        0.9125,
+        {
+            "cnn.learning_rate": 0.002,
+            "cnn.filters": "[32,64,128]",
+            "cnn.dropout": 0.3,
+            "cnn.batch_size": 64,
+        },
+        {0: -0.61, 1: -0.42, 2: -0.35, 3: -0.31, 4: -0.29},
+        {"experiment": "cnn-0"},
+    ),
+    1: (
+        TrialState.COMPLETE,
+        0.8750,
+        {
+            "cnn.learning_rate": 0.0091,
+            "cnn.filters": "[16,32,64]",
+            "cnn.dropout": 0.55,
+            "cnn.batch_size": 128,
+        },
+        {0: -0.74, 1: -0.55, 2: -0.47, 3: -0.44, 4: -0.41},
+        {"experiment": "cnn-1"},
+    ),
+    2: (
+        TrialState.COMPLETE,
+        0.9375,
+        {
+            "cnn.learning_rate": 0.0011,
+            "cnn.filters": "[64,128,256]",
+            "cnn.dropout": 0.12,
+            "cnn.batch_size": 32,
+        },
+        {0: -0.52, 1: -0.33, 2: -0.27, 3: -0.24, 4: -0.22},
+        {"experiment": "cnn-2"},
+    ),
+    3: (
+        TrialState.PRUNED,
+        -0.66,
+        {
+            "cnn.learning_rate": 0.0004,
+            "cnn.filters": "[16,32,64]",
+            "cnn.dropout": 0.48,
+            "cnn.batch_size": 128,
+        },
+        {0: -0.93, 1: -0.78, 2: -0.70, 3: -0.66},
+        {"experiment": "cnn-3", "pruned_at_epoch": 4},
+    ),
+    4: (
+        TrialState.FAIL,
+        None,
+        {
+            "cnn.learning_rate": 0.0098,
+            "cnn.filters": "[64,128,256]",
+            "cnn.dropout": 0.02,
+            "cnn.batch_size": 32,
+        },
+        {0: -2.31},
+        {"experiment": "cnn-4", "error": "train_cnn: the loss diverged (nan)"},
+    ),
+}
+SHOWN_STATE = {
+    TrialState.COMPLETE: "Complete",
+    TrialState.PRUNED: "Pruned",
+    TrialState.FAIL: "Fail",
+}
 
 
 def make_study(url: str) -> None:
     """The study ``cnn`` in the storage at ``url``, as ``dl-labs tune cnn`` leaves it."""
     storage = open_storage(url)
     study = open_study("cnn", storage, make_sampler("tpe", 42), make_pruner("median", 5), url)
-    study.set_user_attr("settings", {"lab": "cnn", "objective": "accuracy",
-                                     "metrics": "metrics/validation/cnn.json"})  # fmt: skip
+    study.set_user_attr(
+        "settings",
+        {"lab": "cnn", "objective": "accuracy", "metrics": "metrics/validation/cnn.json"},
+    )
     for state, value, params, steps, attrs in TRIALS.values():
-        study.add_trial(create_trial(state=state, value=value, params=params,
-                                     distributions=DISTRIBUTIONS, user_attrs=attrs,
-                                     intermediate_values=steps))  # fmt: skip
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value,
+                params=params,
+                distributions=DISTRIBUTIONS,
+                user_attrs=attrs,
+                intermediate_values=steps,
+            )
+        )
     # The server, another process, then reads a file that no connection of this one holds.
     storage.engine.dispose()
 
@@ -105,21 +158,27 @@ def running_dashboard(storage_url: str, log: Path) -> Iterator[str]:
         # A session of its own: the teardown stops it and anything it started, whatever happens.
         process = subprocess.Popen(
             [str(DASHBOARD), storage_url, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + START_SECONDS
         while True:
             if process.poll() is not None:
-                pytest.fail(f"optuna-dashboard exited with {process.returncode} before serving:"
-                            f"\n{output(log)}")  # fmt: skip
+                pytest.fail(
+                    f"optuna-dashboard exited with {process.returncode} before serving:"
+                    f"\n{output(log)}"
+                )
             try:
                 get_json(f"{base}/api/meta")
                 break
             except (urllib.error.URLError, ConnectionError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"optuna-dashboard did not answer on {base} within "
-                                f"{START_SECONDS:g} s:\n{output(log)}")  # fmt: skip
+                    pytest.fail(
+                        f"optuna-dashboard did not answer on {base} within "
+                        f"{START_SECONDS:g} s:\n{output(log)}"
+                    )
                 time.sleep(0.1)
         yield base
     finally:
@@ -169,8 +228,10 @@ def test_the_dashboard_serves_a_tune_studys_trials(dashboard: str) -> None:
     assert detail["has_intermediate_values"] is True
     assert {p["name"] for p in detail["union_search_space"]} == set(DISTRIBUTIONS)
     assert {a["key"] for a in detail["union_user_attrs"]} == {
-        "experiment", "pruned_at_epoch", "error"
-    }  # fmt: skip
+        "experiment",
+        "pruned_at_epoch",
+        "error",
+    }
 
     # The importances the dashboard plots, from the complete trials.
     (importances,) = get_json(f"{dashboard}/api/studies/{study_id}/param_importances")[

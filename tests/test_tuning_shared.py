@@ -133,9 +133,16 @@ def test_workers_starting_together_on_an_empty_database_both_open_the_study() ->
     the second tries again and finds them. A server of its own: the database must be empty."""
     with postgres_server() as server:
         start = time.time() + 5  # both processes imported and waiting by then
-        racers = [subprocess.Popen([sys.executable, "-c", RACER, server.url(), str(start)],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True) for _ in range(2)]  # fmt: skip
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, server.url(), str(start)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         ends = [racer.communicate(timeout=120) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], ends
     assert sorted(int(out) for out, _ in ends) == [0, 1]
@@ -147,8 +154,10 @@ def test_workers_starting_together_on_an_empty_database_both_open_the_study() ->
 def trial_spans(study: optuna.Study, numbers: set[int]) -> tuple[float, float]:
     """When a worker's first trial started and its last one ended (seconds since the epoch)."""
     trials = [t for t in study.trials if t.number in numbers]
-    return (min(t.datetime_start.timestamp() for t in trials),
-            max(t.datetime_complete.timestamp() for t in trials))  # fmt: skip
+    return (
+        min(t.datetime_start.timestamp() for t in trials),
+        max(t.datetime_complete.timestamp() for t in trials),
+    )
 
 
 @pytest.mark.long
@@ -169,8 +178,19 @@ def test_two_machines_search_one_study_and_a_third_sees_every_trial(
     for root in workers:
         # What a trial needs: the outputs upstream of the lab's threshold stage.
         dvc(root, "pull", "threshold_anomaly", "--with-deps")
-    search = [*TUNE, LAB, "--storage", postgres_url, "--study", STUDY, "--trials", str(TRIALS),
-              "--push", "origin", "--no-test"]  # fmt: skip
+    search = [
+        *TUNE,
+        LAB,
+        "--storage",
+        postgres_url,
+        "--study",
+        STUDY,
+        "--trials",
+        str(TRIALS),
+        "--push",
+        "origin",
+        "--no-test",
+    ]
     with ThreadPoolExecutor(len(workers)) as pool:
         runs = list(pool.map(lambda root: sh(search, root, check=False, timeout=SEARCH), workers))
     for root, run in zip(workers, runs, strict=True):
@@ -211,8 +231,11 @@ def test_two_machines_search_one_study_and_a_third_sees_every_trial(
 
     # The third clone continues the study: the next number, new params, and the test split read
     # once, for the best trial.
-    done = sh([*TUNE, LAB, "--storage", postgres_url, "--study", STUDY, "--trials", "1"], third,
-              timeout=SEARCH)  # fmt: skip
+    done = sh(
+        [*TUNE, LAB, "--storage", postgres_url, "--study", STUDY, "--trials", "1"],
+        third,
+        timeout=SEARCH,
+    )
     study = optuna.load_study(study_name=STUDY, storage=open_storage(postgres_url))
     assert [t.number for t in study.trials] == list(range(2 * TRIALS + 1))
     assert len({repr(sorted(t.params.items())) for t in study.trials}) == 2 * TRIALS + 1
@@ -237,9 +260,11 @@ def test_two_machines_search_one_study_and_a_third_sees_every_trial(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("wrong", "cause"),
-    [("password", 'password authentication failed for user "tuner"'),
-     ("database", 'database "nowhere" does not exist')],
-)  # fmt: skip
+    [
+        ("password", 'password authentication failed for user "tuner"'),
+        ("database", 'database "nowhere" does not exist'),
+    ],
+)
 def test_a_refused_login_is_one_line_and_writes_nothing(
     wrong: str,
     cause: str,
@@ -263,8 +288,9 @@ def test_a_refused_login_is_one_line_and_writes_nothing(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and not done.stdout, done
     (line,) = lines
-    assert line.startswith(f"tune: error: --storage {shown_url(url)}: cannot open the study "
-                           "storage: "), line  # fmt: skip
+    assert line.startswith(
+        f"tune: error: --storage {shown_url(url)}: cannot open the study storage: "
+    ), line
     assert ":***@127.0.0.1:" in line and cause in line, line
     assert "WRONG" not in line and password not in line, line
     after = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)

@@ -41,8 +41,11 @@ def test_a_saved_model_answers_every_query_as_the_trained_one(model, tmp_path: P
     )
     assert loaded.predict_output_word(["the", "land"]) == model.predict_output_word(["the", "land"])
     assert (loaded.sg, loaded.window, loaded.negative, loaded.corpus_total_words) == (
-        0, model.window, model.negative, model.corpus_total_words,
-    )  # fmt: skip
+        0,
+        model.window,
+        model.negative,
+        model.corpus_total_words,
+    )
     assert not any(path.suffix in (".model", ".kv", ".pkl") for path in tmp_path.rglob("*"))
 
 
@@ -91,12 +94,16 @@ def test_an_object_array_is_refused_without_being_unpickled(model, tmp_path: Pat
         ("model.json", {"format": "gensim"}, "not a word-vectors description"),
         ("model.json", {"version": 2}, "format version 2; this version reads 1"),
         ("model.json", {"words": 3}, "vocabulary.json: 10 words and 10 counts; model.json says 3"),
-        ("model.json", {"vector_size": 4}, r"vectors.npy: float32 array of shape \(10, 8\), "
-                                           r"expected float \(10, 4\)"),
+        (
+            "model.json",
+            {"vector_size": 4},
+            r"vectors.npy: float32 array of shape \(10, 8\), "
+            r"expected float \(10, 4\)",
+        ),
         ("vocabulary.json", {"counts": None}, "expected {'words'"),
         ("model.json", {"settings": {"sg": 0}}, "settings must name sg, cbow_mean"),
     ],
-)  # fmt: skip
+)
 def test_an_inconsistent_folder_is_one_line_naming_the_file(
     model, tmp_path: Path, file: str, change: dict, message: str
 ) -> None:
@@ -115,11 +122,23 @@ def test_predict_refuses_a_crafted_model_with_one_line_and_runs_nothing(tmp_path
     folder.mkdir()
     (folder / "word2vec.model").write_bytes(pickle.dumps(CreatesAFile(marker)))
     done = subprocess.run(
-        [sys.executable, "-m", "dllabs", "predict", "cbow", "--model", str(folder),
-         "--similar", "king"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dllabs",
+            "predict",
+            "cbow",
+            "--model",
+            str(folder),
+            "--similar",
+            "king",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"predict: error: {folder}/word2vec.model: a gensim pickle")

@@ -82,10 +82,17 @@ class _Tensor:
         self.shape, self.strides = tuple(shape), tuple(strides)
 
     def __reduce__(self):
-        storage = ("storage", self.names.storages[STORAGE_NAMES[np.dtype(self.storage.dtype)]],
-                   self.key, "cpu", self.storage.size)  # fmt: skip
-        return (self.names.rebuild, (_Persistent(storage), 0, self.shape, self.strides, False,
-                                     OrderedDict()))  # fmt: skip
+        storage = (
+            "storage",
+            self.names.storages[STORAGE_NAMES[np.dtype(self.storage.dtype)]],
+            self.key,
+            "cpu",
+            self.storage.size,
+        )
+        return (
+            self.names.rebuild,
+            (_Persistent(storage), 0, self.shape, self.strides, False, OrderedDict()),
+        )
 
 
 def _as_storage(value) -> tuple[Storage, tuple, tuple]:
@@ -119,8 +126,9 @@ def torch_save(
     entries stored, as torch stores them, or with ``compression``)."""
     stored = {name: _as_storage(value) for name, value in arrays.items()}
     with torch_names() as names:
-        state = OrderedDict((name, _Tensor(names, str(i), *parts))
-                            for i, (name, parts) in enumerate(stored.items()))  # fmt: skip
+        state = OrderedDict(
+            (name, _Tensor(names, str(i), *parts)) for i, (name, parts) in enumerate(stored.items())
+        )
         body = io.BytesIO()
         _Pickler(body, protocol=2).dump(state)
     storages = {str(i): storage for i, (storage, _, _) in enumerate(stored.values())}
@@ -132,11 +140,18 @@ def torch_save(
                 with archive.open(f"archive/data/{key}", "w", force_zip64=large) as entry:
                     storage.write(entry)
         return path
-    header = b"".join(pickle.dumps(value, protocol=2) for value in (
-        0x1950A86A20F9469CFC6C, 1001,
-        {"protocol_version": 1001, "little_endian": True,
-         "type_sizes": {"short": 2, "int": 4, "long": 4}},
-    ))  # fmt: skip
+    header = b"".join(
+        pickle.dumps(value, protocol=2)
+        for value in (
+            0x1950A86A20F9469CFC6C,
+            1001,
+            {
+                "protocol_version": 1001,
+                "little_endian": True,
+                "type_sizes": {"short": 2, "int": 4, "long": 4},
+            },
+        )
+    )
     with path.open("wb") as out:
         out.write(header + body.getvalue() + pickle.dumps(list(storages), protocol=2))
         for storage in storages.values():

@@ -36,8 +36,11 @@ def header_bytes(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    header = {"descr": _FORMAT.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-              "shape": tuple(int(n) for n in shape)}  # fmt: skip
+    header = {
+        "descr": _FORMAT.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": tuple(int(n) for n in shape),
+    }
     try:
         _FORMAT.write_array_header_1_0(buffer, header)
     except ValueError:  # a header over 64 KiB (a huge structured dtype): version 2.0, as np.save

@@ -222,8 +222,9 @@ def _check_new(part: Path, remote: RemoteFile, origin: str) -> str:
     hashes = _hashes(part, _algorithms(remote))
     problem = _mismatch(remote, hashes)
     if problem is not None:
-        raise DataError(f"{problem} from {origin}; nothing was kept (corrupt download or wrong "
-                        "mirror)")  # fmt: skip
+        raise DataError(
+            f"{problem} from {origin}; nothing was kept (corrupt download or wrong mirror)"
+        )
     return hashes["sha256"]
 
 
@@ -244,8 +245,10 @@ def _check_cached(target: Path, remote: RemoteFile) -> str:
     if record is not None:
         target.unlink(missing_ok=True)
         _record_path(target).unlink(missing_ok=True)
-        raise DataError(f"{problem}; the cached copy {target} was corrupt and is deleted: the "
-                        "next run downloads it again")  # fmt: skip
+        raise DataError(
+            f"{problem}; the cached copy {target} was corrupt and is deleted: the "
+            "next run downloads it again"
+        )
     raise DataError(
         f"{problem}; {target} was not written by dl-labs and is left as it is: move it away, or "
         f"set {CACHE_ENV} to a folder of its own"
@@ -413,8 +416,15 @@ class _Transfer:
                 )
             if self.progress:
                 print(f"{self.remote.name}: downloading {self.url}", file=sys.stderr)
-            with tqdm(total=expected, initial=kept, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=self.remote.name, disable=not self.progress) as bar:  # fmt: skip
+            with tqdm(
+                total=expected,
+                initial=kept,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=self.remote.name,
+                disable=not self.progress,
+            ) as bar:
                 for chunk in response.iter_content(CHUNK):
                     if self.handle.tell() + len(chunk) > self.remote.max_bytes:
                         raise DataError(

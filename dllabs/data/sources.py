@@ -120,12 +120,29 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
 }
 
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 LEE_CORPUS = "lee_background.cor"
 TEXT_EVAL_FILES = ("wordsim353.tsv", "simlex999.txt", "questions-words.txt")
 
@@ -384,8 +401,10 @@ def read_images(raw_dir: str | Path, size: tuple[int, int], color_mode: str) -> 
     if source == "fashion_mnist":
         splits = {}
         for split, prefix in (("train", "train"), ("test", "t10k")):
-            images, labels = (raw_dir / f"{prefix}-{kind}-idx{n}-ubyte.gz"
-                              for kind, n in (("images", 3), ("labels", 1)))  # fmt: skip
+            images, labels = (
+                raw_dir / f"{prefix}-{kind}-idx{n}-ubyte.gz"
+                for kind, n in (("images", 3), ("labels", 1))
+            )
             x = check_pixels(images, "IDX payload", read_idx(images), ("images", "height", "width"))
             y = check_labels(labels, "IDX payload", read_idx(labels), len(x), 10)
             splits[split] = ImageSet(x[..., None], y, FASHION_MNIST_CLASSES)

@@ -74,8 +74,17 @@ _END = re.compile(
 _ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
 _TAG_START = re.compile(r"\[Illustration", re.I)
 # Typographic characters mapped to their ASCII meaning before "special" characters are dropped.
-_ASCII_PUNCT = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-                              "\u2013": "-", "\u2014": " - ", "\u2026": "..."})  # fmt: skip
+_ASCII_PUNCT = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": " - ",
+        "\u2026": "...",
+    }
+)
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 _DIGITS = re.compile(r"\d+")
 _WORDS = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")

@@ -130,8 +130,9 @@ def reconstructions_figure(
 
     n = len(rows)
     as_image = len(row_shape) == 2
-    fig, axes = plt.subplots(2 if as_image else 1, n, figsize=(n * 1.8, 4 if as_image else 2.4),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        2 if as_image else 1, n, figsize=(n * 1.8, 4 if as_image else 2.4), squeeze=False
+    )
     for i in range(n):
         if as_image:
             for row, data, name in ((0, rows[i], "input"), (1, reconstructed[i], "reconstruction")):

@@ -110,8 +110,9 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     confusion = cells.reshape(n_classes, n_classes)
     tp = np.diag(confusion).astype(float)
     denominator = 2 * tp + (confusion.sum(axis=0) - tp) + (confusion.sum(axis=1) - tp)
-    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
-                                   where=denominator > 0)))  # fmt: skip
+    return float(
+        np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0))
+    )
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:

@@ -131,8 +131,9 @@ def detection_intervals(
 ) -> dict[str, dict]:
     """95% intervals: Wilson for the proportions, a seeded bootstrap for F1 and the AUCs."""
     flagged = errors >= threshold
-    tp, fp, fn = (int(np.sum(a & b)) for a, b in ((truth, flagged), (~truth, flagged),
-                                                   (truth, ~flagged)))  # fmt: skip
+    tp, fp, fn = (
+        int(np.sum(a & b)) for a, b in ((truth, flagged), (~truth, flagged), (truth, ~flagged))
+    )
     intervals = {"accuracy": wilson(int(np.sum(truth == flagged)), len(truth))}
     if tp + fp:
         intervals["precision"] = wilson(tp, tp + fp)

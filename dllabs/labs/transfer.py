@@ -333,19 +333,24 @@ def _hdf5_datasets(file: Any, path: Path) -> list[tuple[str, Any]]:
             refuse(f"dataset {where} is a virtual dataset (it reads other files)")
         if plist.get_external_count():
             refuse(f"dataset {where} is stored in external files")
-        filters = [plist.get_filter(i)[3].decode(errors="replace")
-                   for i in range(plist.get_nfilters())]  # fmt: skip
+        filters = [
+            plist.get_filter(i)[3].decode(errors="replace") for i in range(plist.get_nfilters())
+        ]
         if filters:
-            refuse(f"dataset {where} is stored with filters ({', '.join(filters)}); weights are "
-                   "read only uncompressed, as Keras writes them, since a compressed chunk can "
-                   "inflate past any bound")  # fmt: skip
+            refuse(
+                f"dataset {where} is stored with filters ({', '.join(filters)}); weights are "
+                "read only uncompressed, as Keras writes them, since a compressed chunk can "
+                "inflate past any bound"
+            )
         if dataset.shape is None:
             refuse(f"dataset {where} has no shape (an empty dataspace)")
         if dataset.chunks and any(
             c > n for c, n in zip(dataset.chunks, dataset.shape, strict=True)
         ):
-            refuse(f"dataset {where} is stored in chunks of {dataset.chunks}, larger than its "
-                   f"shape {dataset.shape}")  # fmt: skip
+            refuse(
+                f"dataset {where} is stored in chunks of {dataset.chunks}, larger than its "
+                f"shape {dataset.shape}"
+            )
         datasets.append((where, dataset))
     return datasets
 
@@ -360,13 +365,23 @@ def _keras_saved_shapes(model: keras.Model) -> dict[str, tuple[int, ...]]:
         reference = Path(folder) / "reference.weights.h5"
         model.save_weights(reference)
         with h5py.File(reference, "r") as file:
-            file.visititems(lambda name, item: shapes.__setitem__(name, tuple(item.shape))
-                            if isinstance(item, h5py.Dataset) else None)  # fmt: skip
+            file.visititems(
+                lambda name, item: (
+                    shapes.__setitem__(name, tuple(item.shape))
+                    if isinstance(item, h5py.Dataset)
+                    else None
+                )
+            )
     return shapes
 
 
-def load_base(params: Transfer, pretrained: str | Path, cnn: CNN, input_shape: tuple[int, ...],
-              random: bool = False) -> keras.Model:  # fmt: skip
+def load_base(
+    params: Transfer,
+    pretrained: str | Path,
+    cnn: CNN,
+    input_shape: tuple[int, ...],
+    random: bool = False,
+) -> keras.Model:
     """The base to transfer: the pretrained pipeline CNN or an ImageNet model.
 
     ``random=True`` gives the baseline's base: the same architecture with fresh random weights,
@@ -540,8 +555,11 @@ def cached_training(
     y = top(cached, training=False) if top is not None else cached
     for layer in after:  # the head: a chain of pooling, dropout and dense layers
         y = layer(y)
-    return CachedTraining(keras.Model(pixels, x, name="cached_prefix"),
-                          keras.Model(cached, y, name="trained_rest"), cut)  # fmt: skip
+    return CachedTraining(
+        keras.Model(pixels, x, name="cached_prefix"),
+        keras.Model(cached, y, name="trained_rest"),
+        cut,
+    )
 
 
 def _split_below(base: keras.Model, first: keras.layers.Layer) -> tuple[keras.Model, keras.Model]:

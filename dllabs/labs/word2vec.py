@@ -167,9 +167,10 @@ def evaluate_vectors(vectors: Any, eval_dir: str | Path) -> dict[str, dict[str, 
     total = next((s for s in sections if s["section"] == "Total accuracy"), sections[-1])
     correct, answered = len(total["correct"]), len(total["correct"]) + len(total["incorrect"])
     questions = sum(
-        1 for line in (eval_dir / ANALOGIES).read_text(encoding="utf-8").splitlines()
+        1
+        for line in (eval_dir / ANALOGIES).read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith(":")
-    )  # fmt: skip
+    )
     scores["analogy"] = {
         "n": answered,
         "accuracy": _round(accuracy) if answered else 0.0,

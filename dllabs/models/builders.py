@@ -236,18 +236,26 @@ def conv_blocks(x: keras.KerasTensor, params: CNN) -> keras.KerasTensor:
             )
         if params.batch_norm:
             x = layers.Conv2D(
-                filters, kernel, padding=padding, use_bias=False,
-                kernel_initializer="he_normal", name=f"conv_{i}",
-            )(x)  # fmt: skip
+                filters,
+                kernel,
+                padding=padding,
+                use_bias=False,
+                kernel_initializer="he_normal",
+                name=f"conv_{i}",
+            )(x)
             # momentum 0.9 (Keras defaults to 0.99): with the few steps per epoch of these small
             # datasets, 0.99 leaves the inference statistics lagging for dozens of epochs.
             x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"batch_norm_{i}")(x)
             x = layers.ReLU(name=f"relu_{i}")(x)
         else:
             x = layers.Conv2D(
-                filters, kernel, padding=padding, activation="relu",
-                kernel_initializer="he_normal", name=f"conv_{i}",
-            )(x)  # fmt: skip
+                filters,
+                kernel,
+                padding=padding,
+                activation="relu",
+                kernel_initializer="he_normal",
+                name=f"conv_{i}",
+            )(x)
         if min(x.shape[1], x.shape[2]) >= params.pool_size > 1:
             x = layers.MaxPooling2D(params.pool_size, name=f"pool_{i}")(x)
     return x

@@ -118,14 +118,17 @@ def _block(x: Any, b: int, stage: Stage, filters_in: int, stride: int) -> Any:
     inputs = x
     expanded = filters_in * stage.expand
     if stage.expand != 1:
-        x = layers.Conv2D(expanded, 1, padding="same", use_bias=False,
-                          name=f"block{b}_expand_conv")(x)  # fmt: skip
+        x = layers.Conv2D(
+            expanded, 1, padding="same", use_bias=False, name=f"block{b}_expand_conv"
+        )(x)
         x = _relu6(f"block{b}_expand_relu")(_bn(f"block{b}_expand_bn")(x))
-    x = layers.DepthwiseConv2D(stage.kernel, strides=stride, padding="same", use_bias=False,
-                               name=f"block{b}_dwconv")(x)  # fmt: skip
+    x = layers.DepthwiseConv2D(
+        stage.kernel, strides=stride, padding="same", use_bias=False, name=f"block{b}_dwconv"
+    )(x)
     x = _relu6(f"block{b}_dw_relu")(_bn(f"block{b}_dw_bn")(x))
-    x = layers.Conv2D(stage.filters_out, 1, padding="same", use_bias=False,
-                      name=f"block{b}_project_conv")(x)  # fmt: skip
+    x = layers.Conv2D(
+        stage.filters_out, 1, padding="same", use_bias=False, name=f"block{b}_project_conv"
+    )(x)
     x = _bn(f"block{b}_project_bn")(x)
     if stride == 1 and filters_in == stage.filters_out:
         rate = DROP_CONNECT_RATE * b / BLOCKS  # the reference's schedule
@@ -142,8 +145,12 @@ def scale_pixels(name: str = "efficientnet_lite_scale") -> layers.Rescaling:
 
 def _torch_layers(include_top: bool) -> dict[str, str]:
     """Keras layer name -> state-dict prefix (the reference implementation's module names)."""
-    names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head",
-             "top_bn": "_bn1"}  # fmt: skip
+    names = {
+        "stem_conv": "_conv_stem",
+        "stem_bn": "_bn0",
+        "top_conv": "_conv_head",
+        "top_bn": "_bn1",
+    }
     b = 0
     for stage in STAGES:
         for _ in range(stage.repeats):
@@ -208,8 +215,10 @@ def load_imagenet_weights(model: keras.Model, path: str | Path | None = None) ->
     path = Path(path) if path is not None else weights_file()
     state = open_state_dict(path)
     include_top = any(layer.name == "predictions" for layer in model.layers)
-    wanted = {keras_name: _tensor_names(model.get_layer(keras_name), prefix)
-              for keras_name, prefix in _torch_layers(include_top).items()}  # fmt: skip
+    wanted = {
+        keras_name: _tensor_names(model.get_layer(keras_name), prefix)
+        for keras_name, prefix in _torch_layers(include_top).items()
+    }
     expected = {name for names in wanted.values() for name in names}
     unused = {name for name in state.tensors if name.endswith(".num_batches_tracked")}
     if not include_top:
@@ -234,8 +243,12 @@ def load_imagenet_weights(model: keras.Model, path: str | Path | None = None) ->
     tensors = state.read([name for names in wanted.values() for name in names])
     for keras_name, names in wanted.items():
         layer = model.get_layer(keras_name)
-        layer.set_weights([np.ascontiguousarray(_keras_layout(layer, tensors[name], name),
-                                                dtype=np.float32) for name in names])  # fmt: skip
+        layer.set_weights(
+            [
+                np.ascontiguousarray(_keras_layout(layer, tensors[name], name), dtype=np.float32)
+                for name in names
+            ]
+        )
 
 
 def pretrained(

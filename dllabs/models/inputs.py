@@ -326,8 +326,9 @@ def check_against_model(record: dict, model: Any, where: Path | str, model_file:
                 f"{model_file}: takes {model.input_shape} and gives {model.output_shape}; an image "
                 "classifier takes (height, width, channels) and gives one output per class"
             )
-        for key, want, got in zip(("image_size", "image_size", "color_mode"), expected, taken[1:],
-                                  strict=True):  # fmt: skip
+        for key, want, got in zip(
+            ("image_size", "image_size", "color_mode"), expected, taken[1:], strict=True
+        ):
             if got is not None and got != want:
                 raise DataError(
                     f"{where}: inputs.{key} says images of {expected} (height, width, channels); "

@@ -62,12 +62,17 @@ class _StorageType:
 _STORAGES = {
     name: _StorageType(name, np.dtype(dtype).newbyteorder("<"))
     for name, dtype in (
-        ("FloatStorage", np.float32), ("DoubleStorage", np.float64),
-        ("HalfStorage", np.float16), ("LongStorage", np.int64), ("IntStorage", np.int32),
-        ("ShortStorage", np.int16), ("CharStorage", np.int8), ("ByteStorage", np.uint8),
+        ("FloatStorage", np.float32),
+        ("DoubleStorage", np.float64),
+        ("HalfStorage", np.float16),
+        ("LongStorage", np.int64),
+        ("IntStorage", np.int32),
+        ("ShortStorage", np.int16),
+        ("CharStorage", np.int8),
+        ("ByteStorage", np.uint8),
         ("BoolStorage", np.bool_),
     )
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -165,8 +170,18 @@ def _reported(path: Path) -> Iterator[None]:
         yield
     except DataError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            IndexError, struct.error, zipfile.BadZipFile, OSError) as exc:  # fmt: skip
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        struct.error,
+        zipfile.BadZipFile,
+        OSError,
+    ) as exc:
         raise DataError(
             f"{path}: not a PyTorch state dict this reader accepts ({one_line(exc, 160)})"
         ) from None
@@ -178,8 +193,10 @@ class StateDictFile:
 
     def __init__(self, path: Path, tensors: dict[str, _Tensor], zipped: bool) -> None:
         self.path, self._tensors, self._zipped = path, tensors, zipped
-        self.tensors = {name: TensorInfo(t.shape, t.storage.kind.dtype.newbyteorder("="))
-                        for name, t in tensors.items()}  # fmt: skip
+        self.tensors = {
+            name: TensorInfo(t.shape, t.storage.kind.dtype.newbyteorder("="))
+            for name, t in tensors.items()
+        }
 
     def read(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """The tensors named (every one by default) as NumPy arrays in native byte order, each a
@@ -248,8 +265,9 @@ def _check_layout(path: Path, name: str, tensor: _Tensor) -> None:
     dimensions (torch stores a transposed or channels-last tensor so): then it spans exactly its
     element count, and that must lie within its storage."""
     expected = 1
-    spans = sorted((stride, n) for n, stride in zip(tensor.shape, tensor.strides, strict=True)
-                   if n > 1)  # fmt: skip
+    spans = sorted(
+        (stride, n) for n, stride in zip(tensor.shape, tensor.strides, strict=True) if n > 1
+    )
     dense = 0 not in tensor.strides
     for stride, n in spans:
         dense = dense and stride == expected
@@ -362,9 +380,10 @@ def _cut(data: np.ndarray, tensor: _Tensor) -> np.ndarray:
     if tensor.numel == 0:
         return np.zeros(tensor.shape, dtype=native)
     view = np.lib.stride_tricks.as_strided(
-        data[tensor.offset :], shape=tensor.shape,
+        data[tensor.offset :],
+        shape=tensor.shape,
         strides=tuple(s * data.itemsize for s in tensor.strides),
-    )  # fmt: skip
+    )
     return np.array(view, dtype=native)
 
 

@@ -30,28 +30,55 @@ from dllabs.outputs import load_json, save_json
 FORMAT = "dl-labs word vectors"
 VERSION = 1
 MODEL, VOCABULARY, VECTORS, OUTPUT = (
-    "model.json", "vocabulary.json", "vectors.npy", "output_vectors.npy",
-)  # fmt: skip
+    "model.json",
+    "vocabulary.json",
+    "vectors.npy",
+    "output_vectors.npy",
+)
 # What earlier versions of the pipeline wrote with gensim's pickle-based save().
 PICKLED = ("word2vec.model", "vectors.kv", "baseline.kv")
 # The training settings kept with a full model: what predict_output_word and a reader need.
-SETTINGS = ("sg", "cbow_mean", "window", "negative", "hs", "min_count", "sample", "alpha",
-            "epochs", "seed")  # fmt: skip
+SETTINGS = (
+    "sg",
+    "cbow_mean",
+    "window",
+    "negative",
+    "hs",
+    "min_count",
+    "sample",
+    "alpha",
+    "epochs",
+    "seed",
+)
 # The whole-number settings' ranges (highest None: no bound). Checked before gensim sees them: a
 # seed of 1.5 raised from inside NumPy's seeding, one of 2**32 from its range check.
-WHOLE_SETTINGS = {"sg": (0, 1), "cbow_mean": (0, 1), "hs": (0, 1), "window": (1, None),
-                  "negative": (0, None), "min_count": (1, None), "epochs": (1, None),
-                  "seed": (0, 2**32 - 1)}  # fmt: skip
+WHOLE_SETTINGS = {
+    "sg": (0, 1),
+    "cbow_mean": (0, 1),
+    "hs": (0, 1),
+    "window": (1, None),
+    "negative": (0, None),
+    "min_count": (1, None),
+    "epochs": (1, None),
+    "seed": (0, 2**32 - 1),
+}
 
 
 def save_word2vec(model: Any, folder: str | Path) -> None:
     """A trained gensim ``Word2Vec``: its vectors, vocabulary, output weights and settings."""
     settings = {name: _plain(getattr(model, name)) for name in SETTINGS}
-    corpus = {"corpus_total_words": int(model.corpus_total_words or 0),
-              "corpus_count": int(model.corpus_count or 0)}  # fmt: skip
+    corpus = {
+        "corpus_total_words": int(model.corpus_total_words or 0),
+        "corpus_count": int(model.corpus_count or 0),
+    }
     has_output = bool(model.negative) and getattr(model, "syn1neg", None) is not None
-    _save(model.wv, Path(folder), "word2vec", {"settings": settings, **corpus},
-          model.syn1neg if has_output else None)  # fmt: skip
+    _save(
+        model.wv,
+        Path(folder),
+        "word2vec",
+        {"settings": settings, **corpus},
+        model.syn1neg if has_output else None,
+    )
 
 
 def save_vectors(vectors: Any, folder: str | Path) -> None:
@@ -64,13 +91,23 @@ def _save(wv: Any, folder: Path, kind: str, extra: dict, output: np.ndarray | No
     words = [str(word) for word in wv.index_to_key]
     counts = [int(wv.get_vecattr(word, "count")) for word in words] if words else []
     save_json(folder / VOCABULARY, {"words": words, "counts": counts})
-    np.save(folder / VECTORS, np.ascontiguousarray(wv.vectors, dtype=np.float32),
-            allow_pickle=False)  # fmt: skip
+    np.save(
+        folder / VECTORS, np.ascontiguousarray(wv.vectors, dtype=np.float32), allow_pickle=False
+    )
     if output is not None:
         np.save(folder / OUTPUT, np.ascontiguousarray(output, dtype=np.float32), allow_pickle=False)
-    save_json(folder / MODEL, {"format": FORMAT, "version": VERSION, "kind": kind,
-                               "vector_size": int(wv.vector_size), "words": len(words),
-                               "output_vectors": output is not None, **extra})  # fmt: skip
+    save_json(
+        folder / MODEL,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": kind,
+            "vector_size": int(wv.vector_size),
+            "words": len(words),
+            "output_vectors": output is not None,
+            **extra,
+        },
+    )
 
 
 def load_vectors(folder: str | Path) -> Any:
@@ -123,10 +160,12 @@ def _checked_settings(path: Path, info: dict) -> dict[str, int | float]:
         value = settings[name]
         if not _whole(value) or value < lowest or (highest is not None and value > highest):
             expected = (
-                "0 or 1" if (lowest, highest) == (0, 1)
-                else f"a whole number of {lowest} or more" if highest is None
+                "0 or 1"
+                if (lowest, highest) == (0, 1)
+                else f"a whole number of {lowest} or more"
+                if highest is None
                 else f"a whole number from {lowest} to {highest}"
-            )  # fmt: skip
+            )
             raise DataError(f"{path}: settings.{name} = {value!r}, expected {expected}")
     sample, alpha = settings["sample"], settings["alpha"]
     if not _number(sample) or not 0 <= sample < 1:
@@ -167,8 +206,9 @@ def _read_info(folder: Path) -> dict:
     path = folder / MODEL
     if not path.is_file():
         # The old files lay in the lab's folder, which now holds this one: look in both.
-        pickled = [f / name for f in (folder, folder.parent) for name in PICKLED
-                   if (f / name).exists()]  # fmt: skip
+        pickled = [
+            f / name for f in (folder, folder.parent) for name in PICKLED if (f / name).exists()
+        ]
         if pickled:
             raise DataError(
                 f"{pickled[0]}: a gensim pickle from an earlier version of this project; "

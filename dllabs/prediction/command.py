@@ -226,13 +226,16 @@ def predict_images(model: Any, record: dict, specs: list[str], top: int) -> Tabl
                     )
                 ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
                 for name, p, best in zip(labels, probabilities, ranked, strict=True):
-                    predictions = [{"class": names[k], "probability": round(float(p[k]), 6)}
-                                   for k in best]  # fmt: skip
+                    predictions = [
+                        {"class": names[k], "probability": round(float(p[k]), 6)} for k in best
+                    ]
                     yield {"input": name, "predictions": predictions}
 
     def rows_of(record: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"input": record["input"], "rank": r + 1, **entry}
-                for r, entry in enumerate(record["predictions"])]  # fmt: skip
+        return [
+            {"input": record["input"], "rank": r + 1, **entry}
+            for r, entry in enumerate(record["predictions"])
+        ]
 
     return Table(["input", "rank", "class", "probability"], records(), rows_of)
 
@@ -258,8 +261,12 @@ def predict_rows(model: Any, record: dict, threshold: float, path: str, label_co
         )
     out = []
     for i, error in enumerate(errors):
-        row = {"row": i + 1, "error": round(float(error), 6), "threshold": round(threshold, 6),
-               "anomaly": bool(error > threshold)}  # fmt: skip
+        row = {
+            "row": i + 1,
+            "error": round(float(error), 6),
+            "threshold": round(threshold, 6),
+            "anomaly": bool(error > threshold),
+        }
         if rows.labels is not None:
             row["label"] = str(rows.labels[i])
         out.append(row)
@@ -300,11 +307,19 @@ def query_words(model: Any, args: argparse.Namespace) -> Table:
     def add(query: str, found: list[tuple[str, float]] | None, missing: list[str]) -> None:
         note = f"not in the vocabulary: {', '.join(missing)}" if missing else ""
         if not found:
-            rows.append({"query": query, "rank": "", "word": "", "score": "",
-                         "note": note or "no prediction (needs negative sampling)"})  # fmt: skip
+            rows.append(
+                {
+                    "query": query,
+                    "rank": "",
+                    "word": "",
+                    "score": "",
+                    "note": note or "no prediction (needs negative sampling)",
+                }
+            )
         for rank, (word, score) in enumerate(found or [], start=1):
-            rows.append({"query": query, "rank": rank, "word": word,
-                         "score": round(score, 6), "note": note})  # fmt: skip
+            rows.append(
+                {"query": query, "rank": rank, "word": word, "score": round(score, 6), "note": note}
+            )
 
     for word in args.similar or []:
         word = word.lower()
@@ -385,9 +400,10 @@ def parser() -> argparse.ArgumentParser:
     )
     cbow.add_argument("--analogy", action="append", metavar="EXPR", help="'king - man + woman'")
     imagenet = labs.add_parser(
-        "imagenet", parents=[common],
+        "imagenet",
+        parents=[common],
         help="lab 5, step 1: the ImageNet classes of the pretrained EfficientNet-Lite0",
-    )  # fmt: skip
+    )
     imagenet.add_argument(
         "inputs", nargs="+", help="image files, folders, glob patterns or .npy arrays"
     )
@@ -400,14 +416,18 @@ def run(args: argparse.Namespace, source: Source) -> Table:
         raise DataError(f"--top {args.top}: expected 1 or more")
     if args.lab == "imagenet":
         if args.rev or args.model:
-            raise DataError("predict imagenet: the network installed with the project; no --rev "
-                            "or --model")  # fmt: skip
+            raise DataError(
+                "predict imagenet: the network installed with the project; no --rev or --model"
+            )
         from dllabs.models import efficientnet_lite
 
         model = efficientnet_lite.imagenet_classifier()
         size = efficientnet_lite.IMAGE_SIZE
-        record = {"image_size": [size, size], "color_mode": "rgb",
-                  "class_names": efficientnet_lite.imagenet_class_names()}  # fmt: skip
+        record = {
+            "image_size": [size, size],
+            "color_mode": "rgb",
+            "class_names": efficientnet_lite.imagenet_class_names(),
+        }
         table = predict_images(model, record, args.inputs, args.top)
         table.note = "EfficientNet-Lite0 trained on ImageNet (1,000 classes), as installed"
         return table
@@ -435,8 +455,9 @@ def run(args: argparse.Namespace, source: Source) -> Table:
         model_file, record, chosen, where = transfer_model(
             source, folder, args.variant, args.repeat
         )
-        table = predict_images(checked_model(model_file, record, where), record, args.inputs,
-                               args.top)  # fmt: skip
+        table = predict_images(
+            checked_model(model_file, record, where), record, args.inputs, args.top
+        )
         table.note = f"transfer model: {chosen}"
         return table
     local = ModelFolder(source.path(folder))
@@ -474,8 +495,9 @@ def write(table: Table, form: str, out: Any = None) -> None:
 @contextmanager
 def _spool() -> Iterator[Any]:
     # surrogateescape: a file name that is not UTF-8 travels through as its own bytes
-    with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8",
-                                       errors="surrogateescape", newline="") as spool:  # fmt: skip
+    with tempfile.SpooledTemporaryFile(
+        SPOOL_BYTES, mode="w+", encoding="utf-8", errors="surrogateescape", newline=""
+    ) as spool:
         yield spool
 
 

@@ -40,8 +40,14 @@ GROUP = "dataset"
 # The resolvers whose value depends on conf/ alone. Any other reads the machine that composes
 # params.yaml (oc.env its environment, Hydra's now its clock, hydra its run), and its value would
 # be recorded in params.yaml and in the experiment commits DVC pushes.
-PURE_RESOLVERS = ("oc.select", "oc.create", "oc.decode", "oc.deprecated", "oc.dict.keys",
-                  "oc.dict.values")  # fmt: skip
+PURE_RESOLVERS = (
+    "oc.select",
+    "oc.create",
+    "oc.decode",
+    "oc.deprecated",
+    "oc.dict.keys",
+    "oc.dict.values",
+)
 # A resolver call anywhere in a value, quoted or escaped too: oc.decode resolves what it decodes.
 _RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
 

@@ -73,12 +73,15 @@ def stale_entries(root: str | Path = ".") -> list[str]:
                     for keys in dep.status().values():
                         lines += [f"{stage.name}: param {k} {state}" for k, state in keys.items()]
                 elif dep.def_path not in produced:
-                    lines += [f"{stage.name}: {path} {state}" for path, state in
-                              dep.status().items()]  # fmt: skip
+                    lines += [
+                        f"{stage.name}: {path} {state}" for path, state in dep.status().items()
+                    ]
             for out in stage.outs:
                 if not out.use_cache:  # committed to git: must be the file dvc.lock describes
-                    lines += [f"{stage.name}: committed {path} {state} (not what dvc.lock "
-                              "records)" for path, state in out.status().items()]  # fmt: skip
+                    lines += [
+                        f"{stage.name}: committed {path} {state} (not what dvc.lock records)"
+                        for path, state in out.status().items()
+                    ]
     return lines
 
 
@@ -151,8 +154,9 @@ def compare(file: str, old: dict[str, Any], new: dict[str, Any], exact: bool) ->
             allowed = headline[key]
             verdict = "ok: within" if abs(now - was) <= allowed else "FAIL: beyond"
             rows.append(Row(file, key, was, now, f"{allowed:.4g}", f"{verdict} tolerance"))
-        elif was != now and (key.rsplit(".", 1)[-1] in COUNTS or not _is_number(was)
-                             or not _is_number(now)):  # fmt: skip
+        elif was != now and (
+            key.rsplit(".", 1)[-1] in COUNTS or not _is_number(was) or not _is_number(now)
+        ):
             rows.append(Row(file, key, was, now, "-", "FAIL: changed (platform-independent)"))
         elif was != now:
             rows.append(Row(file, key, was, now, "-", "moved (not a headline metric; not judged)"))
@@ -161,8 +165,9 @@ def compare(file: str, old: dict[str, Any], new: dict[str, Any], exact: bool) ->
 
 def git_show(rev: str, path: str) -> dict[str, Any] | None:
     """The committed JSON at ``rev:path``, or None when it was not committed there."""
-    result = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], capture_output=True, text=True, check=False
+    )
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
@@ -198,8 +203,11 @@ def check_metrics(rev: str) -> tuple[list[Row], list[str]]:
         if exact:
             notes.append(f"{path}: same platform as {rev} ({describe(new_platform)}): exact")
         else:
-            differs = [k for k, v in fingerprint(old_platform).items()
-                       if fingerprint(new_platform).get(k) != v]  # fmt: skip
+            differs = [
+                k
+                for k, v in fingerprint(old_platform).items()
+                if fingerprint(new_platform).get(k) != v
+            ]
             notes.append(
                 f"{path}: another platform than {rev} (differs in {', '.join(differs) or 'all'}; "
                 f"committed: {describe(old_platform) if old_platform else 'not recorded'}; "
@@ -215,8 +223,10 @@ def table(rows: list[Row]) -> str:
         "| file | metric | committed | now | tolerance | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r.file} | {r.metric} | {r.committed} | {r.now} | {r.tolerance} | {r.verdict} |"
-              for r in rows]  # fmt: skip
+    lines += [
+        f"| {r.file} | {r.metric} | {r.committed} | {r.now} | {r.tolerance} | {r.verdict} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -232,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only check that dvc.lock matches the code and params (no training)",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.stale:
         lines = stale_entries()
         for line in lines:

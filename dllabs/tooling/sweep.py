@@ -22,8 +22,11 @@ from typing import Any
 
 SIZE = "transfer.target_train_size"
 METRICS = "metrics/transfer.json"
-PHASES = {"scratch": "from scratch", "feature_extraction": "feature extraction",
-          "fine_tune": "fine-tuning"}  # fmt: skip
+PHASES = {
+    "scratch": "from scratch",
+    "feature_extraction": "feature extraction",
+    "fine_tune": "fine-tuning",
+}
 DIFFERENCES = {
     "fine_tune_minus_scratch": ("fine-tuning", "scratch"),
     "feature_extraction_minus_scratch": ("feature extraction", "scratch"),
@@ -95,8 +98,10 @@ def report(rows: list[dict[str, Any]], title: str) -> str:
             mean = _get(row, f"paired_differences.{key}.accuracy")
             low = _get(row, f"paired_differences.{key}.ci95.accuracy.low")
             high = _get(row, f"paired_differences.{key}.ci95.accuracy.high")
-            cells.append(f"{mean:+.3f} ({low:+.3f} to {high:+.3f}): "
-                         f"{_verdict(mean, low, high, n, first, second)}")  # fmt: skip
+            cells.append(
+                f"{mean:+.3f} ({low:+.3f} to {high:+.3f}): "
+                f"{_verdict(mean, low, high, n, first, second)}"
+            )
         lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
     parser.add_argument("--title", default="default data", help="what the sweep ran on")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     import dvc.api
 
     try:

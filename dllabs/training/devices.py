@@ -203,17 +203,26 @@ def data_parallel(device: RunDevice, requested: int | str) -> RunDevice:
     if joined is not None:  # JAX (dllabs.training.cluster refuses other backends)
         import jax
 
-        devices = [d for p in range(joined.processes)
-                   for d in [d for d in jax.devices() if d.process_index == p
-                             and d.platform == device.kind][:count]]  # fmt: skip
+        devices = [
+            d
+            for p in range(joined.processes)
+            for d in [
+                d for d in jax.devices() if d.process_index == p and d.platform == device.kind
+            ][:count]
+        ]
         # auto_shard_dataset=False: the batches fit gives each process are already its share.
         keras.distribution.set_distribution(
             keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
         )
         per_process = f" x{count}" if count > 1 else ""
         description = f"{device.description}{per_process} on {joined.processes} processes"
-        return replace(device, replicas=len(devices), processes=joined.processes,
-                       process_index=joined.index, description=description)  # fmt: skip
+        return replace(
+            device,
+            replicas=len(devices),
+            processes=joined.processes,
+            process_index=joined.index,
+            description=description,
+        )
     if device.backend == "tensorflow":
         import tensorflow as tf
 

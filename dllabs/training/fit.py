@@ -320,8 +320,12 @@ def validation_metrics(result: FitResult, rows: int) -> dict[str, Any]:
     (``metrics/validation/<lab>.json``): what choosing settings may look at (``dl-labs tune``
     maximises one of them), the test split unread."""
     figures = {name: round(value, 6) for name, value in result.validation.items()}
-    return {**figures, "best_epoch": result.best_epoch, "epochs_trained": result.epochs_trained,
-            "n": rows}  # fmt: skip
+    return {
+        **figures,
+        "best_epoch": result.best_epoch,
+        "epochs_trained": result.epochs_trained,
+        "n": rows,
+    }
 
 
 class TrainingPaths(Protocol):

@@ -106,8 +106,13 @@ class TrainingState:
                     described[key][name] = {"arrays": len(value)}
                 else:
                     described[key][name] = {"value": value}
-        meta = {"fingerprint": self.fingerprint, "epoch": self.epoch, "stopped": self.stopped,
-                "logs": self.logs, "callbacks": described}  # fmt: skip
+        meta = {
+            "fingerprint": self.fingerprint,
+            "epoch": self.epoch,
+            "stopped": self.stopped,
+            "logs": self.logs,
+            "callbacks": described,
+        }
         arrays["meta"] = np.array(json.dumps(meta))  # logs keep their order, as DVCLive saw it
         return arrays
 

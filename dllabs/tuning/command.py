@@ -45,8 +45,12 @@ from dllabs.tuning.storage import (
 from dllabs.tuning.study import SAMPLERS, check_study_name, make_sampler, open_study
 
 # The training section whose ``epochs`` bounds a trial's steps (Hyperband's largest budget).
-EPOCHS_KEY = {"mlp": "mlp", "cnn": "cnn", "anomaly": "autoencoder",
-              "transfer": "transfer.fine_tune"}  # fmt: skip
+EPOCHS_KEY = {
+    "mlp": "mlp",
+    "cnn": "cnn",
+    "anomaly": "autoencoder",
+    "transfer": "transfer.fine_tune",
+}
 
 
 class TrialFailed(LabError):
@@ -138,10 +142,12 @@ def run(args: argparse.Namespace) -> None:
         raise ParamsError(f"--trials {args.trials}: expected 1 or more")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ParamsError(f"--timeout {args.timeout}: expected a positive number of seconds")
-    for option, value, least in (("--workers", args.workers, 1),
-                                 ("--startup-trials", args.startup_trials, 0),
-                                 ("--warmup-epochs", args.warmup_epochs, 0),
-                                 ("--grace-period", args.grace_period, 2)):  # fmt: skip
+    for option, value, least in (
+        ("--workers", args.workers, 1),
+        ("--startup-trials", args.startup_trials, 0),
+        ("--warmup-epochs", args.warmup_epochs, 0),
+        ("--grace-period", args.grace_period, 2),
+    ):
         if value < least:
             raise ParamsError(f"{option} {value}: expected {least} or more")
     if not Path("dvc.yaml").is_file():
@@ -166,9 +172,16 @@ def run(args: argparse.Namespace) -> None:
     pruner = make_pruner(args.pruner, epochs, args.startup_trials, args.warmup_epochs)
     sampler = make_sampler(args.sampler, params.base.seed, grid)
     study = open_study(name, storage, sampler, pruner, shown_url(args.storage))
-    settings = {"lab": args.lab, "objective": objective, "metrics": lab.metrics,
-                "sampler": args.sampler, "pruner": args.pruner, "seed": params.base.seed,
-                "space": str(space.source), "set": fixed}  # fmt: skip
+    settings = {
+        "lab": args.lab,
+        "objective": objective,
+        "metrics": lab.metrics,
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "seed": params.base.seed,
+        "space": str(space.source),
+        "set": fixed,
+    }
     _claim(study, settings)
     with warnings.catch_warnings():  # Optuna calls metric names experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -178,8 +191,14 @@ def run(args: argparse.Namespace) -> None:
     if searching:
         search = Search(study, storage, args, lab, space, objective, base, epochs)
         search.check_names()
-        study.optimize(search.trial, n_trials=args.trials, timeout=args.timeout,
-                       n_jobs=args.workers, catch=(TrialFailed,), gc_after_trial=False)  # fmt: skip
+        study.optimize(
+            search.trial,
+            n_trials=args.trials,
+            timeout=args.timeout,
+            n_jobs=args.workers,
+            catch=(TrialFailed,),
+            gc_after_trial=False,
+        )
     test = None
     if not args.no_test and _best(study) is not None:
         test = evaluate_best(study, lab, space, base, name, fixed)
@@ -187,22 +206,32 @@ def run(args: argparse.Namespace) -> None:
     best = _best(study)
     if best is None:
         raise DataError(f"no trial of study {name} has completed (their reasons: {path})")
-    print(f"tune: report {path}; best trial {best.number}: validation {objective} "
-          f"{best.value:.4f}")  # fmt: skip
+    print(f"tune: report {path}; best trial {best.number}: validation {objective} {best.value:.4f}")
     if args.apply_best:
         applied = test["experiment"] if test else best.user_attrs["experiment"]
         done = experiments.apply(applied)
         if done:
             raise DataError(f"dvc exp apply {applied}: {done}")
-        print(f"tune: applied {applied} to the workspace (params.yaml and outputs; dvc repro "
-              "runs what it leaves stale)")  # fmt: skip
+        print(
+            f"tune: applied {applied} to the workspace (params.yaml and outputs; dvc repro "
+            "runs what it leaves stale)"
+        )
 
 
 class Search:
     """The objective Optuna calls once per trial (from ``--workers`` threads at once)."""
 
-    def __init__(self, study: Any, storage: Any, args: argparse.Namespace, lab: TunableLab,
-                 space: SearchSpace, objective: str, base: str, epochs: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        study: Any,
+        storage: Any,
+        args: argparse.Namespace,
+        lab: TunableLab,
+        space: SearchSpace,
+        objective: str,
+        base: str,
+        epochs: int,
+    ) -> None:
         self.study, self.storage, self.args, self.epochs = study, storage, args, epochs
         self.lab, self.space, self.objective, self.base = lab, space, objective, base
         self.printing = threading.Lock()
@@ -230,19 +259,29 @@ class Search:
         env = {}
         if self.args.pruner != "none" and self.lab.prunes:
             args = self.args
-            link = TrialLink(self.storage_url, self.study.study_name, trial._trial_id,
-                             os.getpid(), args.pruner, args.startup_trials, args.warmup_epochs,
-                             self.epochs)  # fmt: skip
+            link = TrialLink(
+                self.storage_url,
+                self.study.study_name,
+                trial._trial_id,
+                os.getpid(),
+                args.pruner,
+                args.startup_trials,
+                args.warmup_epochs,
+                self.epochs,
+            )
             env[TRIAL_ENV] = link.to_env()
         shown = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
         log = experiments.LOGS / self.study.study_name / f"{trial.number}.log"
-        done = experiments.run_experiment(name, overrides, self.lab.stage, env, log,
-                                          self.args.fixed)  # fmt: skip
+        done = experiments.run_experiment(
+            name, overrides, self.lab.stage, env, log, self.args.fixed
+        )
         if done.returncode == 0:
             value = self._score(name)
             self._report_restored(trial, name)
-            self._say(f"trial {trial.number} ({shown}): validation {self.objective} {value:.4f} "
-                      f"in {done.seconds:.0f} s")  # fmt: skip
+            self._say(
+                f"trial {trial.number} ({shown}): validation {self.objective} {value:.4f} "
+                f"in {done.seconds:.0f} s"
+            )
             self._push(name)
             return value
         if experiments.STOPPING.is_set():
@@ -251,8 +290,10 @@ class Search:
             raise TrialFailed("stopped")
         attrs = self.storage.get_trial(trial._trial_id).user_attrs
         if "pruned_at_epoch" in attrs:
-            self._say(f"trial {trial.number} ({shown}): pruned after epoch "
-                      f"{attrs['pruned_at_epoch']} ({done.seconds:.0f} s)")  # fmt: skip
+            self._say(
+                f"trial {trial.number} ({shown}): pruned after epoch "
+                f"{attrs['pruned_at_epoch']} ({done.seconds:.0f} s)"
+            )
             raise optuna.TrialPruned(done.reason)
         trial.set_user_attr("error", done.reason)
         self._say(f"trial {trial.number} ({shown}): failed: {done.reason} (log: {done.log})")
@@ -264,8 +305,9 @@ class Search:
             raise TrialFailed(f"experiment {name} ran but is not among the experiments")
         value = experiments.lookup(experiments.read_metrics(ref, self.lab.metrics), self.objective)
         if not isinstance(value, int | float) or not math.isfinite(value):
-            raise TrialFailed(f"{name}: {self.lab.metrics} holds no number at {self.objective} "
-                              f"({value!r})")  # fmt: skip
+            raise TrialFailed(
+                f"{name}: {self.lab.metrics} holds no number at {self.objective} ({value!r})"
+            )
         return float(value)
 
     def _report_restored(self, trial: Any, name: str) -> None:
@@ -310,20 +352,33 @@ def evaluate_best(
     experiment = f"{name}-test-{best.number}"
     if experiments.experiment_ref(experiment, base) is None:
         log = experiments.LOGS / name / f"test-{best.number}.log"
-        done = experiments.run_experiment(experiment, space.values_of(best.params),
-                                          lab.test_stage, {}, log, fixed)  # fmt: skip
+        done = experiments.run_experiment(
+            experiment, space.values_of(best.params), lab.test_stage, {}, log, fixed
+        )
         if done.returncode != 0:
-            raise DataError(f"evaluating trial {best.number} on the test split failed: "
-                            f"{done.reason} (log: {log})")  # fmt: skip
+            raise DataError(
+                f"evaluating trial {best.number} on the test split failed: "
+                f"{done.reason} (log: {log})"
+            )
     ref = experiments.experiment_ref(experiment, base)
-    value, low, high, n = experiments.scored(experiments.read_metrics(ref, lab.test_metrics),
-                                             lab.test_key)  # fmt: skip
-    record = {"trial": best.number, "experiment": experiment, "key": lab.test_key,
-              "value": value, "low": low, "high": high, "n": n}  # fmt: skip
+    value, low, high, n = experiments.scored(
+        experiments.read_metrics(ref, lab.test_metrics), lab.test_key
+    )
+    record = {
+        "trial": best.number,
+        "experiment": experiment,
+        "key": lab.test_key,
+        "value": value,
+        "low": low,
+        "high": high,
+        "n": n,
+    }
     study.set_user_attr(key, record)
     interval = f" ({low:.4f} to {high:.4f}, n = {n})" if low is not None else ""
-    print(f"tune: best trial {best.number} on the test split (read once): {lab.test_key} "
-          f"{value:.4f}{interval}")  # fmt: skip
+    print(
+        f"tune: best trial {best.number} on the test split (read once): {lab.test_key} "
+        f"{value:.4f}{interval}"
+    )
     return record
 
 

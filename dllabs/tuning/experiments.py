@@ -69,8 +69,11 @@ def trial_params(fixed: Sequence[str], conf: Path = CONF) -> tuple[dict[str, Any
     workspace = Path(PARAMS_FILE)
     # params.yaml is either what `make params` writes (conf/ alone) or conf/ with these -S (a
     # preset written with them); anything else holds edits no trial would see.
-    if (workspace.is_file() and stale_params(workspace, conf, list(fixed))
-            and stale_params(workspace, conf)):  # fmt: skip
+    if (
+        workspace.is_file()
+        and stale_params(workspace, conf, list(fixed))
+        and stale_params(workspace, conf)
+    ):
         return params, (
             f"{PARAMS_FILE} is not {conf}/ composed with {shown}; every trial starts from that "
             "composition, as dvc exp run does, not from params.yaml (give a preset or a folder "
@@ -90,8 +93,9 @@ def run_experiment(
     """``dvc exp run --temp --name name -S fixed ... -S key=value ... target``, its output in
     ``log``: ``fixed`` as given (Hydra's grammar), then the drawn values."""
     settings = [arg for override in fixed for arg in ("-S", override)]
-    settings += [arg for key, value in overrides.items()
-                 for arg in ("-S", f"{key}={override_value(value)}")]  # fmt: skip
+    settings += [
+        arg for key, value in overrides.items() for arg in ("-S", f"{key}={override_value(value)}")
+    ]
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
@@ -99,9 +103,11 @@ def run_experiment(
         # experiment's stages too, not only DVC.
         process = subprocess.Popen(
             dvc("exp", "run", "--temp", "--name", name, *settings, target),
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             while True:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -132,8 +138,11 @@ def _stop(process: subprocess.Popen) -> None:
 def _reason(log: Path) -> str:
     """The stage's one-line error in ``log`` (``<stage>: error: ...``), else DVC's, else its
     last line."""
-    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace")
-             .splitlines() if line.strip()]  # fmt: skip
+    lines = [
+        line.strip()
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+        if line.strip()
+    ]
     for marker in (": error: ", "ERROR: "):
         found = [line for line in lines if marker in line]
         if found:
@@ -181,8 +190,11 @@ def epoch_losses(ref: str, history: str) -> list[float]:
 
     manifest = load_json(_cached(ref, history))
     wanted = "plots/metrics/eval/loss.tsv"
-    found = [entry.get("md5") for entry in manifest if isinstance(entry, dict)
-             and entry.get("relpath") == wanted]  # fmt: skip
+    found = [
+        entry.get("md5")
+        for entry in manifest
+        if isinstance(entry, dict) and entry.get("relpath") == wanted
+    ]
     if not found:
         raise DataError(f"{ref}: {history} holds no {wanted}")
     table = _cache_path(found[0])
@@ -195,8 +207,9 @@ def epoch_losses(ref: str, history: str) -> list[float]:
 
 
 def _in_git(ref: str, path: str) -> bool:
-    done = subprocess.run(["git", "cat-file", "-e", f"{ref}:{path}"], capture_output=True,
-                          check=False)  # fmt: skip
+    done = subprocess.run(
+        ["git", "cat-file", "-e", f"{ref}:{path}"], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -205,8 +218,12 @@ def _cached(ref: str, path: str) -> Path:
     import yaml
 
     lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock")) or {}
-    found = [out.get("md5") for stage in (lock.get("stages") or {}).values()
-             for out in stage.get("outs") or [] if out.get("path") == path]  # fmt: skip
+    found = [
+        out.get("md5")
+        for stage in (lock.get("stages") or {}).values()
+        for out in stage.get("outs") or []
+        if out.get("path") == path
+    ]
     if not found or not found[0]:
         raise DataError(f"{path} is not an output in {ref}'s dvc.lock")
     cached = _cache_path(found[0])
@@ -231,8 +248,12 @@ def scored(metrics: dict, dotted: str) -> tuple[float, float | None, float | Non
     parent, _, name = dotted.rpartition(".")
     prefix = f"{parent}." if parent else ""
     interval = lookup(metrics, f"{prefix}ci95.{name}") or {}
-    return (float(lookup(metrics, dotted)), interval.get("low"), interval.get("high"),
-            lookup(metrics, f"{prefix}n"))  # fmt: skip
+    return (
+        float(lookup(metrics, dotted)),
+        interval.get("low"),
+        interval.get("high"),
+        lookup(metrics, f"{prefix}n"),
+    )
 
 
 def apply(name: str) -> str:

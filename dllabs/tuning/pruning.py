@@ -60,10 +60,16 @@ class TrialLink:
             return None
         try:
             fields = json.loads(text)
-            return cls(str(fields["storage"]), str(fields["study"]), int(fields["trial_id"]),
-                       int(fields["tune_pid"]), str(fields["pruner"]),
-                       int(fields["startup_trials"]), int(fields["warmup_epochs"]),
-                       int(fields["max_epochs"]))  # fmt: skip
+            return cls(
+                str(fields["storage"]),
+                str(fields["study"]),
+                int(fields["trial_id"]),
+                int(fields["tune_pid"]),
+                str(fields["pruner"]),
+                int(fields["startup_trials"]),
+                int(fields["warmup_epochs"]),
+                int(fields["max_epochs"]),
+            )
         except (ValueError, KeyError, TypeError):
             raise LabError(
                 f"{TRIAL_ENV}: not a trial link (set by dl-labs tune; unset it to run the stage "

@@ -29,8 +29,9 @@ def write_report(study: Any, settings: dict[str, Any], test: dict[str, Any] | No
     trials = study.get_trials(deepcopy=False)
     states = optuna.trial.TrialState
     count = {s: sum(t.state == s for t in trials) for s in states}
-    complete = sorted((t for t in trials if t.state == states.COMPLETE),
-                      key=lambda t: t.value, reverse=True)  # fmt: skip
+    complete = sorted(
+        (t for t in trials if t.state == states.COMPLETE), key=lambda t: t.value, reverse=True
+    )
     objective = f"{settings['objective']} ({settings['metrics']})"
     lines = [
         f"# Parameter search `{name}`: lab {settings['lab']}",
@@ -50,22 +51,31 @@ def write_report(study: Any, settings: dict[str, Any], test: dict[str, Any] | No
         lines += ["No trial has completed yet.", ""]
     else:
         best = complete[0]
-        lines += [f"## Best trial: {best.number}", "",
-                  f"Validation {settings['objective']}: **{best.value:.4f}** "
-                  f"(experiment `{best.user_attrs.get('experiment', '')}`)", ""]  # fmt: skip
+        lines += [
+            f"## Best trial: {best.number}",
+            "",
+            f"Validation {settings['objective']}: **{best.value:.4f}** "
+            f"(experiment `{best.user_attrs.get('experiment', '')}`)",
+            "",
+        ]
         if test is not None:
             interval = (
                 f"{test['low']:.4f} to {test['high']:.4f}, " if test.get("low") is not None else ""
             )
             shown = test["key"].removeprefix("test.")
-            lines += [f"Test {shown}, read once: **{test['value']:.4f}** ({interval}n = "
-                      f"{test['n']}; experiment `{test['experiment']}`)", ""]  # fmt: skip
+            lines += [
+                f"Test {shown}, read once: **{test['value']:.4f}** ({interval}n = "
+                f"{test['n']}; experiment `{test['experiment']}`)",
+                "",
+            ]
         lines += ["| param | value |", "|---|---|"]
         lines += [f"| `{key}` | {_short(value)} |" for key, value in best.params.items()]
         lines += ["", f"## The {min(TOP, len(complete))} best trials", ""]
         keys = list(best.params)
-        lines += ["| trial | validation | " + " | ".join(f"`{k}`" for k in keys) + " |",
-                  "|---|---|" + "---|" * len(keys)]  # fmt: skip
+        lines += [
+            "| trial | validation | " + " | ".join(f"`{k}`" for k in keys) + " |",
+            "|---|---|" + "---|" * len(keys),
+        ]
         for t in complete[:TOP]:
             values = " | ".join(_short(t.params.get(k, "")) for k in keys)
             lines.append(f"| {t.number} | {t.value:.4f} | {values} |")
@@ -83,17 +93,28 @@ def importances(study: Any) -> list[str]:
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:  # Optuna would call every param equally important
-        return ["## Parameter importances", "",
-                "Not computed: they need two complete trials at least.", ""]  # fmt: skip
+        return [
+            "## Parameter importances",
+            "",
+            "Not computed: they need two complete trials at least.",
+            "",
+        ]
     try:
         found = ranked_importances(study)
     except (ValueError, RuntimeError) as exc:  # a single param's value, and the like
         return ["## Parameter importances", "", f"Not computed: {exc}", ""]
     rows = [f"| `{key}` | {value:.3f} |" for key, value in found.items()]
-    return ["## Parameter importances", "",
-            "Optuna's PED-ANOVA: how far each param's values among the best trials lie from its "
-            "values over all complete trials (the shares sum to 1).", "",
-            "| param | importance |", "|---|---|", *rows, ""]  # fmt: skip
+    return [
+        "## Parameter importances",
+        "",
+        "Optuna's PED-ANOVA: how far each param's values among the best trials lie from its "
+        "values over all complete trials (the shares sum to 1).",
+        "",
+        "| param | importance |",
+        "|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def ranked_importances(study: Any) -> dict[str, float]:
@@ -133,21 +154,31 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
         axes.figure.set_size_inches(7, 4)
         axes.figure.savefig(folder / "history.png", dpi=100, bbox_inches="tight")
         plt.close(axes.figure)
-        shown.append(("history.png", "Optimization history: each complete trial's validation "
-                      "score and the best so far"))  # fmt: skip
+        shown.append(
+            (
+                "history.png",
+                "Optimization history: each complete trial's validation score and the best so far",
+            )
+        )
         try:
             ranked = list(ranked_importances(study)) if len(complete) > 1 else []
         except (ValueError, RuntimeError):
             ranked = []
         ranked = ranked or list(complete[0].params)
-        axes = plots.plot_slice(study, params=ranked[:SLICES],
-                                target_name=f"validation {objective}")  # fmt: skip
+        axes = plots.plot_slice(
+            study, params=ranked[:SLICES], target_name=f"validation {objective}"
+        )
         figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
         figure.set_size_inches(3.2 * min(SLICES, len(ranked)), 3.4)
         figure.savefig(folder / "slice.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
-        shown.append(("slice.png", "Validation score against each of the most important "
-                      "params, one point per complete trial"))  # fmt: skip
+        shown.append(
+            (
+                "slice.png",
+                "Validation score against each of the most important "
+                "params, one point per complete trial",
+            )
+        )
     lines = ["## Figures", ""]
     for file, caption in shown:
         lines += [f"![{caption}](tune_{study.study_name}/{file})", "", f"*{caption}.*", ""]

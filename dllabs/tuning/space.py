@@ -47,8 +47,9 @@ class Dimension:
         if self.kind == "float":
             return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
         if self.kind == "int":
-            return trial.suggest_int(self.key, self.low, self.high, log=self.log,
-                                     step=self.step or 1)  # fmt: skip
+            return trial.suggest_int(
+                self.key, self.low, self.high, log=self.log, step=self.step or 1
+            )
         # Optuna stores categorical choices as JSON scalars: a list is offered by its index's
         # label, and mapped back here.
         labels = [_label(choice) for choice in self.choices]
@@ -140,8 +141,9 @@ def _dimension(source: Path, key: Any, spec: Any) -> Dimension:
     if not isinstance(key, str) or not key:
         raise ParamsError(f"{where}: a key must be a param's dotted name, such as cnn.dropout")
     if not isinstance(spec, dict):
-        raise ParamsError(f"{where}: expected {{float: [low, high]}}, {{int: [low, high]}} or "
-                          "{choices: [...]}")  # fmt: skip
+        raise ParamsError(
+            f"{where}: expected {{float: [low, high]}}, {{int: [low, high]}} or {{choices: [...]}}"
+        )
     kinds = [k for k in KINDS if k in spec]
     extra = sorted(set(spec) - {*KINDS, "log", "step"})
     if len(kinds) != 1 or extra:

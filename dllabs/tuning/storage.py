@@ -89,8 +89,9 @@ def open_storage(url: str, grace_seconds: int = GRACE_SECONDS) -> Any:
                 time.sleep(attempt)
                 attempt += 1
                 continue
-            raise ParamsError(f"--storage {shown}: cannot open the study storage: "
-                              f"{first_reason(exc)}") from None  # fmt: skip
+            raise ParamsError(
+                f"--storage {shown}: cannot open the study storage: {first_reason(exc)}"
+            ) from None
 
 
 def _lost_a_schema_race(exc: BaseException) -> bool:

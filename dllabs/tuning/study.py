@@ -102,9 +102,14 @@ def open_study(name: str, storage: Any, sampler: Any, pruner: Any, shown: str) -
 
     try:
         return optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-            direction="maximize", load_if_exists=True,
-        )  # fmt: skip
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize",
+            load_if_exists=True,
+        )
     except Exception as exc:
-        raise ParamsError(f"--storage {shown}: cannot open study {name!r}: "
-                          f"{first_reason(exc)}") from None  # fmt: skip
+        raise ParamsError(
+            f"--storage {shown}: cannot open study {name!r}: {first_reason(exc)}"
+        ) from None

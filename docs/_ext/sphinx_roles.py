@@ -60,8 +60,13 @@ class SphinxRoles(griffe.Extension):
         for path in candidates:
             try:
                 found = self._collection.get_member(path)
-            except (KeyError, ValueError, AttributeError, griffe.AliasResolutionError,
-                    griffe.CyclicAliasError):  # fmt: skip
+            except (
+                KeyError,
+                ValueError,
+                AttributeError,
+                griffe.AliasResolutionError,
+                griffe.CyclicAliasError,
+            ):
                 continue
             try:
                 return found.final_target if found.is_alias else found

@@ -22,8 +22,12 @@ import numpy as np
 OUTPUT = Path(__file__).with_name("efficientnet_lite0_logits.npz")
 SIZE = 224
 # (photo, top row, left column) of each crop: the middle and two other parts of each photo.
-CROPS = (("china.jpg", 101, 208), ("china.jpg", 0, 0), ("flower.jpg", 101, 208),
-         ("flower.jpg", 203, 416))  # fmt: skip
+CROPS = (
+    ("china.jpg", 101, 208),
+    ("china.jpg", 0, 0),
+    ("flower.jpg", 101, 208),
+    ("flower.jpg", 203, 416),
+)
 
 
 def reference_inputs() -> np.ndarray:
@@ -31,8 +35,9 @@ def reference_inputs() -> np.ndarray:
     the same pixels from scikit-learn's bundled JPEG files."""
     from sklearn.datasets import load_sample_image
 
-    return np.stack([load_sample_image(name)[top : top + SIZE, left : left + SIZE]
-                     for name, top, left in CROPS])  # fmt: skip
+    return np.stack(
+        [load_sample_image(name)[top : top + SIZE, left : left + SIZE] for name, top, left in CROPS]
+    )
 
 
 def pixels_digest(images: np.ndarray) -> str:

@@ -86,7 +86,7 @@ test-long: $(STAMP)  ## run only the long end-to-end scenarios (CI's second job)
 # Without the tests marked slow (the reproduced pipeline, several processes, whole training runs,
 # the long scenarios): for the edit loop.
 test-quick: $(STAMP)  ## run the tests except the slow end-to-end ones
-	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m "not slow"
+	python -m pytest -n auto --maxprocesses 4 --dist worksteal -m "not slow and not long"
 
 # Rebuild the pipeline and compare it with the committed metrics (see dllabs/tooling/reproducibility.py).
 check-reproducible: $(STAMP)  ## rebuild the pipeline and compare with the committed metrics

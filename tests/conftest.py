@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +26,32 @@ from dllabs.labs.registry import LABS
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
+# The native thread pools' sizes, as TensorFlow, OpenMP and OpenBLAS read them.
+THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
 
 
-def share_the_cores() -> None:
+def share_the_cores(env: MutableMapping[str, str] = os.environ, cores: int | None = None) -> None:
     """Under pytest-xdist, each worker's native thread pools get its share of the cores, as
     scikit-learn's test suite does: with a pool per core in every worker (and in every process a
     test starts, which inherits these variables), TensorFlow's and OpenMP's threads spin-wait
     against each other's. On 2 cores `make test` took 570 to 622 s of CPU with it against 607 to
     632 s without (its wall time, 302 to 351 s against 331 to 346 s, moves with the machine's
-    noise).
+    noise; measured before the registry issue, on the session machine of that time).
     Tests compare runs made under the same settings, so no expected value depends on it; a
-    variable the user set is kept."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    variable the user set is kept. ``env`` and ``cores`` are this process's unless given."""
+    workers = int(env.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = str(max(1, (cores or 1) // workers))
-        for name in (
-            "TF_NUM_INTRAOP_THREADS",
-            "TF_NUM_INTEROP_THREADS",
-            "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS",
-        ):
-            os.environ.setdefault(name, threads)
+        if cores is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            cores = cores or os.cpu_count() or 1
+        threads = str(max(1, cores // workers))
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, threads)
 
 
 share_the_cores()  # before any test module imports TensorFlow
@@ -161,13 +166,22 @@ class CreatesAFile:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that needs the reproduced pipeline (a `dvc repro` of its own, then DVC commands
-    in new processes) is slow, as are the long scenarios and those marked slow by hand. The tests
-    that need the pipeline run last, once :func:`baseline_in_background` has built it (the sort
-    is stable: each group keeps its files' order, the same on every worker)."""
-    for item in items:
-        if needs_baseline(item) or item.get_closest_marker("long"):
-            item.add_marker(pytest.mark.slow)
+    """A test is slow (or long) because it is marked so: one that needs the reproduced pipeline
+    (a `dvc repro` of its own, then DVC commands in new processes) and is marked neither stops
+    the collection, naming it. The tests that need the pipeline run last, once
+    :func:`baseline_in_background` has built it (the sort is stable: each group keeps its files'
+    order, the same on every worker)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if needs_baseline(item)
+        and not (item.get_closest_marker("slow") or item.get_closest_marker("long"))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests need the reproduced pipeline but are marked neither slow nor long: "
+            + ", ".join(unmarked)
+        )
     items.sort(key=needs_baseline)
 
 

@@ -170,10 +170,12 @@ def derived(reproduced_baseline: Path) -> tuple[dict, dict, dict]:
     return dvc_yaml, recorded_reads(param_reads_log(reproduced_baseline)), params
 
 
+@pytest.mark.slow
 def test_every_stage_lists_exactly_the_params_it_reads_and_the_files_it_runs(derived) -> None:
     assert disagreements(*derived) == []
 
 
+@pytest.mark.slow
 def test_a_param_dropped_from_a_stage_is_found(derived) -> None:
     """The check fails when a stage stops listing a key it reads: ``cnn.preset`` from the
     transfer lab's stages (what once left lab 5 stale after ``-S cnn.preset=lenet5``)."""
@@ -186,6 +188,7 @@ def test_a_param_dropped_from_a_stage_is_found(derived) -> None:
         ]
 
 
+@pytest.mark.slow
 def test_a_source_file_dropped_or_added_is_found(derived) -> None:
     dvc_yaml, reads, params = derived
     edited = copy.deepcopy(dvc_yaml)

@@ -37,6 +37,7 @@ def edit_params(root: Path, section: str, key: str, value) -> None:
     path.write_text(yaml.safe_dump(params))
 
 
+@pytest.mark.slow
 def test_second_repro_runs_nothing(repo_copy: Path) -> None:
     assert stale_stages(repo_copy) == set()
     out = sh([*DVC, "repro"], repo_copy).stdout
@@ -84,6 +85,7 @@ def test_second_repro_runs_nothing(repo_copy: Path) -> None:
         ),
     ],
 )
+@pytest.mark.slow
 def test_changing_a_param_reruns_only_its_stages(
     repo_copy: Path, section: str, key: str, value, stale: set[str]
 ) -> None:
@@ -97,6 +99,7 @@ def test_changing_a_param_reruns_only_its_stages(
     assert stale_stages(repo_copy) == set()
 
 
+@pytest.mark.slow
 def test_param_changes_rebuild_their_labs_and_a_failing_lab_leaves_the_others_evaluated(
     reproduced_baseline: Path, tmp_path: Path
 ) -> None:

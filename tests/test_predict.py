@@ -65,6 +65,7 @@ def model_probabilities(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("lab", ["mlp", "cnn"])
+@pytest.mark.slow
 def test_image_files_are_predicted_as_the_model_predicts_its_test_arrays(
     lab: str, repo: Path, run, tmp_path: Path
 ) -> None:
@@ -93,6 +94,7 @@ def test_image_files_are_predicted_as_the_model_predicts_its_test_arrays(
     assert rows[1].split(",")[2] == results[0]["predictions"][0]["class"]
 
 
+@pytest.mark.slow
 def test_the_table_lists_the_top_classes_of_each_image(repo: Path, run, tmp_path: Path) -> None:
     x, _ = split_images(repo, 2)
     write_pngs(x, tmp_path)
@@ -102,6 +104,7 @@ def test_the_table_lists_the_top_classes_of_each_image(repo: Path, run, tmp_path
     assert len(lines) == 1 + 2 * 2 and [line.split()[1] for line in lines[1:]] == ["1", "2"] * 2
 
 
+@pytest.mark.slow
 def test_images_of_another_size_and_mode_are_converted_as_the_model_was_trained(
     run, tmp_path: Path
 ) -> None:
@@ -130,6 +133,7 @@ def test_images_of_another_size_and_mode_are_converted_as_the_model_was_trained(
     assert got == pytest.approx(dict(zip("abc", p.tolist(), strict=True)), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_transfer_predicts_with_the_chosen_variant_and_draw(repo: Path, run, tmp_path: Path):
     x, _ = split_images(repo, 4)
     write_pngs(x, tmp_path)
@@ -155,6 +159,7 @@ def digit_rows(repo: Path) -> tuple[np.ndarray, np.ndarray, float]:
     return series["x_test"][:20], series["y_test"][:20], scaling["scale"]
 
 
+@pytest.mark.slow
 def test_anomaly_rows_are_scaled_as_in_training_and_flagged_at_the_saved_threshold(
     repo: Path, run, tmp_path: Path
 ) -> None:
@@ -186,6 +191,7 @@ def test_anomaly_rows_are_scaled_as_in_training_and_flagged_at_the_saved_thresho
     assert [float(line.split(",")[1]) for line in lines[1:]] == pytest.approx(errors, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None:
     model = load_word2vec(repo / "models/cbow/word2vec")
     known = model.wv.index_to_key[:3]
@@ -262,6 +268,7 @@ def test_cbow_answers_queries_and_reports_unknown_words(repo: Path, run) -> None
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_naming_it(argv, message, run, tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     png_header_only(tmp_path / "bomb.png", 20000, 20000)
@@ -284,6 +291,7 @@ def test_bad_input_is_one_line_naming_it(argv, message, run, tmp_path: Path) -> 
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
 
 
+@pytest.mark.slow
 def test_a_model_never_built_is_named(repo: Path, run, tmp_path: Path) -> None:
     x, _ = split_images(repo, 1)
     write_pngs(x, tmp_path)
@@ -295,6 +303,7 @@ def test_a_model_never_built_is_named(repo: Path, run, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("lab", ["cnn", "transfer"])
+@pytest.mark.slow
 def test_a_model_trained_before_inputs_were_recorded_is_named(
     lab: str, repo: Path, run, tmp_path: Path
 ) -> None:
@@ -340,6 +349,7 @@ def two_commits(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_rev_reads_another_revisions_model_without_touching_the_workspace(
     two_commits: Path, monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
 ) -> None:
@@ -365,6 +375,7 @@ def test_rev_reads_another_revisions_model_without_touching_the_workspace(
     assert sh(["git", "status", "--porcelain"], two_commits).stdout == ""
 
 
+@pytest.mark.slow
 def test_rev_errors_name_the_revision(two_commits: Path, monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.chdir(two_commits)
     shutil.copy(two_commits / "examples/digits/digit_0.png", tmp_path)
@@ -399,6 +410,7 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "t@t")
 
 
+@pytest.mark.slow
 def test_readme_predict_examples_run_as_written(repo: Path) -> None:
     out = sh(f"set -euo pipefail\n{readme_block('## Predictions')}", repo, timeout=300).stdout
     assert out.count("examples/digits/digit_") >= 10 + 5 * 3 + 10
@@ -424,6 +436,7 @@ def test_readme_registry_recipe_fetches_models_by_name_and_by_experiment(
     assert sh(["git", "status", "--porcelain", "models", "params.yaml"], root).stdout == ""
 
 
+@pytest.mark.slow
 def test_every_trained_model_is_an_artifact_that_dvc_artifacts_get_returns(
     repo: Path, tmp_path: Path, git_identity: None
 ) -> None:

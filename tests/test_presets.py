@@ -121,6 +121,7 @@ def test_each_preset_builds_and_trains_a_step(name: str) -> None:
         assert model.predict(x, verbose=0).shape == (8, 2)
 
 
+@pytest.mark.slow
 def test_dvc_params_diff_shows_what_a_preset_changes(
     reproduced_baseline: Path, tmp_path: Path
 ) -> None:

@@ -133,6 +133,7 @@ def clone(team: Path, name: str) -> Path:
     return team / name
 
 
+@pytest.mark.slow
 def test_a_clone_pulls_every_output_and_reproduces_nothing(team: Path) -> None:
     root = clone(team, "pulled")
     assert not (root / "models/mlp").exists() and cached_files(root) == 0
@@ -183,6 +184,7 @@ def out_of_reach(root: Path, storage: Storage) -> None:
         dvc(root, "remote", "modify", "--local", REMOTE, option, value)
 
 
+@pytest.mark.slow
 def test_plots_diff_reads_main_plots_from_the_remote_and_the_workflow_fetch_keeps_them(
     team: Path, storage: Storage
 ) -> None:

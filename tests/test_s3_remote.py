@@ -111,6 +111,7 @@ def fails(root: Path, command: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", ["missing bucket", "refused credentials", "closed port"])
+@pytest.mark.slow
 def test_a_bucket_out_of_reach_fails_in_one_line(
     team: Path, s3: Storage, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,19 +9,15 @@ import pytest
 
 from tests import conftest
 
-THREAD_VARIABLES = (
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-)
+THREAD_VARIABLES = conftest.THREAD_VARIABLES
 
 
 class Item:
     """What pytest_collection_modifyitems reads of a test: its fixtures and its markers."""
 
     def __init__(self, name: str, fixtures: tuple[str, ...] = (), markers: tuple[str, ...] = ()):
-        self.name, self.fixturenames, self.markers = name, fixtures, set(markers)
+        self.name, self.nodeid = name, name
+        self.fixturenames, self.markers = fixtures, set(markers)
 
     def get_closest_marker(self, name: str) -> object | None:
         return name if name in self.markers else None
@@ -30,37 +26,50 @@ class Item:
         self.markers.add(marker.name)
 
 
-def test_pipeline_tests_run_last_in_their_order_and_long_ones_are_slow() -> None:
+def test_pipeline_tests_run_last_in_their_order() -> None:
     items = [
-        Item("a", ("reproduced_baseline",)),
+        Item("a", ("reproduced_baseline",), markers=("slow",)),
         Item("b"),
         Item("c", markers=("long",)),
-        Item("d", ("tmp_path", "reproduced_baseline")),
+        Item("d", ("tmp_path", "reproduced_baseline"), markers=("long",)),
         Item("e"),
     ]
     conftest.pytest_collection_modifyitems(items)
     assert [item.name for item in items] == ["b", "c", "e", "a", "d"]
-    assert {item.name for item in items if "slow" in item.markers} == {"a", "c", "d"}
+    assert {item.name for item in items if item.markers} == {"a", "c", "d"}  # none added
+
+
+def test_a_pipeline_test_not_marked_slow_stops_the_collection_naming_it() -> None:
+    items = [
+        Item("a", ("reproduced_baseline",), markers=("slow",)),
+        Item("b", ("reproduced_baseline",)),
+    ]
+    with pytest.raises(pytest.UsageError, match=r"marked neither slow nor long: b$"):
+        conftest.pytest_collection_modifyitems(items)
 
 
 @pytest.mark.parametrize("user_value", [None, "3"])
-def test_each_worker_gets_its_share_of_the_cores(monkeypatch, user_value: str | None) -> None:
-    for name in THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+def test_each_worker_gets_its_share_of_the_cores(user_value: str | None) -> None:
+    env = {"PYTEST_XDIST_WORKER_COUNT": "3"}
     if user_value:
-        monkeypatch.setenv("OMP_NUM_THREADS", user_value)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
-    conftest.share_the_cores()
+        env["OMP_NUM_THREADS"] = user_value
+    conftest.share_the_cores(env, cores=8)
     expected = {name: "2" for name in THREAD_VARIABLES}  # 8 cores // 3 workers
     if user_value:
         expected["OMP_NUM_THREADS"] = user_value  # the user's setting is kept
-    assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == expected
+    assert {name: env.get(name) for name in THREAD_VARIABLES} == expected
 
 
-def test_one_process_keeps_every_library_default(monkeypatch) -> None:
-    for name in THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "1")
-    conftest.share_the_cores()
-    assert not any(name in os.environ for name in THREAD_VARIABLES)
+def test_one_process_keeps_every_library_default() -> None:
+    env = {"PYTEST_XDIST_WORKER_COUNT": "1"}
+    conftest.share_the_cores(env, cores=8)
+    assert env == {"PYTEST_XDIST_WORKER_COUNT": "1"}
+
+
+def test_sharing_the_cores_in_a_test_leaves_this_process_alone() -> None:
+    """A test of the sharing sets nothing in this process, where the variables would stay for the
+    rest of a serial run (``monkeypatch.delenv(raising=False)`` records nothing to undo for a
+    variable that was absent)."""
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    conftest.share_the_cores({"PYTEST_XDIST_WORKER_COUNT": "4"}, cores=8)
+    assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == before

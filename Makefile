@@ -101,8 +101,11 @@ lint: $(STAMP)  ## ruff check, ruff format --check, and dvc.yaml's code deps aga
 
 # The documentation site (mkdocs.yml, docs/): offline (no web fonts, no external inventories), and
 # --strict, so a broken link, anchor or API reference fails the build. NO_MKDOCS_2_WARNING silences
-# the Material theme's banner about its successor, printed on every build.
+# the Material theme's banner about its successor, printed on every build. First, the figures under
+# docs/figures/ must still be the committed run's: compared with its outputs where they are in the
+# workspace, their captions with metrics/ always (`python -m dllabs.tooling.doc_figures` redraws).
 docs: $(STAMP)  ## build the documentation site into site/ (offline, --strict)
+	python -m dllabs.tooling.doc_figures --check
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
 docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000 with live reload

@@ -1,7 +1,11 @@
 """The typed schema of ``params.yaml`` and the loader every stage calls first.
 
-Every key must be present in ``params.yaml`` (the schema holds no defaults), so the file is the
-single place where a run's settings live and DVC tracks all of them. Validation is strict:
+Every key must be present in ``params.yaml``, so the file is the single place where a run's
+settings live and DVC tracks all of them; the few keys added after revisions without them were
+committed have defaults (``base.backend``, ``base.devices``, ``data.follow_links``,
+``transfer.input_size``, ``transfer.scratch``), so ``dl-labs predict --rev`` and the
+reproducibility check still read those revisions, and ``conf/config.yaml`` writes them anyway.
+Validation is strict:
 
 - an unknown key names its full path and the closest valid key (``data.imagez`` -> ``data.images``);
 - a wrong type or out-of-range value names the key, the value and what is allowed;

@@ -82,13 +82,13 @@ def test_a_stage_claimed_twice_or_left_out_is_found(dvc_yaml) -> None:
 
 def test_each_record_names_what_exists(dvc_yaml) -> None:
     stages = expanded_stages(dvc_yaml)
-    config = yaml.safe_load((REPO / "conf/config.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     assert set(declared_metrics(REPO / "dvc.yaml")) >= {lab.metrics for lab in LABS.values()}
     for lab in LABS.values():
         assert (REPO / "docs" / "labs" / f"{lab.name}.md").is_file(), lab.name
         assert set(lab.multi_process) <= set(lab.stages), lab.name
-        for key in lab.quick:  # every quick setting overrides a key the config has
-            node = config
+        for key in lab.quick:  # every quick setting overrides a key the composed params have
+            node = params
             for part in key.split("."):
                 node = node[part]
         outs = {out for s in lab.stages for out in outs_of(stages[s])}

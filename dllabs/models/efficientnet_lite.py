@@ -91,7 +91,7 @@ def build(
     Without the top it ends at the 1,280-channel head convolution (``top_relu``), as Keras's
     applications do with ``include_top=False``; with it, average pooling, dropout and the
     1,000 ImageNet logits (``predictions``, no softmax). Layers are named ``block<b>_<part>``,
-    ``b`` = 0 to 15, so :data:`BLOCK_PREFIXES` and the state dict's ``_blocks.<b>`` line up.
+    ``b`` = 0 to 15 (:data:`BLOCKS` in all), as the state dict's ``_blocks.<b>`` are numbered.
     """
     inputs = keras.Input(shape=input_shape, name="scaled_pixels")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)

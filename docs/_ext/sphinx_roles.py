@@ -5,10 +5,16 @@ The library's docstrings are free prose that name other objects with Sphinx role
 Markdown, so each role becomes a cross-reference to the object's entry in the API reference when
 that entry exists (a public object with a docstring), and plain code otherwise: never a link that
 the strict build could not resolve.
+
+A role that names a project object that does not exist (a bare name, or one under ``dllabs`` or
+``stages``) is a warning, which fails the strict build (``make docs``), naming the docstring's
+object and the name: a docstring that names ``BLOCK_PREFIXES`` after it was renamed is wrong.
+Dotted names outside the project (``keras.Model``) are shown as code.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -16,6 +22,8 @@ import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:func|class|mod|data|meth|attr|exc|obj|const):`(?P<target>[^`]+)`")
 PROJECT = ("dllabs", "stages")
+# Under mkdocs' logger, so that mkdocs counts the warnings and --strict fails on them.
+LOG = logging.getLogger("mkdocs.plugins.sphinx_roles")
 
 
 def _public(path: str) -> bool:
@@ -78,6 +86,8 @@ class SphinxRoles(griffe.Extension):
         target = written.lstrip("~!")
         shown = target.rsplit(".", 1)[-1] if written.startswith("~") else target
         obj = self._resolve(target, where)
+        if obj is None and ("." not in target or target.split(".")[0] in PROJECT):
+            LOG.warning("%s: its docstring names %s, which does not exist", where.path, written)
         if obj is not None and _documented(obj):
             return f"[`{shown}`][{obj.path}]"
         return f"`{shown}`"

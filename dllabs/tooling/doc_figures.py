@@ -1192,7 +1192,10 @@ def compare(root: Path, run: Run, recorded: dict[str, dict]) -> Comparison:
             if why:
                 result.stale[figure] = why
             elif old["sources"] != result.record[figure]["sources"]:
-                result.notes.append(f"{figure}: the same data; dvc.lock's md5s recorded anew")
+                result.notes.append(
+                    f"{figure}: the same data, from outputs whose md5 in dvc.lock changed "
+                    f"(`{PROG}` records the new md5)"
+                )
         png = root / FIGURES / f"{figure}.png"
         size = (result.record[figure]["width"], result.record[figure]["height"])
         if figure not in result.stale and not png.is_file():

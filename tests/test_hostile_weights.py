@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from dllabs.errors import DataError, ParamsError
-from dllabs.labs.transfer import application_base
 from dllabs.models import efficientnet_lite, torch_state
+from dllabs.models.applications import application_base
 from dllabs.models.torch_state import read_state_dict
 from tests.conftest import REPO
 from tests.memory import Measured, measure, python
@@ -51,7 +51,7 @@ with stage_errors("train_transfer"):
 """
 APPLICATION_BASE = """import sys
 from dllabs.errors import stage_errors
-from dllabs.labs.transfer import application_base
+from dllabs.models.applications import application_base
 with stage_errors("train_transfer"):
     application_base(sys.argv[1], [32, 32], sys.argv[2])
 """

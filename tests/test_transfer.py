@@ -14,7 +14,6 @@ from dllabs.data.datasets import ImageSplits
 from dllabs.errors import DataError, ParamsError
 from dllabs.labs.transfer import (
     NotApplicable,
-    application_base,
     build_transfer_model,
     cut_base,
     few_per_class,
@@ -25,6 +24,7 @@ from dllabs.labs.transfer import (
     target_task,
     task,
 )
+from dllabs.models.applications import application_base
 from dllabs.params import CNN, Transfer, validate_params
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import RunDevice

@@ -302,8 +302,9 @@ class Text:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of figure: the output roles (of :attr:`Lab.outputs`) it reads, how it reads them
-    (``load``), draws them on a matplotlib figure (``draw``) and words them (``text``)."""
+    """One kind of figure: the output roles (of :attr:`LabFigures.outputs`) it reads, how it
+    reads them (``load``), draws them on a matplotlib figure (``draw``) and words them
+    (``text``)."""
 
     sources: tuple[str, ...]
     load: Callable[[Run, str], Drawn]

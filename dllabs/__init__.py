@@ -12,6 +12,6 @@ and calls into it.
 - ``evaluation``: scores with intervals, reports and figures.
 - ``prediction``: the one batched prediction path, and ``dl-labs predict``.
 - ``tooling``: the repository's own checks and generators, never run by a stage.
-- top level: what everything shares: ``errors``, ``params``, ``cli`` (stage command lines),
-  ``outputs`` (all-or-nothing writes) and ``provenance`` (where a result was computed).
+- top level: what everything shares: ``errors``, ``params``, ``stage_args`` (the stages' argument
+  parser), ``outputs`` (all-or-nothing writes) and ``provenance`` (where a result was computed).
 """

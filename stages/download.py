@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dllabs.cli import parse_paths
 from dllabs.data import sources
 from dllabs.errors import stage_errors
 from dllabs.outputs import staged_outputs
 from dllabs.params import Data, load_params
+from dllabs.stage_args import parse_paths
 
 
 def fetch_images(data: Data, dest: Path) -> sources.Materialised:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dllabs.cli import parse_paths
 from dllabs.errors import DataError, one_line, stage_errors
 from dllabs.evaluation.reports import results_table, runs_table, summary_markdown
 from dllabs.labs.registry import LABS
 from dllabs.outputs import load_json, staged_outputs
+from dllabs.stage_args import parse_paths
 
 
 def lab_metrics(lab: str, path: Path) -> dict:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dllabs.cli import parse_paths
 from dllabs.errors import DataError, stage_errors
 from dllabs.evaluation.reports import run_info
 from dllabs.labs.word2vec import MIN_VOCABULARY, evaluate_vectors, pca_plot, probe_report
 from dllabs.models.word2vec_files import load_vectors, load_word2vec
 from dllabs.outputs import load_json, save_json, staged_outputs
 from dllabs.params import CBOW, load_params
+from dllabs.stage_args import parse_paths
 
 
 def evaluate_cbow(model_dir: Path, eval_dir: Path, params: CBOW, plots: Path, report: Path) -> dict:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation.reports import classification_metrics, misclassified_grid
@@ -30,6 +29,7 @@ from dllabs.models.loading import load_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.prediction.batches import predict
+from dllabs.stage_args import parse_paths
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import setup_run
 

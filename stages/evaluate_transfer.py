@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation.reports import classification_metrics
@@ -28,6 +27,7 @@ from dllabs.models.loading import load_model
 from dllabs.outputs import load_json, save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.prediction.batches import predict
+from dllabs.stage_args import parse_paths
 from dllabs.training.devices import setup_run
 
 TRANSFER_PHASES = ("scratch", "feature_extraction", "fine_tune")

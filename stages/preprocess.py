@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dllabs.cli import parse_paths
 from dllabs.data import sources
 from dllabs.data.arrays import NpyWriter, save_npy
 from dllabs.data.readers import ImageFiles, ImageSet, canonical_label
@@ -32,6 +31,7 @@ from dllabs.data.splits import anomaly_indices, fit_scaler, stratified_indices
 from dllabs.errors import DataError, stage_errors
 from dllabs.outputs import save_json, save_npz, staged_outputs
 from dllabs.params import Params, load_params
+from dllabs.stage_args import parse_paths
 
 # Images decoded from a folder at once: about 20 MB at 160x160 RGB, whatever the folder's size.
 DECODE_CHUNK = 256

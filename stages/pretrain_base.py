@@ -16,13 +16,13 @@ if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster co
 
     start_keras_stage("pretrain_base")
 
-from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.labs.transfer import NotApplicable, source_task
 from dllabs.models.builders import build_pretrain_model
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
+from dllabs.stage_args import parse_paths
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import Curves, fit

@@ -9,11 +9,11 @@ best F1 on the validation split. Writes the threshold, the method and the valida
 
 from __future__ import annotations
 
-from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.labs.anomaly import choose_threshold, detection_scores, require_finite
 from dllabs.outputs import load_npz, save_json, staged_outputs
 from dllabs.params import load_params
+from dllabs.stage_args import parse_paths
 
 
 def main(argv: list[str] | None = None) -> None:

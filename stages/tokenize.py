@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from dllabs.cli import parse_paths
 from dllabs.data import sources
 from dllabs.data.text import tokenize_file
 from dllabs.errors import stage_errors
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
+from dllabs.stage_args import parse_paths
 
 
 def main(argv: list[str] | None = None) -> None:

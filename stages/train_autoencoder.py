@@ -17,7 +17,6 @@ if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster co
 
 import numpy as np
 
-from dllabs.cli import parse_paths
 from dllabs.errors import ParamsError, stage_errors
 from dllabs.labs.anomaly import reconstruction_errors
 from dllabs.models.builders import build_autoencoder
@@ -25,6 +24,7 @@ from dllabs.models.inputs import series_record
 from dllabs.outputs import load_json, load_npz, save_npz, staged_outputs
 from dllabs.params import Autoencoder, load_params
 from dllabs.prediction.batches import predict
+from dllabs.stage_args import parse_paths
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import fit_and_save
 from dllabs.training.resume import resumable

@@ -22,7 +22,6 @@ if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster co
 
 import time
 
-from dllabs.cli import parse_paths
 from dllabs.errors import stage_errors
 from dllabs.labs.word2vec import (
     MAX_SENTENCE_WORDS,
@@ -35,6 +34,7 @@ from dllabs.models.word2vec_files import save_vectors, save_word2vec
 from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import load_params
 from dllabs.provenance import platform_record
+from dllabs.stage_args import parse_paths
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,12 +14,12 @@ if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster co
 
     start_keras_stage("train_cnn")
 
-from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.models.builders import PixelStats, build_cnn
 from dllabs.models.inputs import image_record
 from dllabs.params import load_params
+from dllabs.stage_args import parse_paths
 from dllabs.training.devices import setup_run, sum_over_processes
 from dllabs.training.fit import TRAINING_PATHS, fit_and_save
 from dllabs.training.resume import resumable

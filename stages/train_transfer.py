@@ -40,7 +40,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dllabs.cli import parse_paths
 from dllabs.data.datasets import ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.labs.transfer import (
@@ -60,6 +59,7 @@ from dllabs.outputs import save_json, staged_outputs
 from dllabs.params import Params, Training, Transfer, load_params
 from dllabs.prediction.batches import predict
 from dllabs.provenance import platform_record
+from dllabs.stage_args import parse_paths
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import RunDevice, setup_run
 from dllabs.training.fit import Curves, fit

@@ -1,4 +1,4 @@
-"""Command lines of the stages: every input and output path comes from ``dvc.yaml``.
+"""The stages' argument parser: every input and output path comes from ``dvc.yaml``.
 
 Stages declare their paths by name; :func:`parse_paths` turns ``--raw-images PATH`` style options
 into ``Path`` attributes. Nothing has a default, so a path is written once, in ``dvc.yaml``.

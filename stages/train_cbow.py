@@ -9,7 +9,7 @@ output weights ``predict_output_word`` needs) and the baseline's word vectors as
 and JSON (``dllabs.models.word2vec_files``: nothing a reader loads can run code).
 
 ``cbow.engine: gensim`` (the default) imports no TensorFlow. ``cbow.engine: keras`` trains the same
-model written in Keras layers (``dllabs.models.keras_cbow``) and packs its weights into a gensim
+model written in Keras layers (``dllabs.labs.keras_cbow``) and packs its weights into a gensim
 model, so evaluation and probes are the same code for both engines.
 """
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
             engine, device = train_cbow, "CPU (gensim)"
             if params.cbow.engine == "keras":
-                from dllabs.models.keras_cbow import train_keras_cbow as engine
+                from dllabs.labs.keras_cbow import train_keras_cbow as engine
                 from dllabs.training.devices import setup_run
 
                 device = setup_run(params.base).description

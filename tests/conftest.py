@@ -339,7 +339,7 @@ def reproduced_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def param_reads_log(baseline: Path) -> Path:
     """Where the baseline's `dvc repro` recorded each stage's reads of params
-    (:mod:`dllabs.tooling.param_reads`), beside the baseline itself."""
+    (``tests/param_reads/param_recorder.py``), beside the baseline itself."""
     return baseline.with_name(f"{baseline.name}.param-reads.jsonl")
 
 

@@ -8,7 +8,7 @@ stale after a code change. Listing more reruns stages for nothing. So both lists
 and compared with ``dvc.yaml`` both ways:
 
 - **params**: the reproduced baseline's ``dvc repro`` (``tests/conftest.py``) runs every stage
-  with :mod:`dllabs.tooling.param_reads` recording each key it reads. Keys read only under
+  with ``tests/param_reads/param_recorder.py`` recording each key it reads. Keys read only under
   settings that the quick baseline does not run (a dataset source, a GPU) are in
   :data:`READ_ELSEWHERE`, each with the setting that reads it; such a key must still appear in
   the code the stage runs. ``base.backend`` is read before anything else by the Keras stages'

@@ -10,7 +10,7 @@ import pytest
 from gensim.models import Word2Vec
 
 from dllabs.errors import DataError
-from dllabs.models.keras_cbow import (
+from dllabs.labs.keras_cbow import (
     build_cbow_model,
     context_windows,
     fit_keras_cbow,

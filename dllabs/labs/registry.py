@@ -56,6 +56,26 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Figures:
+    """What the documentation shows of a lab (``python -m dllabs.tooling.doc_figures``).
+
+    ``model``: what captions call the trained model. ``outputs``: the run's outputs the figures
+    read, as ``role=path`` words (paths that ``dvc.yaml`` declares, or files inside them).
+    ``figures``: names of the figure kinds (:data:`dllabs.tooling.doc_figures.KINDS`), each drawn
+    into ``docs/figures/<lab>/<name>.png``. ``run``: the params that captions quote to name the
+    run, with the values ``dvc.lock`` recorded for it.
+    """
+
+    model: str
+    outputs: str
+    figures: str
+    run: str
+
+    def output(self, role: str) -> str:
+        return dict(word.split("=") for word in self.outputs.split())[role]
+
+
+@dataclass(frozen=True)
 class Lab:
     """One lab. ``label`` opens its rows of the results table (``1. Feedforward network``)."""
 
@@ -73,6 +93,7 @@ class Lab:
     counts: frozenset[str] = frozenset()  # its own integer metrics keys (with COMMON_COUNTS)
     search: Search | None = None
     no_search: str = ""  # why there is no search, where there is none
+    figures: Figures | None = None  # what its documentation page shows
 
 
 LABS: dict[str, Lab] = {
@@ -99,6 +120,13 @@ LABS: dict[str, Lab] = {
                 test_key="test.accuracy",
                 history="plots/mlp",
             ),
+            figures=Figures(
+                model="MLP",
+                outputs="live=plots/mlp evaluation=plots/evaluate/mlp images=data/processed/images",
+                figures="curves confusion misclassified",
+                run="data.images mlp.hidden_units mlp.optimizer "
+                "mlp.learning_rate mlp.epochs base.seed",
+            ),
         ),
         Lab(
             name="cnn",
@@ -120,6 +148,12 @@ LABS: dict[str, Lab] = {
                 test_stage="evaluate_classifier@cnn",
                 test_key="test.accuracy",
                 history="plots/cnn",
+            ),
+            figures=Figures(
+                model="CNN",
+                outputs="live=plots/cnn evaluation=plots/evaluate/cnn images=data/processed/images",
+                figures="curves confusion misclassified",
+                run="data.images cnn.filters cnn.optimizer cnn.learning_rate cnn.epochs base.seed",
             ),
         ),
         Lab(
@@ -145,6 +179,14 @@ LABS: dict[str, Lab] = {
                 test_key="test.f1",
                 history="plots/autoencoder",
             ),
+            figures=Figures(
+                model="autoencoder",
+                outputs="live=plots/autoencoder model=models/autoencoder/model.keras "
+                "series=data/processed/series.npz",
+                figures="curves errors reconstructions",
+                run="data.anomaly data.normal_label autoencoder.hidden_units autoencoder.code_size "
+                "autoencoder.loss anomaly.threshold_method base.seed",
+            ),
         ),
         Lab(
             name="cbow",
@@ -162,6 +204,12 @@ LABS: dict[str, Lab] = {
                 "analogies are its test sets, so a search over them would report a tuned test "
                 "score (and the training loss says nothing of the vectors' quality); tune mlp, "
                 "cnn, anomaly or transfer"
+            ),
+            figures=Figures(
+                model="CBOW model",
+                outputs="live=plots/cbow vectors=models/cbow/word2vec",
+                figures="curves pca",
+                run="data.text cbow.vector_size cbow.window cbow.negative cbow.epochs base.seed",
             ),
         ),
         Lab(
@@ -190,6 +238,13 @@ LABS: dict[str, Lab] = {
                 objectives=("fine_tune.accuracy", "feature_extraction.accuracy"),
                 test_stage="evaluate_transfer",
                 test_key="fine_tune.accuracy",
+            ),
+            figures=Figures(
+                model="transfer models",
+                outputs="live=plots/transfer",
+                figures="phases draws",
+                run="data.images transfer.base transfer.target_train_size transfer.repeats "
+                "transfer.trainable_base_layers transfer.fine_tune.unfreeze base.seed",
             ),
         ),
     )

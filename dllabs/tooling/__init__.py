@@ -1,5 +1,5 @@
 """The repository's own tooling, run by ``make`` and the tests, never by a stage: composing
-``params.yaml`` from presets (``presets``), the reproducibility check (``reproducibility``),
-the docs' result tables (``result_tables``), tabulating a queued sweep (``sweep``) and recording
-which params a stage reads (``param_reads``).
+``params.yaml`` from presets (``presets``), the reproducibility check (``reproducibility``), the
+docs' result tables (``result_tables``) and figures (``doc_figures``), ``dvc.yaml``'s code deps
+(``code_deps``), and tabulating a queued sweep (``sweep``).
 """

@@ -45,6 +45,7 @@ import yaml
 
 from dllabs.errors import DataError, LabError, one_line
 from dllabs.labs import registry
+from dllabs.labs.registry import LABS, Figures
 from dllabs.outputs import load_json, staged_outputs
 from dllabs.tooling.result_tables import load_labs
 
@@ -63,61 +64,10 @@ DPI = 150
 SHOWN_PER_INCH = 100
 
 
-@dataclass(frozen=True)
-class LabFigures:
-    """What the documentation shows of one lab of the registry (:mod:`dllabs.labs.registry`).
-
-    ``outputs``: the run's outputs the figures read, as ``role=path`` words (paths that
-    ``dvc.yaml`` declares, or files inside them). ``figures``: names of :data:`KINDS`, each drawn
-    into ``docs/figures/<lab>/<name>.png``. ``run``: the params that captions quote to name the
-    run, with the values ``dvc.lock`` recorded for it.
-    """
-
-    model: str
-    outputs: str
-    figures: str
-    run: str
-
-    def output(self, role: str) -> str:
-        return dict(word.split("=") for word in self.outputs.split())[role]
-
-
-# The one per-lab table of this module, keyed as the lab registry; the registry gives each lab's
-# label and metrics file.
-LAB_FIGURES: dict[str, LabFigures] = {
-    "mlp": LabFigures(
-        "MLP",
-        outputs="live=plots/mlp evaluation=plots/evaluate/mlp images=data/processed/images",
-        figures="curves confusion misclassified",
-        run="data.images mlp.hidden_units mlp.optimizer mlp.learning_rate mlp.epochs base.seed",
-    ),
-    "cnn": LabFigures(
-        "CNN",
-        outputs="live=plots/cnn evaluation=plots/evaluate/cnn images=data/processed/images",
-        figures="curves confusion misclassified",
-        run="data.images cnn.filters cnn.optimizer cnn.learning_rate cnn.epochs base.seed",
-    ),
-    "anomaly": LabFigures(
-        "autoencoder",
-        outputs="live=plots/autoencoder model=models/autoencoder/model.keras "
-        "series=data/processed/series.npz",
-        figures="curves errors reconstructions",
-        run="data.anomaly data.normal_label autoencoder.hidden_units autoencoder.code_size "
-        "autoencoder.loss anomaly.threshold_method base.seed",
-    ),
-    "cbow": LabFigures(
-        "CBOW model",
-        outputs="live=plots/cbow vectors=models/cbow/word2vec",
-        figures="curves pca",
-        run="data.text cbow.vector_size cbow.window cbow.negative cbow.epochs base.seed",
-    ),
-    "transfer": LabFigures(
-        "transfer models",
-        outputs="live=plots/transfer",
-        figures="phases draws",
-        run="data.images transfer.base transfer.target_train_size transfer.repeats "
-        "transfer.trainable_base_layers transfer.fine_tune.unfreeze base.seed",
-    ),
+# The one per-lab table of this module is a view of the registry: each lab's record names the
+# figures of its page (:class:`~dllabs.labs.registry.Figures`), its label and its metrics file.
+LAB_FIGURES: dict[str, Figures] = {
+    name: lab.figures for name, lab in LABS.items() if lab.figures is not None
 }
 
 
@@ -302,9 +252,9 @@ class Text:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of figure: the output roles (of :attr:`LabFigures.outputs`) it reads, how it
-    reads them (``load``), draws them on a matplotlib figure (``draw``) and words them
-    (``text``)."""
+    """One kind of figure: the output roles (of :attr:`~dllabs.labs.registry.Figures.outputs`)
+    it reads, how it reads them (``load``), draws them on a matplotlib figure (``draw``) and
+    words them (``text``)."""
 
     sources: tuple[str, ...]
     load: Callable[[Run, str], Drawn]

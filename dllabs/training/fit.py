@@ -7,7 +7,7 @@ the run's state at every epoch's end, and a killed run continues where it stoppe
 :func:`fit_and_save` writes the model folder and its curves all-or-nothing
 (:func:`dllabs.outputs.staged_outputs`). (Lab 4's Keras CBOW engine runs its own loop, one
 ``model.fit`` per epoch to draw fresh windows and noise words, with the same divergence guard:
-:mod:`dllabs.models.keras_cbow`.)
+:mod:`dllabs.labs.keras_cbow`.)
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def main() -> None:
                 device,
                 None,
                 verbose=0,
-                extra_callbacks=[Die()] if dying else None,
+                extra_callbacks=[Die()] if dying else (),
             )
             final = model.evaluate(x[:64], y[:64], batch_size=16, verbose=0, return_dict=True)
             report[name] = {"initial_loss": initial, "loss": final["loss"]}

@@ -16,7 +16,8 @@ import yaml
 
 from dllabs.errors import ParamsError
 from dllabs.training import backend
-from tests.conftest import REPO, run_stage, set_key
+from tests.helpers.repo import REPO
+from tests.helpers.stages import run_stage, set_key
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -206,7 +207,7 @@ def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
     """train_mlp with base.backend jax: its run summary and platform record say jax."""
     import numpy as np
 
-    from dllabs.data.arrays import save_arrays
+    from tests.helpers.data import save_arrays
 
     root = workdir(
         **{"base.backend": "jax", "base.device": "cpu", "mlp.epochs": 2, "mlp.hidden_units": [8]}

@@ -18,7 +18,7 @@ import yaml
 
 from dllabs.errors import ParamsError
 from dllabs.training.cluster import Cluster, from_environment, join, timeout_seconds
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 from tests.loopback import free_port
 
 needs_jax = pytest.mark.skipif(

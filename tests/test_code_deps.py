@@ -12,7 +12,7 @@ import pytest
 
 from dllabs.tooling import code_deps
 from dllabs.tooling.code_deps import MARKER, PROG, main
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 DVC_YAML = f"""\
 # A comment about the whole file.

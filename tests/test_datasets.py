@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs.data.arrays import NpyRows, NpyWriter, save_arrays, save_npy
+from dllabs.data.arrays import NpyRows, NpyWriter, save_npy
 from dllabs.data.datasets import MEMORY_ENV, ImageBatches, ImageSplits
 from dllabs.errors import DataError, LabError
 from dllabs.models import builders
@@ -16,6 +16,7 @@ from dllabs.models.builders import PixelStats, build_cnn
 from dllabs.params import CNN, Base
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import fit
+from tests.helpers.data import save_arrays
 
 
 def images(n: int = 37, shape: tuple[int, ...] = (5, 4, 3), seed: int = 0) -> np.ndarray:

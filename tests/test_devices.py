@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from dllabs.params import Base
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 # Two devices average the two halves' gradients where one device averages the whole batch's: the
 # same sum in another order, whose last bits depend on the CPU's kernels (AVX2 or AVX-512). Measured

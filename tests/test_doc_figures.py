@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dllabs.tooling import doc_figures
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 PROG = doc_figures.PROG
 CLASSES = ["a", "b", "c"]

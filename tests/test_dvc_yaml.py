@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 from dllabs.tooling import code_deps
-from tests.conftest import REPO, param_reads_log
+from tests.helpers.baseline import param_reads_log
+from tests.helpers.repo import REPO
 
 # Keys a stage reads only under settings the quick baseline does not run: key -> the setting.
 READ_ELSEWHERE: dict[str, dict[str, str]] = {

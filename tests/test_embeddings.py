@@ -19,7 +19,7 @@ from dllabs.labs.word2vec import (
     word_pair_similarities,
 )
 from dllabs.params import CBOW, validate_params
-from tests.conftest import TINY_CORPUS as CORPUS
+from tests.helpers.data import TINY_CORPUS as CORPUS
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllabs.data.arrays import save_arrays
 from dllabs.data.sources import write_text_eval
 from dllabs.evaluation.reports import classification_metrics
 from dllabs.outputs import save_json, save_npz
@@ -26,7 +25,8 @@ from stages import (
     train_mlp,
     train_transfer,
 )
-from tests.conftest import REPO
+from tests.helpers.data import save_arrays
+from tests.helpers.repo import REPO
 
 TRAIN = ["--images", "data/processed/images"]
 CLASSIFIER = {  # evaluate_classifier@mlp and @cnn

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DVC, REPO, copy_of, sh, stop_queue_workers
+from tests.helpers.repo import DVC, REPO, copy_of, sh, stop_queue_workers
 
 # Six quick experiments take 4-5 minutes on 2 cores; a stuck queue must not take CI's hour.
 RECIPE_TIMEOUT = 1200

@@ -31,7 +31,7 @@ from dllabs.data.readers import (
 from dllabs.errors import DataError
 from dllabs.outputs import save_json
 from stages import download, preprocess
-from tests.conftest import DOWNLOAD_ARGS, PREPROCESS_ARGS, fails
+from tests.helpers.stages import DOWNLOAD_ARGS, PREPROCESS_ARGS, fails
 from tests.memory import measure, python
 
 RAW_IMAGES = Path("data/raw/images")
@@ -515,7 +515,7 @@ def test_every_remote_file_has_a_size_cap_of_its_own_kept_when_pinned_by_params(
 
 def test_tokenize_names_the_users_text_file_not_its_copy(workdir, capsys) -> None:
     from stages import tokenize
-    from tests.conftest import TOKENIZE_ARGS
+    from tests.helpers.stages import TOKENIZE_ARGS
 
     Path("story.txt").write_text("Once upon a time.\nThe end.\n", encoding="utf-8")
     workdir(**{"data.text": "file", "data.text_path": "story.txt"})

@@ -34,7 +34,8 @@ import pytest
 
 from dllabs.data.fetch import CACHE_ENV, MIRROR_ENV, RemoteFile, fetch
 from dllabs.errors import DataError
-from tests.conftest import DOWNLOAD_ARGS, DVC, REPO, sh, stop_queue_workers
+from tests.helpers.repo import DVC, REPO, sh, stop_queue_workers
+from tests.helpers.stages import DOWNLOAD_ARGS
 from tests.loopback import LoopbackServer
 from tests.s3_server import AWS_SETTINGS
 

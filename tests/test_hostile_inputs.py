@@ -27,15 +27,9 @@ from dllabs.labs.word2vec import MAX_SENTENCE_WORDS, split_long_sentences, train
 from dllabs.outputs import load_npz, save_json, save_npz
 from dllabs.params import CBOW, load_params
 from stages import download, evaluate, preprocess, threshold_anomaly
-from tests.conftest import (
-    DOWNLOAD_ARGS,
-    PREPROCESS_ARGS,
-    REPO,
-    CreatesAFile,
-    fails,
-    make_image_folder,
-    png_header_only,
-)
+from tests.helpers.data import CreatesAFile, make_image_folder, png_header_only
+from tests.helpers.repo import REPO
+from tests.helpers.stages import DOWNLOAD_ARGS, PREPROCESS_ARGS, fails
 
 THRESHOLD_ARGS = [
     "--errors",

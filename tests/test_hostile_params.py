@@ -23,7 +23,8 @@ from dllabs.params import load_params
 from dllabs.tooling.presets import compose_yaml
 from dllabs.training import backend
 from dllabs.training.cluster import from_environment, timeout_seconds
-from tests.conftest import REPO, set_key
+from tests.helpers.repo import REPO
+from tests.helpers.stages import set_key
 from tests.memory import measure, python
 
 PARAMS = (REPO / "params.yaml").read_text(encoding="utf-8")
@@ -437,7 +438,7 @@ def scratch_experiments_repo(root: Path) -> Path:
     stage that reads base.seed: `dvc exp run` composes conf/ there as it does here."""
     import shutil
 
-    from tests.conftest import commit_all, sh
+    from tests.helpers.repo import commit_all, sh
 
     for name in ("conf", "hydra_plugins"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -460,7 +461,7 @@ def test_dvc_exp_run_refuses_what_make_params_refuses(tmp_path, monkeypatch) -> 
     """The probe: 13 KB of nested anchors in conf/config.yaml took `dvc exp run` 202 s, and
     `${oc.env:NAME}` wrote the runner's variable into params.yaml and the experiment commit.
     hydra_plugins/dl_labs_conf.py runs the checks inside DVC, before it composes conf/."""
-    from tests.conftest import DVC, sh
+    from tests.helpers.repo import DVC, sh
 
     root = scratch_experiments_repo(tmp_path)
     params = (root / "params.yaml").read_bytes()

@@ -27,7 +27,8 @@ from PIL import Image
 from dllabs.models.inputs import image_record, series_record
 from dllabs.outputs import save_json
 from dllabs.prediction import command as predict_command
-from tests.conftest import DVC, commit_all, outcome, sh
+from tests.helpers.repo import DVC, commit_all, sh
+from tests.helpers.stages import outcome
 from tests.memory import measure, python
 
 CLASSES = ["zero", "one", "two"]

@@ -36,7 +36,9 @@ from dllabs.models.word2vec_files import load_word2vec, save_vectors, save_word2
 from dllabs.params import CBOW, Tokenize
 from stages import evaluate_cbow as evaluate_stage
 from stages import train_cbow as train_stage
-from tests.conftest import REPO, TINY_CORPUS, fails
+from tests.helpers.data import TINY_CORPUS
+from tests.helpers.repo import REPO
+from tests.helpers.stages import fails
 from tests.memory import measure, python
 from tests.test_text import options
 

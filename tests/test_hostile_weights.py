@@ -25,7 +25,7 @@ from dllabs.errors import DataError, ParamsError
 from dllabs.models import efficientnet_lite, torch_state
 from dllabs.models.applications import application_base
 from dllabs.models.torch_state import read_state_dict
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 from tests.memory import Measured, measure, python
 from tests.torch_files import Storage, torch_save
 

@@ -19,7 +19,7 @@ from dllabs.labs.keras_cbow import (
 )
 from dllabs.models.word2vec_files import load_word2vec, save_word2vec
 from dllabs.params import CBOW
-from tests.conftest import TINY_CORPUS as CORPUS
+from tests.helpers.data import TINY_CORPUS as CORPUS
 
 
 def make_cbow(default_params: dict, **changes: object) -> CBOW:

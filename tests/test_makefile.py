@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -10,7 +10,8 @@ import pytest
 
 from dllabs.errors import ParamsError
 from dllabs.params import load_params, read_yaml, validate_params
-from tests.conftest import REPO, set_key
+from tests.helpers.repo import REPO
+from tests.helpers.stages import set_key
 
 
 def error_for(default_params: dict, **overrides) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DVC, copy_of, sh
+from tests.helpers.repo import DVC, copy_of, sh
 
 
 @pytest.fixture(scope="module")

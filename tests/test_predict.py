@@ -25,7 +25,9 @@ from dllabs.models.word2vec_files import load_word2vec
 from dllabs.outputs import save_json
 from dllabs.prediction import command as predict_command
 from dllabs.prediction.batches import Predictor
-from tests.conftest import DVC, REPO, commit_all, copy_of, outcome, png_header_only, sh
+from tests.helpers.data import png_header_only
+from tests.helpers.repo import DVC, REPO, commit_all, copy_of, sh
+from tests.helpers.stages import outcome
 
 
 @pytest.fixture(scope="module")

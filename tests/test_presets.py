@@ -18,7 +18,7 @@ from dllabs.params import CNN, MLP, Base, validate_params
 from dllabs.tooling.presets import compose, compose_yaml, preset_names, stale_params
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import fit
-from tests.conftest import DVC, REPO, copy_of, sh
+from tests.helpers.repo import DVC, REPO, copy_of, sh
 
 CONF = REPO / "conf"
 FOLDER = "data.images_dir=/photos"  # the photos preset needs the user's folder

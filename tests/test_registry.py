@@ -15,7 +15,7 @@ import yaml
 from dllabs.labs import registry
 from dllabs.labs.registry import LABS, SHARED_STAGES, Lab
 from dllabs.tooling.reproducibility import declared_metrics
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 
 def expanded_stages(dvc_yaml: dict[str, Any]) -> dict[str, dict[str, Any]]:

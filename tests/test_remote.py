@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DVC, copy_of, sh
+from tests.helpers.repo import DVC, copy_of, sh
 from tests.s3_server import create_bucket, s3_server
 
 QUICK = 180  # seconds for a git or DVC command that runs no stage (a few on 2 busy cores)

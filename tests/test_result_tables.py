@@ -11,7 +11,7 @@ import pytest
 
 from dllabs.labs.registry import LABS
 from dllabs.tooling import result_tables
-from tests.conftest import REPO
+from tests.helpers.repo import REPO
 
 # What the check reads: the pages that hold blocks, and what the blocks are written from.
 SOURCES = ("README.md", "docs", "dvc.yaml", "metrics", "reports", "benchmarks/results")

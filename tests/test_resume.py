@@ -21,14 +21,15 @@ import keras
 import numpy as np
 import pytest
 
-from dllabs.data.arrays import save_arrays
 from dllabs.errors import LabError
 from dllabs.models.builders import build_mlp
 from dllabs.params import MLP, Base
 from dllabs.training.devices import setup_run
 from dllabs.training.fit import fit
 from dllabs.training.resume import Checkpoint, TrainingState, resumable
-from tests.conftest import REPO, run_stage
+from tests.helpers.data import save_arrays
+from tests.helpers.repo import REPO
+from tests.helpers.stages import run_stage
 from tests.test_training import tiny_data
 from tests.test_transfer import images as transfer_images
 

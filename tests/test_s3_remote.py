@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DVC, copy_of, sh
+from tests.helpers.repo import DVC, copy_of, sh
 from tests.loopback import free_port
 from tests.s3_server import refused_credentials
 from tests.test_remote import (

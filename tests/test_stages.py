@@ -21,15 +21,9 @@ from dllabs.data.fetch import RemoteFile, file_hash
 from dllabs.tooling import code_deps
 from stages import download, preprocess
 from stages import tokenize as tokenize_stage
-from tests.conftest import (
-    DOWNLOAD_ARGS,
-    PREPROCESS_ARGS,
-    REPO,
-    TOKENIZE_ARGS,
-    fails,
-    make_image_folder,
-    run_stage,
-)
+from tests.helpers.data import make_image_folder
+from tests.helpers.repo import REPO
+from tests.helpers.stages import DOWNLOAD_ARGS, PREPROCESS_ARGS, TOKENIZE_ARGS, fails, run_stage
 
 
 def run_all() -> None:

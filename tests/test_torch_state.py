@@ -13,7 +13,7 @@ import pytest
 
 from dllabs.errors import DataError
 from dllabs.models.torch_state import TensorInfo, open_state_dict, read_state_dict
-from tests.conftest import CreatesAFile
+from tests.helpers.data import CreatesAFile
 from tests.torch_files import torch_save
 
 ARRAYS = {

@@ -159,8 +159,8 @@ def test_the_guard_stops_a_nan_loss_at_once() -> None:
 def test_a_diverged_stage_exits_one_line_and_writes_nothing(
     workdir, tmp_path: Path, default_params: dict
 ) -> None:
-    from dllabs.data.arrays import save_arrays
-    from tests.conftest import run_stage
+    from tests.helpers.data import save_arrays
+    from tests.helpers.stages import run_stage
 
     x, y = tiny_data(90)
     save_arrays(

@@ -114,9 +114,9 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     tiny, workdir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two classes of photos (cats and dogs): the pipeline base cannot apply; nothing fails."""
-    from dllabs.data.arrays import save_arrays
     from dllabs.evaluation.reports import results_table
     from stages import evaluate_transfer, pretrain_base, train_transfer
+    from tests.helpers.data import save_arrays
 
     workdir()
     data = images(n_classes=2)
@@ -450,9 +450,9 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
     evaluation stage and `dl-labs predict transfer` on a saved image."""
     from PIL import Image
 
-    from dllabs.data.arrays import save_arrays
     from dllabs.prediction import command as predict_command
     from stages import evaluate_transfer, pretrain_base, train_transfer
+    from tests.helpers.data import save_arrays
 
     quick = {
         f"transfer.{phase}.{key}": value

@@ -33,7 +33,8 @@ from dllabs.tuning.pruning import TRIAL_ENV, TrialLink, TrialOrphaned, TrialPrun
 from dllabs.tuning.report import write_report
 from dllabs.tuning.space import load_space, override_value
 from dllabs.tuning.study import check_study_name
-from tests.conftest import DVC, REPO, copy_of, outcome, sh
+from tests.helpers.repo import DVC, REPO, copy_of, sh
+from tests.helpers.stages import outcome
 
 TUNE = [sys.executable, "-m", "dllabs", "tune"]
 

@@ -38,7 +38,7 @@ import pytest
 from dllabs.tuning.space import load_space
 from dllabs.tuning.storage import make_pruner, open_storage, shown_url
 from dllabs.tuning.study import make_sampler, open_study
-from tests.conftest import REPO, sh
+from tests.helpers.repo import REPO, sh
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (a fixture)
 from tests.test_remote import Storage, clone, dvc, experiments, s3_storage, share
 

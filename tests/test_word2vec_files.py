@@ -16,7 +16,8 @@ from dllabs.errors import DataError
 from dllabs.labs.word2vec import train_cbow
 from dllabs.models.word2vec_files import load_vectors, load_word2vec, save_vectors, save_word2vec
 from dllabs.params import CBOW
-from tests.conftest import REPO, TINY_CORPUS, CreatesAFile
+from tests.helpers.data import TINY_CORPUS, CreatesAFile
+from tests.helpers.repo import REPO
 
 
 @pytest.fixture(scope="module")

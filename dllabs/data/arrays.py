@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -103,14 +103,6 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     array = np.asarray(array)
     with NpyWriter(path, array.shape, array.dtype) as writer:
         writer.write(array)
-
-
-def save_arrays(folder: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """One ``<name>.npy`` per array in ``folder`` (created if missing)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        save_npy(folder / f"{name}.npy", array)
 
 
 def load_npy(path: str | Path) -> np.ndarray:

@@ -4,7 +4,7 @@ Each lab is scored by its own stage (``evaluate_classifier@mlp``, ``evaluate_cla
 ``evaluate_anomaly``, ``evaluate_cbow``, ``evaluate_transfer``), so a change to one lab reruns
 that lab's evaluation and this summary only, and a lab that fails (``dvc repro --keep-going``)
 leaves the others' metrics written. This stage runs last and reads only what they wrote: the
-metrics JSON of every lab and the architecture tables of the two image classifiers.
+metrics JSON of every lab and the architecture tables of the image classifiers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dllabs.errors import DataError, one_line, stage_errors
 from dllabs.evaluation.reports import results_table, runs_table, summary_markdown
-from dllabs.labs.registry import LABS
+from dllabs.labs.registry import LABS, classifier_labs
 from dllabs.outputs import load_json, staged_outputs
 from dllabs.stage_args import parse_paths
 
@@ -41,14 +41,13 @@ def main(argv: list[str] | None = None) -> None:
             "evaluate",
             __doc__,
             **{f"{lab}_metrics": f"lab {lab}'s metrics (.json)" for lab in LABS},
-            mlp_report="MLP architecture (.md)",
-            cnn_report="CNN architecture (.md)",
+            **{f"{lab}_report": f"{lab.upper()} architecture (.md)" for lab in classifier_labs()},
             summary="output summary of every lab (.md)",
         )
         labs = {lab: lab_metrics(lab, getattr(args, f"{lab}_metrics")) for lab in LABS}
         architectures = {
             f"{name.upper()} architecture": getattr(args, f"{name}_report").read_text("utf-8")
-            for name in ("mlp", "cnn")
+            for name in classifier_labs()
         }
         with staged_outputs() as out:
             out.file(args.summary).write_text(summary_markdown(labs, architectures), "utf-8")

@@ -22,7 +22,7 @@ import numpy as np
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors
 from dllabs.evaluation.reports import classification_metrics, misclassified_grid
-from dllabs.labs.registry import LABS as REGISTRY
+from dllabs.labs.registry import classifier_labs
 from dllabs.models.builders import architecture_markdown
 from dllabs.models.inputs import ModelFolder
 from dllabs.models.loading import load_model
@@ -33,8 +33,7 @@ from dllabs.stage_args import parse_paths
 from dllabs.training.callbacks import open_live
 from dllabs.training.devices import setup_run
 
-# The labs this stage scores (a foreach over them in dvc.yaml).
-LABS = tuple(name for name, lab in REGISTRY.items() if f"evaluate_classifier@{name}" in lab.stages)
+LABS = classifier_labs()  # the labs this stage scores
 
 
 def evaluate_classifier(

@@ -268,6 +268,12 @@ def count_keys() -> frozenset[str]:
     return COMMON_COUNTS.union(*(lab.counts for lab in LABS.values()))
 
 
+def classifier_labs() -> tuple[str, ...]:
+    """The image classifiers that ``evaluate_classifier`` scores (a ``foreach`` over them in
+    ``dvc.yaml``), each writing an architecture table the summary shows."""
+    return tuple(name for name, lab in LABS.items() if f"evaluate_classifier@{name}" in lab.stages)
+
+
 def lab_of_stage(stage: str) -> str | None:
     """The lab a ``dvc.yaml`` stage belongs to; None for a shared stage (or an unknown one)."""
     return next((lab.name for lab in LABS.values() if stage in lab.stages), None)

@@ -36,7 +36,7 @@ from dllabs.errors import ParamsError, os_error
 PARAMS_FILE = "params.yaml"
 # The committed params.yaml is about 3 KB; a list of a thousand class names or stopwords is tens
 # of KB. A params file past this is not one: the pure-Python YAML parser DVC and the stages share
-# takes about 1.5 s per 256 KB here, and took 88 s and gigabytes of memory on 12 MB.
+# takes seconds on a file this size and minutes and gigabytes of memory on megabytes.
 MAX_PARAMS_BYTES = 256 * 1024
 MAX_DEPTH = 32  # params nest four levels deep; a parser recurses once per level
 MAX_INT_DIGITS = 100  # Python refuses to convert past 4,300 digits; no param needs more than 20

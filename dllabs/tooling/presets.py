@@ -60,8 +60,9 @@ def preset_names(conf_dir: Path = CONF_DIR) -> list[str]:
 def check_conf(conf_dir: Path = CONF_DIR) -> None:
     """Read each file of ``conf_dir`` as the stages read ``params.yaml``
     (:func:`dllabs.params.read_yaml`), before Hydra does: one over the size limit, not UTF-8, or
-    holding anchors and aliases (13 KB of nested ones took Hydra 39 s) is refused in one line with
-    its file and line; so is a value that calls a resolver outside :data:`PURE_RESOLVERS`."""
+    holding anchors and aliases (the probe in ``tests/test_hostile_params.py``: 13 KB of nested
+    ones took Hydra 39 s) is refused in one line with its file and line; so is a value that calls
+    a resolver outside :data:`PURE_RESOLVERS`."""
     for path in sorted(Path(conf_dir).rglob("*.yaml")):
         _refuse_machine_reads(read_yaml(path), path)
 

@@ -21,8 +21,8 @@ one, so a kill at any moment leaves the previous epoch's checkpoint whole:
   (DVCLive's own ``resume=True`` reads an existing DVCLive folder, but a stage writes its folder
   afresh in a temporary, ``dllabs.outputs``, and DVC deletes the old one before the run.)
 
-Measured cost per epoch, on this project's 2-core machine: 10 ms for the default MLP and CNN
-(1-2 MB); 1.3 s for a ResNet50 base trained with Adam (410 MB).
+Its cost grows with the state saved each epoch: 1-2 MB for the default MLP and CNN, 410 MB for a
+ResNet50 base trained with Adam.
 
 The data order needs nothing saved: :class:`~dllabs.data.datasets.ImageBatches` draws each
 epoch's order from ``(base.seed, epoch)``, and ``fit`` starts a resumed run's batches at its first
@@ -243,7 +243,7 @@ def fingerprint(model: keras.Model, arrays: Iterable[Any], settings: dict[str, A
     """A hash of what decides a training run's result (see module docstring).
 
     Call it before training: the model's variables then hold their initial values. The arrays are
-    hashed whole (0.6 s per GB here), which catches any change of data, where a file's size and
+    hashed whole, which catches any change of data, where a file's size and
     modification time would miss a transfer draw of other images from the same file. Arrays on
     disk (``dllabs.data.arrays.NpyRows``) are read a block of rows at a time, never whole.
     """

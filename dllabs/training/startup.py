@@ -34,6 +34,7 @@ def start_keras_stage(stage: str) -> None:
         sys.exit(1)
     if backend == "tensorflow":
         # TensorFlow's import builds its TFLite converter, which imports JAX when it is installed
-        # (0.4-0.7 s a process) for a JAX conversion nothing here runs; JAX serves only the jax
-        # backend. A None entry makes `import jax` fail, which TFLite expects and skips.
+        # (0.7 s of a process's start on this project's 2-core session machine, Dec 2026) for a
+        # JAX conversion nothing here runs; JAX serves only the jax backend. A None entry makes
+        # `import jax` fail, which TFLite expects and skips.
         sys.modules.setdefault("jax", None)

@@ -1,6 +1,7 @@
-"""One exception type for bad params or bad data, and the wrapper that reports it.
+"""The exceptions for bad params (:class:`ParamsError`) and bad data (:class:`DataError`), both a
+:class:`LabError`, and the wrapper that reports them.
 
-Stages raise :class:`LabError` with a message that names the param key or the file and what was
+Stages raise a :class:`LabError` with a message that names the param key or the file and what was
 expected. :func:`stage_errors` turns it into a single ``error: ...`` line on stderr and exit code 1,
 so users see the cause rather than a traceback; Ctrl-C gives one line and exit code 130.
 """

@@ -16,8 +16,6 @@ import numpy as np
 from dllabs.errors import DataError
 from dllabs.evaluation.stats import average_precision, bootstrap, roc_auc, wilson
 
-LOSSES = ("mae", "mse", "binary_crossentropy")
-
 
 def reconstruction_errors(x: np.ndarray, reconstructed: np.ndarray, loss: str) -> np.ndarray:
     """Per-row error, measured with the loss the autoencoder was trained on."""

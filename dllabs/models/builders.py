@@ -184,8 +184,9 @@ def build_cnn(
 def resize_to(x: keras.KerasTensor, size: list[int] | None) -> keras.KerasTensor:
     """Images resized (antialiased) to ``size`` inside the model, first, so augmentation and
     convolutions work on the smaller image; unchanged when ``size`` is None or theirs already.
-    Photos kept large for the transfer lab train lab 2's CNN at a CNN's size this way, and a
-    saved model still takes the images as ``preprocess`` stored them."""
+    The photos preset stores photos large, as the transfer lab's ImageNet bases need them; lab 2's
+    CNN trains on them at a CNN's size this way, and its saved model still takes the images as
+    ``preprocess`` stored them."""
     if size is None or list(size) == list(x.shape[1:3]):
         return x
     return layers.Resizing(*size, antialias=True, name="resize")(x)

@@ -16,10 +16,10 @@ how many processes there are, which one it is and where process 0 (the coordinat
 :func:`join` (run by :func:`dllabs.training.startup.start_keras_stage` before anything starts JAX: a
 JAX that has probed its devices stays single-process, jax-ml/jax#12258) calls
 ``jax.distributed.initialize``, the call ``keras.distribution.initialize`` makes on JAX, with time
-limits; ``dllabs.training`` then sets ``keras.distribution.DataParallel`` over every process's
-devices. Each process feeds its share of every global batch, the gradients are averaged across
-processes every step, and every process ends with the same weights. Only process 0 writes outputs
-(``dllabs.outputs``).
+limits; :mod:`dllabs.training.devices` then sets ``keras.distribution.DataParallel`` over every
+process's devices. Each process feeds its share of every global batch, the gradients are averaged
+across processes every step, and every process ends with the same weights. Only process 0 writes
+outputs (``dllabs.outputs``).
 
 JAX ends a process with a C++ stack trace when a peer vanishes or never connects. A watchdog
 thread says it in one line first and exits 1, its staged outputs discarded: each process bumps a

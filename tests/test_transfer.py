@@ -49,6 +49,21 @@ def tiny(default_params: dict) -> tuple[Transfer, CNN]:
     return Transfer(**raw), cnn
 
 
+# train_transfer's command line in the tests that run lab 5 in-process, in the working folder.
+TRAIN_TRANSFER_ARGS = [
+    "--images",
+    "images",
+    "--pretrained",
+    "pre",
+    "--model",
+    "tr",
+    "--plots",
+    "tr_plots",
+    "--validation",
+    "validation.json",
+]
+
+
 def images(n_classes: int = 10, per_class: int = 8, seed: int = 0) -> ImageSplits:
     """Random 8x8 grayscale images with a class-dependent bright row, in three splits."""
     rng = np.random.default_rng(seed)
@@ -123,20 +138,7 @@ def test_stages_record_not_applicable_and_evaluate_reports_it(
     arrays = {f"{k}_{s}": a for s, (x, y) in data.splits.items() for k, a in (("x", x), ("y", y))}
     save_arrays("images", {**arrays, "class_names": np.array(["cat", "dog"])})
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
-    train_transfer.main(
-        [
-            "--images",
-            "images",
-            "--pretrained",
-            "pre",
-            "--model",
-            "tr",
-            "--plots",
-            "tr_plots",
-            "--validation",
-            "validation.json",
-        ]
-    )
+    train_transfer.main(TRAIN_TRANSFER_ARGS)
     assert "not applicable" in (Path("pre") / "summary.json").read_text()
     metrics = evaluate_transfer.evaluate_transfer(Path("tr"), ImageSplits.load("images", ("test",)))
     assert metrics["not_applicable"].startswith("transfer.base pipeline needs at least 4 classes")
@@ -484,20 +486,7 @@ def test_two_classes_of_photos_transfer_from_imagenet_end_to_end(workdir) -> Non
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y
     save_arrays("images", arrays)
     pretrain_base.main(["--images", "images", "--model", "pre", "--plots", "pre_plots"])
-    train_transfer.main(
-        [
-            "--images",
-            "images",
-            "--pretrained",
-            "pre",
-            "--model",
-            "tr",
-            "--plots",
-            "tr_plots",
-            "--validation",
-            "validation.json",
-        ]
-    )
+    train_transfer.main(TRAIN_TRANSFER_ARGS)
     assert "efficientnet_lite0" in (Path("pre") / "summary.json").read_text()  # nothing trained
     summary = json.loads((Path("tr") / "summary.json").read_text())
     draw = summary["repeats"][0]

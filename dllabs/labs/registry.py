@@ -12,7 +12,8 @@ What reads the records:
   ``headline``, ``plots``;
 - ``dl-labs predict``: ``model``; the multi-process start-up (:mod:`dllabs.training.cluster`):
   ``multi_process``; the reproducibility check (:mod:`dllabs.tooling.reproducibility`): ``counts``;
-- ``dl-labs tune`` (:mod:`dllabs.tuning.labs`): ``search``, or ``no_search`` saying why not.
+- ``dl-labs tune`` (:mod:`dllabs.tuning.labs`): ``search``, or ``no_search`` saying why not;
+- the documentation's figures (:mod:`dllabs.tooling.doc_figures`): ``figures``.
 
 Imports nothing heavy (no NumPy, no Keras): the data stages and the command line read it.
 """

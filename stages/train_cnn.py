@@ -12,7 +12,7 @@ from __future__ import annotations
 if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
     from dllabs.training.startup import start_keras_stage
 
-    start_keras_stage("train_cnn")
+    start_keras_stage("train_cnn", multi_process=True)
 
 from dllabs.data.datasets import ImageBatches, ImageSplits
 from dllabs.errors import stage_errors

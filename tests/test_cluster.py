@@ -300,8 +300,8 @@ def test_a_stage_that_trains_on_one_process_refuses_a_cluster(tmp_path, default_
     for code, _, err in results:
         assert code == 1
         assert one_error_line(err).endswith(
-            "this stage runs on one process, but Keras's variables start 2: start it once "
-            "(train_mlp and train_cnn train on several)"
+            "this stage runs on one process, but Keras's variables start 2: start it once (the "
+            "training stages that run on several are listed in docs/guides/backends-and-devices.md)"
         )
 
 

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,7 +110,15 @@ def test_the_tables_that_used_to_be_kept_by_hand_read_the_registry() -> None:
     from dllabs.training import cluster
     from dllabs.tuning import labs as tuning_labs
 
-    assert cluster.MULTI_PROCESS_STAGES == ("train_mlp", "train_cnn")
+    # The stages declare it at start-up (so that the cluster code, which every training stage
+    # runs, need not read the registry); the registry's records must say the same.
+    declared = {
+        path.stem
+        for path in (REPO / "stages").glob("*.py")
+        if f'start_keras_stage("{path.stem}", multi_process=True)' in path.read_text()
+    }
+    assert declared == set(registry.multi_process_stages()) == {"train_mlp", "train_cnn"}
+    assert "multi_process_stages" not in Path(cluster.__file__).read_text()
     assert {"n", "vocab_size", "repeats", "test_images"} <= reproducibility.COUNTS
     assert set(tuning_labs.LABS) == {name for name, lab in LABS.items() if lab.search}
     assert set(tuning_labs.NO_VALIDATION) == {name for name, lab in LABS.items() if not lab.search}

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from dllabs.errors import ParamsError
-from dllabs.labs.registry import multi_process_stages
 from dllabs.processes import distributed
 
 TIMEOUT_ENV = "DL_LABS_CLUSTER_TIMEOUT"
@@ -268,31 +267,31 @@ def _watch_peers(cluster: Cluster, client: object, timeout: float) -> None:
     threading.Thread(target=beat, name="dl-labs-cluster-peers", daemon=True).start()
 
 
-MULTI_PROCESS_STAGES = multi_process_stages()  # the stages that train on several processes
-
-
 def one_process_only(cluster: Cluster) -> ParamsError:
     return ParamsError(
         f"this stage runs on one process, but {cluster.source}'s variables start "
-        f"{cluster.processes}: start it once "
-        f"({' and '.join(MULTI_PROCESS_STAGES)} train on several)"
+        f"{cluster.processes}: start it once (the training stages that run on several are "
+        "listed in docs/guides/backends-and-devices.md)"
     )
 
 
 def join(
-    backend: str, env: Mapping[str, str] | None = None, stage: str | None = None
+    backend: str,
+    env: Mapping[str, str] | None = None,
+    stage: str | None = None,
+    multi_process: bool = False,
 ) -> Cluster | None:
     """Join the cluster the environment describes, if any; call before JAX starts.
 
     Raises :class:`ParamsError` for a backend other than JAX with more than one process, a
-    ``stage`` that trains on one process (refused before any process joins: one that leaves a
-    cluster early makes JAX abort the others), bad variables, or a coordinator that cannot be
-    listened on or reached.
+    ``stage`` that does not declare ``multi_process`` (refused before any process joins: one
+    that leaves a cluster early makes JAX abort the others), bad variables, or a coordinator that
+    cannot be listened on or reached.
     """
     cluster = from_environment(env)
     if cluster is None:
         return None
-    if stage is not None and stage not in MULTI_PROCESS_STAGES:
+    if stage is not None and not multi_process:
         raise one_process_only(cluster)
     if backend != "jax":
         raise ParamsError(

@@ -21,14 +21,18 @@ from dllabs.training.backend import quiet_tensorflow_start, select_backend
 from dllabs.training.cluster import join
 
 
-def start_keras_stage(stage: str) -> None:
+def start_keras_stage(stage: str, multi_process: bool = False) -> None:
     """Keep TensorFlow's start-up notices off stderr, set Keras's backend from ``params.yaml``'s
-    ``base.backend``, and join the other processes when a launcher started several; a bad setting
-    ends the process with one line, before Keras loads."""
+    ``base.backend``, and join the other processes when a launcher started several, which only a
+    stage that trains on several processes (``multi_process``, as its lab's registry record says)
+    accepts; a bad setting ends the process with one line, before Keras loads.
+
+    The stage declares it here rather than the cluster code reading the lab registry, so that an
+    edit of the registry (a label, a figure) reruns no training stage."""
     quiet_tensorflow_start()
     try:
         backend = select_backend()
-        join(backend, stage=stage)
+        join(backend, stage=stage, multi_process=multi_process)
     except ParamsError as exc:
         print(f"{stage}: error: {exc}", file=sys.stderr)
         sys.exit(1)

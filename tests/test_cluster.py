@@ -19,6 +19,7 @@ import yaml
 from dllabs.errors import ParamsError
 from dllabs.training.cluster import Cluster, from_environment, join, timeout_seconds
 from tests.helpers.repo import REPO
+from tests.helpers.stages import TRAIN_MLP_ARGS
 from tests.loopback import free_port
 
 needs_jax = pytest.mark.skipif(
@@ -226,18 +227,7 @@ def stage_workspace(
     return tmp_path
 
 
-MLP_STAGE = [
-    "-m",
-    "stages.train_mlp",
-    "--images",
-    "data/processed/images",
-    "--model",
-    "models/mlp",
-    "--plots",
-    "plots/mlp",
-    "--validation",
-    "metrics/validation/mlp.json",
-]
+MLP_STAGE = ["-m", "stages.train_mlp", *TRAIN_MLP_ARGS]
 
 
 def listing(root: Path) -> list[str]:

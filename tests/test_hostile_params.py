@@ -24,7 +24,7 @@ from dllabs.tooling.presets import compose_yaml
 from dllabs.training import backend
 from dllabs.training.cluster import from_environment, timeout_seconds
 from tests.helpers.repo import REPO
-from tests.helpers.stages import set_key
+from tests.helpers.stages import TRAIN_MLP_ARGS, set_key
 from tests.memory import measure, python
 
 PARAMS = (REPO / "params.yaml").read_text(encoding="utf-8")
@@ -285,18 +285,8 @@ def test_a_tensorflow_stage_that_fails_prints_one_line(tmp_path, default_params,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(STAGE_ENV, **({"TF_CPP_MIN_LOG_LEVEL": level} if level else {}))
-    args = [
-        "--images",
-        "data/processed/images",
-        "--model",
-        "models/mlp",
-        "--plots",
-        "plots/mlp",
-        "--validation",
-        "metrics/validation/mlp.json",
-    ]
     done = subprocess.run(
-        python("-m", "stages.train_mlp", *args),
+        python("-m", "stages.train_mlp", *TRAIN_MLP_ARGS),
         cwd=tmp_path,
         env=env,
         capture_output=True,

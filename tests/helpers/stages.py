@@ -39,6 +39,17 @@ PREPROCESS_ARGS = [
 ]
 
 
+# train_mlp's paths as dvc.yaml gives them.
+TRAIN_MLP_ARGS = [
+    "--images",
+    "data/processed/images",
+    "--model",
+    "models/mlp",
+    "--plots",
+    "plots/mlp",
+    "--validation",
+    "metrics/validation/mlp.json",
+]
 TOKENIZE_ARGS = [
     "--raw-text",
     "data/raw/text",

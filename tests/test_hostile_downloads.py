@@ -253,6 +253,10 @@ def test_a_signal_during_a_download_leaves_no_partial_file_in_the_cache_or_the_o
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default action, as a terminal's foreground job has it: a test run started in
+        # the background (`make test &`) passes SIGINT on ignored, and the stage, as any program
+        # started so, rightly keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for_partial(process, root / ".cache")

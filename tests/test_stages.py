@@ -569,7 +569,7 @@ def test_only_the_stages_that_run_keras_start_it_and_the_others_import_none_of_i
         files = code_deps.source_closure(f"stages.{path.stem}", REPO)
         code = [(REPO / f).read_text() for f in files if f.endswith(".py")]
         runs_keras = any(keras_import.search(text) for text in code)
-        starts = f'start_keras_stage("{path.stem}")' in path.read_text()
+        starts = f'start_keras_stage("{path.stem}"' in path.read_text()
         assert runs_keras == starts, path.name
         if not runs_keras:
             plain.append(path.stem)

@@ -81,20 +81,14 @@ def test_keras_already_running_on_another_backend_is_refused(tmp_path, default_p
         backend.select_backend(path)
 
 
+def mlp_paths(images: str) -> list[str]:
+    """train_mlp's command line with scratch output paths, reading images from ``images``."""
+    return ["--images", images, "--model", "m", "--plots", "p", "--validation", "v.json"]
+
+
 def test_a_stage_with_an_unknown_backend_exits_with_one_line(workdir) -> None:
     root = workdir(**{"base.backend": "theano"})
-    done = run_stage(
-        "train_mlp",
-        "--images",
-        "x",
-        "--model",
-        "m",
-        "--plots",
-        "p",
-        "--validation",
-        "v.json",
-        cwd=root,
-    )
+    done = run_stage("train_mlp", *mlp_paths("x"), cwd=root)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "train_mlp: error: base.backend is 'theano'; expected one of tensorflow, jax, torch"
@@ -217,18 +211,7 @@ def test_a_stage_records_the_backend_it_trained_on(workdir) -> None:
     x = (rng.integers(0, 60, (60, 4, 4, 1)) + y[:, None, None, None] * 90).astype(np.uint8)
     arrays = {"x_train": x[:45], "y_train": y[:45], "x_val": x[45:], "y_val": y[45:]}
     save_arrays(root / "images", {**arrays, "class_names": np.array(["a", "b", "c"])})
-    done = run_stage(
-        "train_mlp",
-        "--images",
-        "images",
-        "--model",
-        "m",
-        "--plots",
-        "p",
-        "--validation",
-        "v.json",
-        cwd=root,
-    )
+    done = run_stage("train_mlp", *mlp_paths("images"), cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((root / "m" / "summary.json").read_text())
     assert summary["backend"] == "jax" and summary["platform"]["backend"] == "jax"

@@ -6,8 +6,8 @@ before it in place:
 - ``dvc``: ``dvc repro --single-item --force <stage>``, the wall time DVC takes to run it (its own
   bookkeeping: hashing deps and outs, the run cache, the lock file, plus the command);
 - ``command``: the stage's command run directly (the same ``${py}`` variables), its wall time;
-- ``start``: a Python process that imports the stage's module and exits (interpreter start-up
-  and imports: what every run of the stage pays before its work);
+- ``start``: the stage's module run with ``--help`` (interpreter start-up, the stage's start-up
+  and imports, reading the params: what every run of the stage pays before its work);
 - ``training``: the seconds the stage's own record says it trained (``train_seconds`` in the
   summaries and metrics it writes), where it trains.
 
@@ -46,7 +46,7 @@ def stages_in_order(repo: Path) -> list[str]:
         graph = dvc_repo.index.graph
         import networkx as nx
 
-        return [stage.addressing for stage in reversed(list(nx.topological_sort(graph)))]
+        return [stage.name for stage in reversed(list(nx.topological_sort(graph)))]
 
 
 def stage_command(repo: Path, name: str) -> list[str]:
@@ -54,7 +54,7 @@ def stage_command(repo: Path, name: str) -> list[str]:
     from dvc.repo import Repo
 
     with Repo(str(repo)) as dvc_repo:
-        stage = next(s for s in dvc_repo.index.stages if s.addressing == name)
+        stage = next(s for s in dvc_repo.index.stages if s.name == name)
         return ["bash", "-c", stage.cmd]
 
 
@@ -87,7 +87,7 @@ def measure(repo: Path) -> list[dict]:
     rows = []
     for name in stages_in_order(repo):
         module = name.split("@")[0]
-        start = timed([sys.executable, "-c", f"import stages.{module}"], repo)
+        start = timed([sys.executable, "-m", f"stages.{module}", "--help"], repo)
         dvc_seconds = timed([str(BIN / "dvc"), "repro", "--single-item", "--force", name], repo)
         command = timed(stage_command(repo, name), repo)
         rows.append(

@@ -11,8 +11,8 @@
    (Keras imported before the clock starts), in turn, ``--repeats`` times each.
 
 Each search runs in a clone of this repository's HEAD with its outputs checked out from a copy of
-its DVC cache of its own (as ``benchmarks/queue.py`` does), so only the trials' stages run and no
-search finds another's trainings in the run cache. The test split is left unread
+its DVC cache of its own (as ``benchmarks/dvc_queue.py`` does), so only the trials' stages run and
+no search finds another's trainings in the run cache. The test split is left unread
 (``--no-test``). Writes ``benchmarks/results/tuning.json``.
 
     python benchmarks/tuning.py [--trials 12] [--worker-trials 6] [--repeats 3] [--only PART]

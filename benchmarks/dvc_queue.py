@@ -8,9 +8,9 @@ workspace is a clone of this repository's HEAD with the committed outputs checke
 copy of its DVC cache, so only the queued stages run.
 
 Writes the wall-clock seconds of each round, from ``dvc queue start`` until the queue is empty,
-and their ratio to ``benchmarks/results/queue.json``.
+and their ratio to ``benchmarks/results/dvc_queue.json``.
 
-    python benchmarks/queue.py [--epochs 40] [--rounds 2]
+    python benchmarks/dvc_queue.py [--epochs 40] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from clones import BIN, ROOT, sh, workspace  # benchmarks/clones.py, beside this script
 
-RESULTS = ROOT / "benchmarks" / "results" / "queue.json"
+RESULTS = ROOT / "benchmarks" / "results" / "dvc_queue.json"
 
 
 def round_seconds(repo: Path, jobs: int, rates: list[float], epochs: int) -> float:

@@ -579,6 +579,25 @@ def test_only_the_stages_that_run_keras_start_it_and_the_others_import_none_of_i
     )
 
 
+def test_the_start_up_imports_keras_without_scikit_learn_and_matplotlib_yet_both_import_after(
+    workdir,
+) -> None:
+    """Keras loads scikit-learn and matplotlib for features no stage uses (0.9 s a stage); the
+    start-up keeps them out of Keras's import, and a stage that needs them imports them later."""
+    probe = (
+        "import sys\n"
+        "print(*(name in sys.modules for name in ('keras', 'sklearn', 'matplotlib')))\n"
+        "import matplotlib.pyplot as plt, sklearn.metrics as metrics\n"
+        "print(metrics.accuracy_score([0, 1], [0, 1]), callable(plt.figure))\n"
+    )
+    started = "from dllabs.training.startup import start_keras_stage\nstart_keras_stage('x')\n"
+    root = workdir(**{"base.backend": "tensorflow"})
+    command = [sys.executable, "-c", started + probe]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False", "False", "1.0", "True"]
+
+
 def test_a_tensorflow_stage_does_not_import_jax_with_tensorflow(workdir) -> None:
     """TensorFlow's TFLite converter imports JAX when it is installed; the start-up keeps it out
     of a TensorFlow stage (a TensorFlow import without the start-up is the control)."""

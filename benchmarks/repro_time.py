@@ -68,16 +68,16 @@ def timed(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> floa
 
 
 def training_seconds(repo: Path, name: str) -> float | None:
-    """``train_seconds`` summed over the JSON files the stage writes (its model summaries and
-    metrics), or None for a stage that trains nothing."""
+    """``train_seconds`` summed over the JSON files in the model folders the stage writes, or
+    None for a stage that trains nothing (an evaluation copies its lab's figure into its
+    metrics: not counted twice)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))["stages"][name]
     total, found = 0.0, False
     for out in lock.get("outs", []):
         path = repo / out["path"]
-        files = [path] if path.is_file() else sorted(path.rglob("summary.json"))
-        for file in files:
-            if file.suffix != ".json":
-                continue
+        if not out["path"].startswith("models/") or not path.is_dir():
+            continue
+        for file in sorted(path.rglob("*.json")):
             for match in re.finditer(r'"train_seconds":\s*([0-9.]+)', file.read_text()):
                 total, found = total + float(match[1]), True
     return round(total, 1) if found else None

@@ -8,12 +8,14 @@ training), so they test the wiring, not the scores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -330,15 +332,23 @@ def study_of(root: Path, name: str) -> optuna.Study:
 
 def trials_so_far(root: Path, name: str, state: optuna.trial.TrialState | None = None) -> list:
     """The trials of a study that a search started in the background is creating: none while
-    its storage's file, tables or study do not exist yet."""
-    from sqlalchemy.exc import OperationalError
+    its storage's file, tables or study do not exist yet.
 
-    if not (root / ".tune/studies.db").is_file():  # SQLite would fail to open it
+    Optuna's storage creates the tables and stamps their schema version when it opens a new
+    database, so opening one while the search is still creating it races the search (a
+    duplicate version row). A read-only look for the study comes first: once the study exists,
+    its database is complete."""
+    database = root / ".tune/studies.db"
+    if not database.is_file():
         return []
     try:
-        trials = study_of(root, name).trials
-    except (KeyError, OperationalError):  # the study, or its tables, not created yet
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # the tables not created yet, or the file still empty
         return []
+    if not found:
+        return []
+    trials = study_of(root, name).trials
     return [t for t in trials if state is None or t.state == state]
 
 

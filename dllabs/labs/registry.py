@@ -97,65 +97,57 @@ class Lab:
     figures: Figures | None = None  # what its documentation page shows
 
 
+def image_classifier(name: str, label: str, model: str, run: str) -> Lab:
+    """Labs 1 and 2: an image classifier trained by ``train_<name>`` on several processes when
+    launched so, scored on the test images by the shared ``evaluate_classifier@<name>``, and
+    searched on its validation accuracy. ``model`` is its name in tables and figures, ``run``
+    the params its documentation figures name (``base.seed`` is added)."""
+    train, evaluate = f"train_{name}", f"evaluate_classifier@{name}"
+    return Lab(
+        name=name,
+        label=label,
+        stages=(train, evaluate),
+        model=f"models/{name}",
+        metrics=f"metrics/{name}.json",
+        rows=classifier_rows(model),
+        headline=("accuracy",),
+        plots={f"{model} misclassified test images": f"{name}/misclassified.png"},
+        multi_process=(train,),
+        quick={f"{name}.epochs": 1},
+        counts=frozenset({"test_images"}),
+        search=Search(
+            stage=train,
+            validation=f"metrics/validation/{name}.json",
+            objective="accuracy",
+            objectives=("accuracy",),
+            test_stage=evaluate,
+            test_key="test.accuracy",
+            history=f"plots/{name}",
+        ),
+        figures=Figures(
+            model=model,
+            outputs=f"live=plots/{name} evaluation=plots/evaluate/{name} "
+            "images=data/processed/images",
+            figures="curves confusion misclassified",
+            run=f"{run} base.seed",
+        ),
+    )
+
+
 LABS: dict[str, Lab] = {
     lab.name: lab
     for lab in (
-        Lab(
-            name="mlp",
-            label="1. Feedforward network",
-            stages=("train_mlp", "evaluate_classifier@mlp"),
-            model="models/mlp",
-            metrics="metrics/mlp.json",
-            rows=classifier_rows("MLP"),
-            headline=("accuracy",),
-            plots={"MLP misclassified test images": "mlp/misclassified.png"},
-            multi_process=("train_mlp",),
-            quick={"mlp.epochs": 1},
-            counts=frozenset({"test_images"}),
-            search=Search(
-                stage="train_mlp",
-                validation="metrics/validation/mlp.json",
-                objective="accuracy",
-                objectives=("accuracy",),
-                test_stage="evaluate_classifier@mlp",
-                test_key="test.accuracy",
-                history="plots/mlp",
-            ),
-            figures=Figures(
-                model="MLP",
-                outputs="live=plots/mlp evaluation=plots/evaluate/mlp images=data/processed/images",
-                figures="curves confusion misclassified",
-                run="data.images mlp.hidden_units mlp.optimizer "
-                "mlp.learning_rate mlp.epochs base.seed",
-            ),
+        image_classifier(
+            "mlp",
+            "1. Feedforward network",
+            "MLP",
+            run="data.images mlp.hidden_units mlp.optimizer mlp.learning_rate mlp.epochs",
         ),
-        Lab(
-            name="cnn",
-            label="2. CNN",
-            stages=("train_cnn", "evaluate_classifier@cnn"),
-            model="models/cnn",
-            metrics="metrics/cnn.json",
-            rows=classifier_rows("CNN"),
-            headline=("accuracy",),
-            plots={"CNN misclassified test images": "cnn/misclassified.png"},
-            multi_process=("train_cnn",),
-            quick={"cnn.epochs": 1},
-            counts=frozenset({"test_images"}),
-            search=Search(
-                stage="train_cnn",
-                validation="metrics/validation/cnn.json",
-                objective="accuracy",
-                objectives=("accuracy",),
-                test_stage="evaluate_classifier@cnn",
-                test_key="test.accuracy",
-                history="plots/cnn",
-            ),
-            figures=Figures(
-                model="CNN",
-                outputs="live=plots/cnn evaluation=plots/evaluate/cnn images=data/processed/images",
-                figures="curves confusion misclassified",
-                run="data.images cnn.filters cnn.optimizer cnn.learning_rate cnn.epochs base.seed",
-            ),
+        image_classifier(
+            "cnn",
+            "2. CNN",
+            "CNN",
+            run="data.images cnn.filters cnn.optimizer cnn.learning_rate cnn.epochs",
         ),
         Lab(
             name="anomaly",

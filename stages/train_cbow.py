@@ -18,7 +18,7 @@ from __future__ import annotations
 if __name__ == "__main__":  # run as a stage: Keras's backend and the cluster come before Keras
     from dllabs.training.startup import start_keras_stage
 
-    start_keras_stage("train_cbow")
+    start_keras_stage("train_cbow", import_keras=False)  # only cbow.engine: keras imports it
 
 import time
 

@@ -21,14 +21,16 @@ from dllabs.training.backend import quiet_tensorflow_start, select_backend
 from dllabs.training.cluster import join
 
 
-def start_keras_stage(stage: str, multi_process: bool = False) -> None:
+def start_keras_stage(stage: str, multi_process: bool = False, import_keras: bool = True) -> None:
     """Keep TensorFlow's start-up notices off stderr, set Keras's backend from ``params.yaml``'s
     ``base.backend``, and join the other processes when a launcher started several, which only a
     stage that trains on several processes (``multi_process``, as its lab's registry record says)
     accepts; a bad setting ends the process with one line, before Keras loads.
 
     The stage declares it here rather than the cluster code reading the lab registry, so that an
-    edit of the registry (a label, a figure) reruns no training stage."""
+    edit of the registry (a label, a figure) reruns no training stage. Keras itself is imported
+    here (:func:`import_keras_without_extras`) unless ``import_keras`` is false: for a stage that
+    imports Keras only for a non-default setting."""
     quiet_tensorflow_start()
     try:
         backend = select_backend()
@@ -42,7 +44,8 @@ def start_keras_stage(stage: str, multi_process: bool = False) -> None:
         # JAX conversion nothing here runs; JAX serves only the jax backend. A None entry makes
         # `import jax` fail, which TFLite expects and skips.
         sys.modules.setdefault("jax", None)
-    import_keras_without_extras()
+    if import_keras:
+        import_keras_without_extras()
 
 
 # Packages Keras imports when they are installed, for features no stage uses through Keras: its

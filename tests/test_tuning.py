@@ -245,6 +245,15 @@ def test_the_report_ranks_importances_once_two_trials_have_completed(workdir, re
     assert not [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
 
 
+def test_the_slice_figure_slants_only_the_labels_of_categorical_params() -> None:
+    """Matplotlib writes negative ticks with a minus sign and leaves numeric ones blank until
+    drawn: those stay level; a choice among filter lists is slanted so neighbours do not overlap."""
+    from dllabs.tuning.report import _is_number
+
+    assert all(_is_number(text) for text in ("0.1", "\N{MINUS SIGN}0.5", "", "1e-4"))
+    assert not any(_is_number(text) for text in ("[16,32,64,128]", "adam"))
+
+
 def test_an_unreachable_database_is_one_line_without_its_password(workdir, capsys) -> None:
     """A closed port on 127.0.0.1: the driver's refusal, quickly, the password starred."""
     root = workdir()

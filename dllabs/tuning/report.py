@@ -168,7 +168,14 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
         axes = plots.plot_slice(
             study, params=ranked[:SLICES], target_name=f"validation {objective}"
         )
-        figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+        panels = list(axes.flat) if hasattr(axes, "flat") else [axes]
+        for panel in panels:
+            # A categorical param's values (a list of filters) are long labels side by side.
+            if any(not _is_number(label.get_text()) for label in panel.get_xticklabels()):
+                panel.tick_params(axis="x", labelrotation=30)
+                for label in panel.get_xticklabels():
+                    label.set_horizontalalignment("right")
+        figure = panels[0].figure
         figure.set_size_inches(3.2 * min(SLICES, len(ranked)), 3.4)
         figure.savefig(folder / "slice.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
@@ -183,6 +190,15 @@ def figures(study: Any, complete: list[Any], objective: str) -> list[str]:
     for file, caption in shown:
         lines += [f"![{caption}](tune_{study.study_name}/{file})", "", f"*{caption}.*", ""]
     return lines
+
+
+def _is_number(text: str) -> bool:
+    """Whether a tick label reads as a number (or is blank, as numeric ticks are until drawn)."""
+    try:
+        float(text.replace("\N{MINUS SIGN}", "-") or 0)
+    except ValueError:
+        return False
+    return True
 
 
 def _fixed(settings: dict[str, Any]) -> str:

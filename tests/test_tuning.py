@@ -254,6 +254,35 @@ def test_the_slice_figure_slants_only_the_labels_of_categorical_params() -> None
     assert not any(_is_number(text) for text in ("[16,32,64,128]", "adam"))
 
 
+def test_the_slice_figure_of_a_study_slants_its_categorical_panel(workdir, monkeypatch) -> None:
+    """The figure as written: the filters panel's labels slanted, the dropout panel's level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dllabs.tuning.report import figures
+
+    workdir()
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # keep each figure to look at
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+
+    def objective(trial: optuna.Trial) -> float:
+        filters = trial.suggest_categorical("cnn.filters", ["[16,32,64,128]", "[32,64,128,256]"])
+        return trial.suggest_float("cnn.dropout", 0.0, 0.5) + len(filters) / 100
+
+    study.optimize(objective, n_trials=6)
+    figures(study, study.trials, "accuracy")
+    rotation = {
+        axes.get_xlabel(): {label.get_rotation() for label in axes.get_xticklabels()}
+        for figure in drawn
+        for axes in figure.axes
+        if axes.get_xlabel().startswith("cnn.")
+    }
+    assert rotation == {"cnn.filters": {30.0}, "cnn.dropout": {0.0}}, rotation
+
+
 def test_an_unreachable_database_is_one_line_without_its_password(workdir, capsys) -> None:
     """A closed port on 127.0.0.1: the driver's refusal, quickly, the password starred."""
     root = workdir()
